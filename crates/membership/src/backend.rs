@@ -1,0 +1,140 @@
+//! The backend record: address, tags, and the three separate fields of its lifecycle
+//! (membership, admin flags, liveness), as CockroachDB learned to keep them apart.
+
+use crate::ids::BackendId;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A `host:port` address. IPv6 hosts are stored without brackets.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HostPort {
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        HostPort { host: host.into(), port }
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// How a statement names a backend: `"10002"` or `"host:heartbeat_port"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackendRef {
+    Id(BackendId),
+    Addr(HostPort),
+}
+
+impl fmt::Display for BackendRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendRef::Id(id) => write!(f, "{id}"),
+            BackendRef::Addr(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// ACTIVE -> DECOMMISSIONING -> DECOMMISSIONED; CANCEL returns DECOMMISSIONING -> ACTIVE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackendMembership {
+    Active,
+    Decommissioning,
+    Decommissioned,
+}
+
+impl BackendMembership {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackendMembership::Active => "ACTIVE",
+            BackendMembership::Decommissioning => "DECOMMISSIONING",
+            BackendMembership::Decommissioned => "DECOMMISSIONED",
+        }
+    }
+}
+
+/// Placement tags (Doris `tag.*` properties).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tags {
+    pub location: String,
+    pub compute_group_name: Option<String>,
+    pub public_endpoint: Option<String>,
+    pub private_endpoint: Option<String>,
+}
+
+impl Default for Tags {
+    fn default() -> Self {
+        Tags {
+            location: "default".to_string(),
+            compute_group_name: None,
+            public_endpoint: None,
+            private_endpoint: None,
+        }
+    }
+}
+
+impl Tags {
+    /// The Tag column of SHOW BACKENDS, in Doris's JSON shape.
+    pub fn to_json(&self) -> String {
+        let mut parts = vec![format!("\"location\" : \"{}\"", self.location)];
+        if let Some(v) = &self.compute_group_name {
+            parts.push(format!("\"compute_group_name\" : \"{v}\""));
+        }
+        if let Some(v) = &self.public_endpoint {
+            parts.push(format!("\"public_endpoint\" : \"{v}\""));
+        }
+        if let Some(v) = &self.private_endpoint {
+            parts.push(format!("\"private_endpoint\" : \"{v}\""));
+        }
+        format!("{{{}}}", parts.join(", "))
+    }
+}
+
+/// What the master last learned from heartbeats. Only changes go through Raft.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Liveness {
+    pub alive: bool,
+    pub last_heartbeat_ms: Option<u64>,
+    pub last_start_time_ms: Option<u64>,
+    pub heartbeat_failure_counter: u64,
+    pub err_msg: String,
+    pub version: String,
+    pub be_port: Option<u16>,
+    pub http_port: Option<u16>,
+    pub brpc_port: Option<u16>,
+    pub total_capacity_bytes: u64,
+    pub avail_capacity_bytes: u64,
+    pub data_used_capacity_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backend {
+    pub id: BackendId,
+    pub addr: HostPort,
+    pub tags: Tags,
+    pub membership: BackendMembership,
+    pub disable_query: bool,
+    pub disable_load: bool,
+    /// Leader-stamped time of ADD BACKEND.
+    pub added_at_ms: u64,
+    /// Leader-stamped time of the current decommission, if any.
+    pub decommission_started_ms: Option<u64>,
+    pub liveness: Liveness,
+}
+
+/// What remains of a dropped backend: its id is never reused and statements naming it say so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub id: BackendId,
+    pub addr: HostPort,
+    pub dropped_at_ms: u64,
+}

@@ -1,0 +1,35 @@
+//! Refusals of the domain. These are answers, not failures: apply returns them as `Ok` replies.
+
+use crate::backend::HostPort;
+use crate::ids::{BackendId, FrontendId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum DomainError {
+    #[error("Same backend already exists[{0}]")]
+    DuplicateBackend(HostPort),
+    #[error("backend does not exist[{0}]")]
+    UnknownBackend(String),
+    #[error("backend {id} was dropped (it was {addr}); backend ids are never reused")]
+    DroppedBackend { id: BackendId, addr: HostPort },
+    #[error("backend {0} is named twice in one statement")]
+    RepeatedBackend(BackendId),
+    #[error("unknown property \"{key}\"; valid properties are {valid}")]
+    UnknownProperty { key: String, valid: &'static str },
+    #[error("invalid value \"{value}\" for property \"{key}\": {reason}")]
+    InvalidProperty { key: String, value: String, reason: String },
+    #[error("backend {0} is DECOMMISSIONED and cannot be changed; add a new backend instead")]
+    AlreadyDecommissioned(BackendId),
+    #[error("backend {0} is not being decommissioned")]
+    NotDecommissioning(BackendId),
+    #[error(
+        "It is highly NOT RECOMMENDED to use DROP BACKEND stmt.It is not safe to directly drop a backend. All data on this backend will be discarded permanently. If you insist, use DROPP instead of DROP"
+    )]
+    DropRefused,
+    #[error("frontend {0} was removed from this cluster before; frontend ids are never reused")]
+    ReusedFrontendId(FrontendId),
+    #[error("unknown config \"{0}\"")]
+    UnknownSetting(String),
+    #[error("invalid value \"{value}\" for config \"{key}\": {reason}")]
+    InvalidSetting { key: String, value: String, reason: String },
+}

@@ -1,0 +1,29 @@
+//! Newtype ids. Backend ids start at 10001 (Doris numbering) and are never reused.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Id of a storage backend, allocated by the replicated registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BackendId(pub u64);
+
+/// Id of a frontend: its Raft node id, fixed in its config and never reused after removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FrontendId(pub u64);
+
+impl BackendId {
+    /// The first id the registry hands out.
+    pub const FIRST: BackendId = BackendId(10001);
+}
+
+impl fmt::Display for BackendId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for FrontendId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}

@@ -1,0 +1,17 @@
+//! The pure domain of Roster: ids, backend records, the cluster state and its transitions
+//! `(state, command, time) -> result`. No I/O, no clock, no randomness: everything here is
+//! deterministic so that every FE applying the same log reaches the same state.
+
+pub mod backend;
+pub mod error;
+pub mod ids;
+pub mod registry;
+pub mod settings;
+pub mod state;
+pub mod tracked;
+
+pub use backend::{Backend, BackendMembership, BackendRef, HostPort, Tags};
+pub use error::DomainError;
+pub use ids::{BackendId, FrontendId};
+pub use settings::Settings;
+pub use state::ClusterState;

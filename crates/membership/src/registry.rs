@@ -1,0 +1,236 @@
+//! Transitions of the backend registry (SPEC section 2, "Backends"). Each function validates the
+//! whole statement first and changes nothing when it refuses.
+
+use crate::backend::{Backend, BackendMembership, BackendRef, HostPort, Liveness, Tags, Tombstone};
+use crate::error::DomainError;
+use crate::ids::{BackendId, FrontendId};
+use crate::state::ClusterState;
+use std::collections::BTreeSet;
+
+const ADD_PROPERTIES: &str = "tag.location, tag.compute_group_name, tag.public_endpoint, tag.private_endpoint";
+const MODIFY_PROPERTIES: &str = "tag.location, disable_query, disable_load";
+
+fn check_tag_value(key: &str, value: &str) -> Result<String, DomainError> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || "_-.:/".contains(c));
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(DomainError::InvalidProperty {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: "expected 1-128 characters of letters, digits, '_', '-', '.', ':' or '/'".to_string(),
+        })
+    }
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, DomainError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(DomainError::InvalidProperty {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: "expected true or false".to_string(),
+        }),
+    }
+}
+
+/// Tags from ADD BACKEND's PROPERTIES; unknown keys are refused.
+pub fn tags_from_properties(props: &[(String, String)]) -> Result<Tags, DomainError> {
+    let mut tags = Tags::default();
+    for (k, v) in props {
+        match k.to_ascii_lowercase().as_str() {
+            "tag.location" => tags.location = check_tag_value(k, v)?,
+            "tag.compute_group_name" => tags.compute_group_name = Some(check_tag_value(k, v)?),
+            "tag.public_endpoint" => tags.public_endpoint = Some(check_tag_value(k, v)?),
+            "tag.private_endpoint" => tags.private_endpoint = Some(check_tag_value(k, v)?),
+            _ => return Err(DomainError::UnknownProperty { key: k.clone(), valid: ADD_PROPERTIES }),
+        }
+    }
+    Ok(tags)
+}
+
+/// ALTER SYSTEM ADD BACKEND: new ids in statement order.
+pub fn add_backends(
+    state: &mut ClusterState,
+    now_ms: u64,
+    addrs: &[HostPort],
+    props: &[(String, String)],
+) -> Result<Vec<BackendId>, DomainError> {
+    let tags = tags_from_properties(props)?;
+    let mut seen = BTreeSet::new();
+    for a in addrs {
+        if state.backend_by_addr(a).is_some() || !seen.insert(a) {
+            return Err(DomainError::DuplicateBackend(a.clone()));
+        }
+    }
+    let mut ids = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        let id = BackendId(state.meta.next_backend_id);
+        state.meta.next_backend_id += 1;
+        state.backends.insert(
+            id,
+            Backend {
+                id,
+                addr: a.clone(),
+                tags: tags.clone(),
+                membership: BackendMembership::Active,
+                disable_query: false,
+                disable_load: false,
+                added_at_ms: now_ms,
+                decommission_started_ms: None,
+                liveness: Liveness::default(),
+            },
+        );
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Resolve statement targets to live backends, in order, without duplicates.
+pub fn resolve(state: &ClusterState, refs: &[BackendRef]) -> Result<Vec<BackendId>, DomainError> {
+    let mut out: Vec<BackendId> = Vec::with_capacity(refs.len());
+    for r in refs {
+        let id = match r {
+            BackendRef::Id(id) => {
+                if state.backends.contains_key(id) {
+                    *id
+                } else if let Some(t) = state.tombstones.get(id) {
+                    return Err(DomainError::DroppedBackend { id: *id, addr: t.addr.clone() });
+                } else {
+                    return Err(DomainError::UnknownBackend(r.to_string()));
+                }
+            }
+            BackendRef::Addr(a) => match state.backend_by_addr(a) {
+                Some(b) => b.id,
+                None => return Err(DomainError::UnknownBackend(r.to_string())),
+            },
+        };
+        if !out.contains(&id) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// ALTER SYSTEM DROPP BACKEND: removes at once and leaves tombstones.
+pub fn dropp_backends(state: &mut ClusterState, now_ms: u64, refs: &[BackendRef]) -> Result<Vec<Tombstone>, DomainError> {
+    let ids = resolve(state, refs)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let b = state.backends.remove(&id).expect("resolved above");
+        let t = Tombstone { id, addr: b.addr, dropped_at_ms: now_ms };
+        state.tombstones.insert(id, t.clone());
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// ALTER SYSTEM DECOMMISSION BACKEND: ACTIVE -> DECOMMISSIONING. Repeating it is harmless.
+/// Returns the backends whose state changed.
+pub fn decommission(state: &mut ClusterState, now_ms: u64, refs: &[BackendRef]) -> Result<Vec<BackendId>, DomainError> {
+    let ids = resolve(state, refs)?;
+    for id in &ids {
+        if state.backends.get(id).map(|b| b.membership) == Some(BackendMembership::Decommissioned) {
+            return Err(DomainError::AlreadyDecommissioned(*id));
+        }
+    }
+    let mut changed = Vec::new();
+    for id in ids {
+        let b = state.backends.get(&id).expect("resolved above");
+        if b.membership == BackendMembership::Active {
+            let b = state.backends.get_mut(&id).expect("resolved above");
+            b.membership = BackendMembership::Decommissioning;
+            b.decommission_started_ms = Some(now_ms);
+            changed.push(id);
+        }
+    }
+    Ok(changed)
+}
+
+/// CANCEL DECOMMISSION BACKEND: DECOMMISSIONING -> ACTIVE. Already ACTIVE is harmless;
+/// DECOMMISSIONED is final. Returns the backends whose state changed.
+pub fn cancel_decommission(state: &mut ClusterState, refs: &[BackendRef]) -> Result<Vec<BackendId>, DomainError> {
+    let ids = resolve(state, refs)?;
+    for id in &ids {
+        if state.backends.get(id).map(|b| b.membership) == Some(BackendMembership::Decommissioned) {
+            return Err(DomainError::AlreadyDecommissioned(*id));
+        }
+    }
+    let mut changed = Vec::new();
+    for id in ids {
+        if state.backends.get(&id).map(|b| b.membership) == Some(BackendMembership::Decommissioning) {
+            let b = state.backends.get_mut(&id).expect("resolved above");
+            b.membership = BackendMembership::Active;
+            b.decommission_started_ms = None;
+            changed.push(id);
+        }
+    }
+    Ok(changed)
+}
+
+/// A validated MODIFY BACKEND change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Change {
+    Location(String),
+    DisableQuery(bool),
+    DisableLoad(bool),
+}
+
+fn parse_modify(props: &[(String, String)]) -> Result<Vec<Change>, DomainError> {
+    if props.is_empty() {
+        return Err(DomainError::UnknownProperty { key: String::new(), valid: MODIFY_PROPERTIES });
+    }
+    props
+        .iter()
+        .map(|(k, v)| match k.to_ascii_lowercase().as_str() {
+            "tag.location" => Ok(Change::Location(check_tag_value(k, v)?)),
+            "disable_query" => Ok(Change::DisableQuery(parse_bool(k, v)?)),
+            "disable_load" => Ok(Change::DisableLoad(parse_bool(k, v)?)),
+            _ => Err(DomainError::UnknownProperty { key: k.clone(), valid: MODIFY_PROPERTIES }),
+        })
+        .collect()
+}
+
+/// ALTER SYSTEM MODIFY BACKEND ... SET (...). Returns the modified backends.
+pub fn modify_backends(
+    state: &mut ClusterState,
+    refs: &[BackendRef],
+    props: &[(String, String)],
+) -> Result<Vec<BackendId>, DomainError> {
+    let changes = parse_modify(props)?;
+    let ids = resolve(state, refs)?;
+    for id in &ids {
+        if state.backends.get(id).map(|b| b.membership) == Some(BackendMembership::Decommissioned) {
+            return Err(DomainError::AlreadyDecommissioned(*id));
+        }
+    }
+    for id in &ids {
+        let b = state.backends.get_mut(id).expect("resolved above");
+        for c in &changes {
+            match c {
+                Change::Location(l) => b.tags.location = l.clone(),
+                Change::DisableQuery(v) => b.disable_query = *v,
+                Change::DisableLoad(v) => b.disable_load = *v,
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Whether a frontend id may join: ids that were members once and are not now are never reused.
+pub fn check_frontend_join(
+    state: &ClusterState,
+    id: FrontendId,
+    current_members: &BTreeSet<FrontendId>,
+) -> Result<(), DomainError> {
+    if state.meta.frontends_ever.contains(&id) && !current_members.contains(&id) {
+        return Err(DomainError::ReusedFrontendId(id));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
