@@ -15,7 +15,7 @@ pub enum DomainError {
     #[error("backend {0} is named twice in one statement")]
     RepeatedBackend(BackendId),
     #[error("unknown property \"{key}\"; valid properties are {valid}")]
-    UnknownProperty { key: String, valid: &'static str },
+    UnknownProperty { key: String, valid: String },
     #[error("invalid value \"{value}\" for property \"{key}\": {reason}")]
     InvalidProperty { key: String, value: String, reason: String },
     #[error("backend {0} is DECOMMISSIONED and cannot be changed; add a new backend instead")]

@@ -46,7 +46,7 @@ pub fn tags_from_properties(props: &[(String, String)]) -> Result<Tags, DomainEr
             "tag.compute_group_name" => tags.compute_group_name = Some(check_tag_value(k, v)?),
             "tag.public_endpoint" => tags.public_endpoint = Some(check_tag_value(k, v)?),
             "tag.private_endpoint" => tags.private_endpoint = Some(check_tag_value(k, v)?),
-            _ => return Err(DomainError::UnknownProperty { key: k.clone(), valid: ADD_PROPERTIES }),
+            _ => return Err(DomainError::UnknownProperty { key: k.clone(), valid: ADD_PROPERTIES.to_string() }),
         }
     }
     Ok(tags)
@@ -181,7 +181,7 @@ enum Change {
 
 fn parse_modify(props: &[(String, String)]) -> Result<Vec<Change>, DomainError> {
     if props.is_empty() {
-        return Err(DomainError::UnknownProperty { key: String::new(), valid: MODIFY_PROPERTIES });
+        return Err(DomainError::UnknownProperty { key: String::new(), valid: MODIFY_PROPERTIES.to_string() });
     }
     props
         .iter()
@@ -189,7 +189,7 @@ fn parse_modify(props: &[(String, String)]) -> Result<Vec<Change>, DomainError> 
             "tag.location" => Ok(Change::Location(check_tag_value(k, v)?)),
             "disable_query" => Ok(Change::DisableQuery(parse_bool(k, v)?)),
             "disable_load" => Ok(Change::DisableLoad(parse_bool(k, v)?)),
-            _ => Err(DomainError::UnknownProperty { key: k.clone(), valid: MODIFY_PROPERTIES }),
+            _ => Err(DomainError::UnknownProperty { key: k.clone(), valid: MODIFY_PROPERTIES.to_string() }),
         })
         .collect()
 }

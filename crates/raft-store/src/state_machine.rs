@@ -1,0 +1,286 @@
+//! The state machine in `sm.redb`: one table per entity plus a `meta` table (singletons,
+//! last-applied log id, last membership, the current snapshot).
+//!
+//! Reads are served from an in-memory copy of the state behind a lock; every apply batch writes
+//! exactly the rows it changed, with last-applied and membership, in one fsynced transaction
+//! before any client is answered. Snapshots are built from one consistent view of
+//! (state, last-applied, membership), so a snapshot never holds entries past its log id.
+
+use crate::applier;
+use crate::cmd::{Reply, Response};
+use crate::codec;
+use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend};
+use roster_membership::state::Meta;
+use roster_membership::tracked::TrackedMap;
+use roster_membership::{BackendId, ClusterState, FrontendId};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Serialize, de::DeserializeOwned};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const BACKENDS: TableDefinition<u64, &[u8]> = TableDefinition::new("backends");
+const TOMBSTONES: TableDefinition<u64, &[u8]> = TableDefinition::new("tombstones");
+const KEY_META: &str = "meta";
+const KEY_APPLIED: &str = "last_applied";
+const KEY_MEMBERSHIP: &str = "last_membership";
+const KEY_SNAPSHOT: &str = "snapshot";
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// How far this state machine has applied the log, and the membership it last applied.
+#[derive(Debug, Clone, Default)]
+pub struct AppliedState {
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+struct View {
+    state: ClusterState,
+    applied: AppliedState,
+}
+
+struct Shared {
+    db: Database,
+    view: RwLock<View>,
+}
+
+/// Cheap to clone; all clones share one database and one view.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    inner: Arc<Shared>,
+}
+
+/// Rows to write for one batch, already encoded, so the commit can run off the async threads.
+#[derive(Default)]
+struct RowWrites {
+    meta: Vec<(&'static str, Vec<u8>)>,
+    backends: Vec<(u64, Option<Vec<u8>>)>,
+    tombstones: Vec<(u64, Option<Vec<u8>>)>,
+    /// Replace whole tables (snapshot install) instead of writing single rows.
+    replace_all: bool,
+}
+
+fn dirty_rows<V: Serialize>(map: &mut TrackedMap<BackendId, V>) -> io::Result<Vec<(u64, Option<Vec<u8>>)>> {
+    map.take_dirty().into_iter().map(|(k, v)| Ok((k.0, v.map(codec::encode).transpose()?))).collect()
+}
+
+fn all_rows<V: Serialize>(map: &TrackedMap<BackendId, V>) -> io::Result<Vec<(u64, Option<Vec<u8>>)>> {
+    map.iter().map(|(k, v)| Ok((k.0, Some(codec::encode(v)?)))).collect()
+}
+
+fn write_rows(db: &Database, rows: RowWrites) -> io::Result<()> {
+    let w = db.begin_write().map_err(io_err)?;
+    {
+        let mut meta = w.open_table(META).map_err(io_err)?;
+        for (k, v) in &rows.meta {
+            meta.insert(*k, v.as_slice()).map_err(io_err)?;
+        }
+        for (def, rows_of) in [(BACKENDS, &rows.backends), (TOMBSTONES, &rows.tombstones)] {
+            let mut t = w.open_table(def).map_err(io_err)?;
+            if rows.replace_all {
+                t.retain(|_, _| false).map_err(io_err)?;
+            }
+            for (k, v) in rows_of {
+                match v {
+                    Some(v) => t.insert(*k, v.as_slice()).map_err(io_err)?,
+                    None => t.remove(*k).map_err(io_err)?,
+                };
+            }
+        }
+    }
+    w.commit().map_err(io_err)
+}
+
+fn load_map<V: DeserializeOwned>(
+    r: &redb::ReadTransaction,
+    def: TableDefinition<u64, &[u8]>,
+) -> io::Result<TrackedMap<BackendId, V>> {
+    let t = r.open_table(def).map_err(io_err)?;
+    let mut m = BTreeMap::new();
+    for item in t.iter().map_err(io_err)? {
+        let (k, v) = item.map_err(io_err)?;
+        m.insert(BackendId(k.value()), codec::decode(v.value())?);
+    }
+    Ok(TrackedMap::from_clean(m))
+}
+
+fn get_meta<T: DeserializeOwned>(r: &redb::ReadTransaction, key: &str) -> io::Result<Option<T>> {
+    let t = r.open_table(META).map_err(io_err)?;
+    match t.get(key).map_err(io_err)? {
+        Some(v) => Ok(Some(codec::decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn note_membership(state: &mut ClusterState, m: &StoredMembership) {
+    state.note_frontends(m.membership().nodes().map(|(id, _)| FrontendId(*id)));
+}
+
+impl StateMachineStore {
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let db = Database::builder().set_cache_size(64 << 20).create(path).map_err(io_err)?;
+        {
+            let w = db.begin_write().map_err(io_err)?;
+            w.open_table(META).map_err(io_err)?;
+            w.open_table(BACKENDS).map_err(io_err)?;
+            w.open_table(TOMBSTONES).map_err(io_err)?;
+            w.commit().map_err(io_err)?;
+        }
+        let view = {
+            let r = db.begin_read().map_err(io_err)?;
+            let state = ClusterState {
+                backends: load_map(&r, BACKENDS)?,
+                tombstones: load_map(&r, TOMBSTONES)?,
+                meta: get_meta::<Meta>(&r, KEY_META)?.unwrap_or_default(),
+            };
+            let applied = AppliedState {
+                last_applied: get_meta::<Option<LogId>>(&r, KEY_APPLIED)?.flatten(),
+                membership: get_meta(&r, KEY_MEMBERSHIP)?.unwrap_or_default(),
+            };
+            View { state, applied }
+        };
+        Ok(StateMachineStore { inner: Arc::new(Shared { db, view: RwLock::new(view) }) })
+    }
+
+    /// Read the applied state. Callers that need linearizability wait for the read index first.
+    pub fn read<R>(&self, f: impl FnOnce(&ClusterState, &AppliedState) -> R) -> R {
+        let v = self.inner.view.read().expect("state lock poisoned");
+        f(&v.state, &v.applied)
+    }
+
+    async fn commit(&self, rows: RowWrites) -> io::Result<()> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || write_rows(&inner.db, rows)).await.map_err(io_err)?
+    }
+
+    fn snapshot_of(&self) -> io::Result<(SnapshotMeta, Vec<u8>)> {
+        let v = self.inner.view.read().expect("state lock poisoned");
+        let data = codec::encode(&v.state)?;
+        let meta = SnapshotMeta { last_log_id: v.applied.last_applied, last_membership: v.applied.membership.clone() };
+        Ok((meta, data))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    type SnapshotData = Vec<u8>;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let (meta, data) = self.snapshot_of()?;
+        let blob = codec::encode(&(&meta, &data))?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let w = inner.db.begin_write().map_err(io_err)?;
+            w.open_table(META).map_err(io_err)?.insert(KEY_SNAPSHOT, blob.as_slice()).map_err(io_err)?;
+            w.commit().map_err(io_err)
+        })
+        .await
+        .map_err(io_err)??;
+        Ok(Snapshot { meta, snapshot: data })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = Vec<u8>;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        Ok(self.read(|_, a| (a.last_applied, a.membership.clone())))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut batch = Vec::new();
+        while let Some(item) = entries.try_next().await? {
+            batch.push(item);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut answers = Vec::with_capacity(batch.len());
+        let rows = {
+            let mut v = self.inner.view.write().expect("state lock poisoned");
+            let View { state, applied } = &mut *v;
+            for (entry, responder) in batch {
+                applied.last_applied = Some(entry.log_id);
+                let resp = match &entry.payload {
+                    EntryPayload::Blank => Response::Ok(Reply::Done),
+                    EntryPayload::Normal(req) => applier::apply(state, req),
+                    EntryPayload::Membership(m) => {
+                        applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+                        note_membership(state, &applied.membership);
+                        Response::Ok(Reply::Done)
+                    }
+                };
+                if let Some(r) = responder {
+                    answers.push((r, resp));
+                }
+            }
+            RowWrites {
+                meta: vec![
+                    (KEY_META, codec::encode(&state.meta)?),
+                    (KEY_APPLIED, codec::encode(&applied.last_applied)?),
+                    (KEY_MEMBERSHIP, codec::encode(&applied.membership)?),
+                ],
+                backends: dirty_rows(&mut state.backends)?,
+                tombstones: dirty_rows(&mut state.tombstones)?,
+                replace_all: false,
+            }
+        };
+        // Durable before anyone is answered.
+        self.commit(rows).await?;
+        for (r, resp) in answers {
+            r.send(resp);
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> Result<(), io::Error> {
+        let mut state: ClusterState = codec::decode(&snapshot)?;
+        let applied = AppliedState { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+        note_membership(&mut state, &applied.membership);
+        let rows = RowWrites {
+            meta: vec![
+                (KEY_META, codec::encode(&state.meta)?),
+                (KEY_APPLIED, codec::encode(&applied.last_applied)?),
+                (KEY_MEMBERSHIP, codec::encode(&applied.membership)?),
+                (KEY_SNAPSHOT, codec::encode(&(meta, &snapshot))?),
+            ],
+            backends: all_rows(&state.backends)?,
+            tombstones: all_rows(&state.tombstones)?,
+            replace_all: true,
+        };
+        // Hold the view lock across the commit so no reader sees the old state after the new
+        // one is durable, nor the new one before.
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let mut v = inner.view.write().expect("state lock poisoned");
+            write_rows(&inner.db, rows)?;
+            state.backends.clear_dirty();
+            state.tombstones.clear_dirty();
+            *v = View { state, applied };
+            Ok(())
+        })
+        .await
+        .map_err(io_err)?
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        let r = self.inner.db.begin_read().map_err(io_err)?;
+        let snap: Option<(SnapshotMeta, Vec<u8>)> = get_meta(&r, KEY_SNAPSHOT)?;
+        Ok(snap.map(|(meta, snapshot)| Snapshot { meta, snapshot }))
+    }
+}

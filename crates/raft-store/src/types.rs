@@ -1,0 +1,57 @@
+//! The openraft type configuration and the frontend node record carried in Raft membership.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::cmd::{Request, Response};
+
+pub type NodeId = u64;
+
+/// A frontend as recorded in Raft membership: where to reach each of its ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FeNode {
+    pub host: String,
+    pub edit_log_port: u16,
+    pub rpc_port: u16,
+    pub query_port: u16,
+    pub http_port: u16,
+}
+
+impl FeNode {
+    /// `host:edit_log_port`, how ADD/DROP FOLLOWER name a frontend (Doris).
+    pub fn edit_log_addr(&self) -> String {
+        join_host_port(&self.host, self.edit_log_port)
+    }
+
+    pub fn rpc_addr(&self) -> String {
+        join_host_port(&self.host, self.rpc_port)
+    }
+}
+
+pub fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+}
+
+impl fmt::Display for FeNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.edit_log_addr())
+    }
+}
+
+openraft::declare_raft_types!(
+    /// Roster's Raft types: commands are `Request`s, answers `Response`s, nodes `FeNode`s.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = NodeId,
+        Node = FeNode,
+);
+
+pub type Raft = openraft::Raft<TypeConfig, crate::state_machine::StateMachineStore>;
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
+pub type Membership = openraft::Membership<NodeId, FeNode>;
