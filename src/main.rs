@@ -1,1 +1,107 @@
-fn main() {}
+//! `roster`: one binary, cockroach-style subcommands.
+
+mod config;
+mod playground;
+mod sql_shell;
+mod start;
+mod table;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "roster",
+    version,
+    about = "Roster: the metadata quorum for a fleet of storage backends"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one FE.
+    Start {
+        /// TOML config file (see config/fe1.toml for every key).
+        #[arg(long)]
+        config: PathBuf,
+        /// Override data_dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print the merged configuration as JSON and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+    /// A SQL shell over the client library, or one statement with -e.
+    Sql(sql_shell::SqlArgs),
+    /// Start a local three-FE cluster on loopback and print how to connect.
+    Playground {
+        /// Where the FEs keep their data (default: a fresh temporary directory).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Start {
+                config,
+                data_dir,
+                print_config,
+            } => {
+                let overrides = config::Overrides {
+                    data_dir,
+                    node_id: None,
+                };
+                let cfg = config::load(&config, &overrides)?;
+                if print_config {
+                    println!("{}", serde_json::to_string_pretty(&cfg)?);
+                    return Ok(());
+                }
+                init_tracing(cfg.log_format == "json");
+                start::run(cfg).await
+            }
+            Command::Sql(args) => sql_shell::run(args).await,
+            Command::Playground { data_dir } => {
+                init_tracing(false);
+                playground::run(data_dir).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -14,7 +14,10 @@ pub struct HostPort {
 
 impl HostPort {
     pub fn new(host: impl Into<String>, port: u16) -> Self {
-        HostPort { host: host.into(), port }
+        HostPort {
+            host: host.into(),
+            port,
+        }
     }
 }
 

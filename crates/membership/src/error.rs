@@ -17,7 +17,11 @@ pub enum DomainError {
     #[error("unknown property \"{key}\"; valid properties are {valid}")]
     UnknownProperty { key: String, valid: String },
     #[error("invalid value \"{value}\" for property \"{key}\": {reason}")]
-    InvalidProperty { key: String, value: String, reason: String },
+    InvalidProperty {
+        key: String,
+        value: String,
+        reason: String,
+    },
     #[error("backend {0} is DECOMMISSIONED and cannot be changed; add a new backend instead")]
     AlreadyDecommissioned(BackendId),
     #[error("backend {0} is not being decommissioned")]
@@ -31,5 +35,9 @@ pub enum DomainError {
     #[error("unknown config \"{0}\"")]
     UnknownSetting(String),
     #[error("invalid value \"{value}\" for config \"{key}\": {reason}")]
-    InvalidSetting { key: String, value: String, reason: String },
+    InvalidSetting {
+        key: String,
+        value: String,
+        reason: String,
+    },
 }

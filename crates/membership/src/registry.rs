@@ -7,20 +7,24 @@ use crate::ids::{BackendId, FrontendId};
 use crate::state::ClusterState;
 use std::collections::BTreeSet;
 
-const ADD_PROPERTIES: &str = "tag.location, tag.compute_group_name, tag.public_endpoint, tag.private_endpoint";
+const ADD_PROPERTIES: &str =
+    "tag.location, tag.compute_group_name, tag.public_endpoint, tag.private_endpoint";
 const MODIFY_PROPERTIES: &str = "tag.location, disable_query, disable_load";
 
 fn check_tag_value(key: &str, value: &str) -> Result<String, DomainError> {
     let ok = !value.is_empty()
         && value.len() <= 128
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || "_-.:/".contains(c));
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.:/".contains(c));
     if ok {
         Ok(value.to_string())
     } else {
         Err(DomainError::InvalidProperty {
             key: key.to_string(),
             value: value.to_string(),
-            reason: "expected 1-128 characters of letters, digits, '_', '-', '.', ':' or '/'".to_string(),
+            reason: "expected 1-128 characters of letters, digits, '_', '-', '.', ':' or '/'"
+                .to_string(),
         })
     }
 }
@@ -46,7 +50,12 @@ pub fn tags_from_properties(props: &[(String, String)]) -> Result<Tags, DomainEr
             "tag.compute_group_name" => tags.compute_group_name = Some(check_tag_value(k, v)?),
             "tag.public_endpoint" => tags.public_endpoint = Some(check_tag_value(k, v)?),
             "tag.private_endpoint" => tags.private_endpoint = Some(check_tag_value(k, v)?),
-            _ => return Err(DomainError::UnknownProperty { key: k.clone(), valid: ADD_PROPERTIES.to_string() }),
+            _ => {
+                return Err(DomainError::UnknownProperty {
+                    key: k.clone(),
+                    valid: ADD_PROPERTIES.to_string(),
+                });
+            }
         }
     }
     Ok(tags)
@@ -98,7 +107,10 @@ pub fn resolve(state: &ClusterState, refs: &[BackendRef]) -> Result<Vec<BackendI
                 if state.backends.contains_key(id) {
                     *id
                 } else if let Some(t) = state.tombstones.get(id) {
-                    return Err(DomainError::DroppedBackend { id: *id, addr: t.addr.clone() });
+                    return Err(DomainError::DroppedBackend {
+                        id: *id,
+                        addr: t.addr.clone(),
+                    });
                 } else {
                     return Err(DomainError::UnknownBackend(r.to_string()));
                 }
@@ -116,12 +128,20 @@ pub fn resolve(state: &ClusterState, refs: &[BackendRef]) -> Result<Vec<BackendI
 }
 
 /// ALTER SYSTEM DROPP BACKEND: removes at once and leaves tombstones.
-pub fn dropp_backends(state: &mut ClusterState, now_ms: u64, refs: &[BackendRef]) -> Result<Vec<Tombstone>, DomainError> {
+pub fn dropp_backends(
+    state: &mut ClusterState,
+    now_ms: u64,
+    refs: &[BackendRef],
+) -> Result<Vec<Tombstone>, DomainError> {
     let ids = resolve(state, refs)?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         let b = state.backends.remove(&id).expect("resolved above");
-        let t = Tombstone { id, addr: b.addr, dropped_at_ms: now_ms };
+        let t = Tombstone {
+            id,
+            addr: b.addr,
+            dropped_at_ms: now_ms,
+        };
         state.tombstones.insert(id, t.clone());
         out.push(t);
     }
@@ -130,7 +150,11 @@ pub fn dropp_backends(state: &mut ClusterState, now_ms: u64, refs: &[BackendRef]
 
 /// ALTER SYSTEM DECOMMISSION BACKEND: ACTIVE -> DECOMMISSIONING. Repeating it is harmless.
 /// Returns the backends whose state changed.
-pub fn decommission(state: &mut ClusterState, now_ms: u64, refs: &[BackendRef]) -> Result<Vec<BackendId>, DomainError> {
+pub fn decommission(
+    state: &mut ClusterState,
+    now_ms: u64,
+    refs: &[BackendRef],
+) -> Result<Vec<BackendId>, DomainError> {
     let ids = resolve(state, refs)?;
     for id in &ids {
         if state.backends.get(id).map(|b| b.membership) == Some(BackendMembership::Decommissioned) {
@@ -152,7 +176,10 @@ pub fn decommission(state: &mut ClusterState, now_ms: u64, refs: &[BackendRef]) 
 
 /// CANCEL DECOMMISSION BACKEND: DECOMMISSIONING -> ACTIVE. Already ACTIVE is harmless;
 /// DECOMMISSIONED is final. Returns the backends whose state changed.
-pub fn cancel_decommission(state: &mut ClusterState, refs: &[BackendRef]) -> Result<Vec<BackendId>, DomainError> {
+pub fn cancel_decommission(
+    state: &mut ClusterState,
+    refs: &[BackendRef],
+) -> Result<Vec<BackendId>, DomainError> {
     let ids = resolve(state, refs)?;
     for id in &ids {
         if state.backends.get(id).map(|b| b.membership) == Some(BackendMembership::Decommissioned) {
@@ -161,7 +188,8 @@ pub fn cancel_decommission(state: &mut ClusterState, refs: &[BackendRef]) -> Res
     }
     let mut changed = Vec::new();
     for id in ids {
-        if state.backends.get(&id).map(|b| b.membership) == Some(BackendMembership::Decommissioning) {
+        if state.backends.get(&id).map(|b| b.membership) == Some(BackendMembership::Decommissioning)
+        {
             let b = state.backends.get_mut(&id).expect("resolved above");
             b.membership = BackendMembership::Active;
             b.decommission_started_ms = None;
@@ -181,7 +209,10 @@ enum Change {
 
 fn parse_modify(props: &[(String, String)]) -> Result<Vec<Change>, DomainError> {
     if props.is_empty() {
-        return Err(DomainError::UnknownProperty { key: String::new(), valid: MODIFY_PROPERTIES.to_string() });
+        return Err(DomainError::UnknownProperty {
+            key: String::new(),
+            valid: MODIFY_PROPERTIES.to_string(),
+        });
     }
     props
         .iter()
@@ -189,7 +220,10 @@ fn parse_modify(props: &[(String, String)]) -> Result<Vec<Change>, DomainError> 
             "tag.location" => Ok(Change::Location(check_tag_value(k, v)?)),
             "disable_query" => Ok(Change::DisableQuery(parse_bool(k, v)?)),
             "disable_load" => Ok(Change::DisableLoad(parse_bool(k, v)?)),
-            _ => Err(DomainError::UnknownProperty { key: k.clone(), valid: MODIFY_PROPERTIES.to_string() }),
+            _ => Err(DomainError::UnknownProperty {
+                key: k.clone(),
+                valid: MODIFY_PROPERTIES.to_string(),
+            }),
         })
         .collect()
 }

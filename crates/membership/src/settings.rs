@@ -17,21 +17,96 @@ pub enum Kind {
 
 /// Every setting: name, kind, default (as text), one-line description.
 pub const SETTINGS: &[(&str, Kind, &str, &str)] = &[
-    ("drop_backend_after_decommission", Kind::Bool, "true", "drop a backend once it is DECOMMISSIONED"),
-    ("max_clone_task_timeout_sec", Kind::U64, "7200", "upper bound of a clone's timeout"),
-    ("min_clone_task_timeout_sec", Kind::U64, "180", "lower bound of a clone's timeout"),
-    ("black_host_history_sec", Kind::U64, "120", "window of connection failures kept for AUTO blacklist entries"),
-    ("black_host_connect_failures_within_time", Kind::U64, "5", "failures in the window that keep an AUTO entry"),
-    ("heartbeat_interval_second", Kind::U64, "5", "how often the master heartbeats each backend"),
-    ("max_backend_heartbeat_failure_tolerance_count", Kind::U64, "1", "consecutive failures before a backend is dead"),
-    ("tablet_repair_delay_second", Kind::U64, "60", "how long a replica on a dead backend waits before repair"),
-    ("clone_send_slots_per_backend", Kind::U64, "1", "concurrent clones a backend sends"),
-    ("clone_recv_slots_per_backend", Kind::U64, "1", "concurrent clones a backend receives"),
-    ("clone_rate_limit_bytes_per_sec", Kind::U64, "0", "per-stream clone rate limit, 0 = unlimited"),
-    ("disable_balance", Kind::Bool, "false", "stop balancing replicas"),
-    ("disable_tablet_scheduler", Kind::Bool, "false", "stop the whole tablet scheduler"),
-    ("balance_load_score_threshold", Kind::F64, "0.1", "allowed spread of replica counts within a tag"),
-    ("catalog_trash_expire_second", Kind::U64, "86400", "how long dropped tables stay in the recycle bin"),
+    (
+        "drop_backend_after_decommission",
+        Kind::Bool,
+        "true",
+        "drop a backend once it is DECOMMISSIONED",
+    ),
+    (
+        "max_clone_task_timeout_sec",
+        Kind::U64,
+        "7200",
+        "upper bound of a clone's timeout",
+    ),
+    (
+        "min_clone_task_timeout_sec",
+        Kind::U64,
+        "180",
+        "lower bound of a clone's timeout",
+    ),
+    (
+        "black_host_history_sec",
+        Kind::U64,
+        "120",
+        "window of connection failures kept for AUTO blacklist entries",
+    ),
+    (
+        "black_host_connect_failures_within_time",
+        Kind::U64,
+        "5",
+        "failures in the window that keep an AUTO entry",
+    ),
+    (
+        "heartbeat_interval_second",
+        Kind::U64,
+        "5",
+        "how often the master heartbeats each backend",
+    ),
+    (
+        "max_backend_heartbeat_failure_tolerance_count",
+        Kind::U64,
+        "1",
+        "consecutive failures before a backend is dead",
+    ),
+    (
+        "tablet_repair_delay_second",
+        Kind::U64,
+        "60",
+        "how long a replica on a dead backend waits before repair",
+    ),
+    (
+        "clone_send_slots_per_backend",
+        Kind::U64,
+        "1",
+        "concurrent clones a backend sends",
+    ),
+    (
+        "clone_recv_slots_per_backend",
+        Kind::U64,
+        "1",
+        "concurrent clones a backend receives",
+    ),
+    (
+        "clone_rate_limit_bytes_per_sec",
+        Kind::U64,
+        "0",
+        "per-stream clone rate limit, 0 = unlimited",
+    ),
+    (
+        "disable_balance",
+        Kind::Bool,
+        "false",
+        "stop balancing replicas",
+    ),
+    (
+        "disable_tablet_scheduler",
+        Kind::Bool,
+        "false",
+        "stop the whole tablet scheduler",
+    ),
+    (
+        "balance_load_score_threshold",
+        Kind::F64,
+        "0.1",
+        "allowed spread of replica counts within a tag",
+    ),
+    (
+        "catalog_trash_expire_second",
+        Kind::U64,
+        "86400",
+        "how long dropped tables stay in the recycle bin",
+    ),
 ];
 
 /// Current values; absent keys take their default.
@@ -57,7 +132,10 @@ fn normalize(kind: Kind, key: &str, value: &str) -> Result<String, DomainError> 
             "false" => Ok("false".into()),
             _ => Err(bad("expected true or false")),
         },
-        Kind::U64 => v.parse::<u64>().map(|n| n.to_string()).map_err(|_| bad("expected a non-negative integer")),
+        Kind::U64 => v
+            .parse::<u64>()
+            .map(|n| n.to_string())
+            .map_err(|_| bad("expected a non-negative integer")),
         Kind::F64 => match v.parse::<f64>() {
             Ok(f) if f.is_finite() && f >= 0.0 => Ok(f.to_string()),
             _ => Err(bad("expected a non-negative number")),
@@ -68,7 +146,8 @@ fn normalize(kind: Kind, key: &str, value: &str) -> Result<String, DomainError> 
 impl Settings {
     /// Validate without changing anything; returns the canonical key and value.
     pub fn validate(key: &str, value: &str) -> Result<(String, String), DomainError> {
-        let (name, kind, _, _) = spec(key).ok_or_else(|| DomainError::UnknownSetting(key.to_string()))?;
+        let (name, kind, _, _) =
+            spec(key).ok_or_else(|| DomainError::UnknownSetting(key.to_string()))?;
         Ok((name.to_string(), normalize(*kind, name, value)?))
     }
 
@@ -94,7 +173,12 @@ impl Settings {
 
     pub fn get(&self, key: &str) -> Option<String> {
         let (name, _, default, _) = spec(key)?;
-        Some(self.overrides.get(*name).cloned().unwrap_or_else(|| default.to_string()))
+        Some(
+            self.overrides
+                .get(*name)
+                .cloned()
+                .unwrap_or_else(|| default.to_string()),
+        )
     }
 
     pub fn u64(&self, key: &str) -> u64 {
@@ -124,12 +208,22 @@ mod tests {
         assert_eq!(s.u64("max_clone_task_timeout_sec"), 7200);
         assert!(s.bool("drop_backend_after_decommission"));
         let before = s.clone();
-        let err = s.set_all(&[("disable_balance".into(), "true".into()), ("nope".into(), "1".into())]);
+        let err = s.set_all(&[
+            ("disable_balance".into(), "true".into()),
+            ("nope".into(), "1".into()),
+        ]);
         assert!(matches!(err, Err(DomainError::UnknownSetting(_))));
         assert_eq!(s, before, "a refused batch changes nothing");
-        assert!(s.set_all(&[("heartbeat_interval_second".into(), "-1".into())]).is_err());
-        assert!(s.set_all(&[("min_clone_task_timeout_sec".into(), "9000".into())]).is_err());
-        s.set_all(&[("DISABLE_BALANCE".into(), "TRUE".into())]).unwrap();
+        assert!(
+            s.set_all(&[("heartbeat_interval_second".into(), "-1".into())])
+                .is_err()
+        );
+        assert!(
+            s.set_all(&[("min_clone_task_timeout_sec".into(), "9000".into())])
+                .is_err()
+        );
+        s.set_all(&[("DISABLE_BALANCE".into(), "TRUE".into())])
+            .unwrap();
         assert!(s.bool("disable_balance"));
     }
 }

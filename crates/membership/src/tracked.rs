@@ -12,14 +12,20 @@ pub struct TrackedMap<K: Ord + Clone, V> {
 
 impl<K: Ord + Clone, V> Default for TrackedMap<K, V> {
     fn default() -> Self {
-        TrackedMap { map: BTreeMap::new(), dirty: BTreeSet::new() }
+        TrackedMap {
+            map: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+        }
     }
 }
 
 impl<K: Ord + Clone, V> TrackedMap<K, V> {
     /// A map loaded from storage: nothing is dirty.
     pub fn from_clean(map: BTreeMap<K, V>) -> Self {
-        TrackedMap { map, dirty: BTreeSet::new() }
+        TrackedMap {
+            map,
+            dirty: BTreeSet::new(),
+        }
     }
 
     pub fn get(&self, k: &K) -> Option<&V> {
@@ -68,10 +74,13 @@ impl<K: Ord + Clone, V> TrackedMap<K, V> {
     /// Keys changed since the last call, with their current value (`None` = deleted).
     pub fn take_dirty(&mut self) -> Vec<(K, Option<&V>)> {
         let dirty = std::mem::take(&mut self.dirty);
-        dirty.into_iter().map(|k| {
-            let v = self.map.get(&k);
-            (k, v)
-        }).collect()
+        dirty
+            .into_iter()
+            .map(|k| {
+                let v = self.map.get(&k);
+                (k, v)
+            })
+            .collect()
     }
 
     /// Forget pending changes (after the whole map was persisted, e.g. snapshot install).
@@ -90,7 +99,9 @@ impl<K: Ord + Clone + Serialize, V: Serialize> Serialize for TrackedMap<K, V> {
     }
 }
 
-impl<'de, K: Ord + Clone + Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de> for TrackedMap<K, V> {
+impl<'de, K: Ord + Clone + Deserialize<'de>, V: Deserialize<'de>> Deserialize<'de>
+    for TrackedMap<K, V>
+{
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(TrackedMap::from_clean(BTreeMap::deserialize(d)?))
     }
@@ -106,7 +117,11 @@ mod tests {
         m.insert(1, "a");
         m.insert(2, "b");
         m.remove(&1);
-        let d: Vec<_> = m.take_dirty().into_iter().map(|(k, v)| (k, v.copied())).collect();
+        let d: Vec<_> = m
+            .take_dirty()
+            .into_iter()
+            .map(|(k, v)| (k, v.copied()))
+            .collect();
         assert_eq!(d, vec![(1, None), (2, Some("b"))]);
         assert!(m.take_dirty().is_empty());
         m.get_mut(&2);

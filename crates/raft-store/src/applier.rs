@@ -9,13 +9,22 @@ pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
     let now = state.tick(req.time_ms);
     let result: Result<Reply, DomainError> = match &req.cmd {
         Cmd::Noop => Ok(Reply::Done),
-        Cmd::AddBackends { addrs, properties } => registry::add_backends(state, now, addrs, properties).map(Reply::Added),
-        Cmd::DroppBackends { targets } => registry::dropp_backends(state, now, targets).map(Reply::Dropped),
-        Cmd::DecommissionBackends { targets } => registry::decommission(state, now, targets).map(Reply::Changed),
-        Cmd::CancelDecommission { targets } => registry::cancel_decommission(state, targets).map(Reply::Changed),
-        Cmd::ModifyBackends { targets, properties } => {
-            registry::modify_backends(state, targets, properties).map(Reply::Changed)
+        Cmd::AddBackends { addrs, properties } => {
+            registry::add_backends(state, now, addrs, properties).map(Reply::Added)
         }
+        Cmd::DroppBackends { targets } => {
+            registry::dropp_backends(state, now, targets).map(Reply::Dropped)
+        }
+        Cmd::DecommissionBackends { targets } => {
+            registry::decommission(state, now, targets).map(Reply::Changed)
+        }
+        Cmd::CancelDecommission { targets } => {
+            registry::cancel_decommission(state, targets).map(Reply::Changed)
+        }
+        Cmd::ModifyBackends {
+            targets,
+            properties,
+        } => registry::modify_backends(state, targets, properties).map(Reply::Changed),
         Cmd::SetConfig { pairs } => state.meta.settings.set_all(pairs).map(|_| Reply::Done),
     };
     match result {
@@ -36,25 +45,64 @@ mod tests {
     #[test]
     fn applies_and_refuses_without_change() {
         let mut s = ClusterState::default();
-        let add = Cmd::AddBackends { addrs: vec![HostPort::new("a", 1)], properties: vec![] };
-        assert_eq!(apply(&mut s, &req(10, add.clone())), Response::Ok(Reply::Added(vec![BackendId(10001)])));
+        let add = Cmd::AddBackends {
+            addrs: vec![HostPort::new("a", 1)],
+            properties: vec![],
+        };
+        assert_eq!(
+            apply(&mut s, &req(10, add.clone())),
+            Response::Ok(Reply::Added(vec![BackendId(10001)]))
+        );
         let before = s.clone();
         let r = apply(&mut s, &req(5, add));
-        assert!(matches!(r, Response::Refused(DomainError::DuplicateBackend(_))));
+        assert!(matches!(
+            r,
+            Response::Refused(DomainError::DuplicateBackend(_))
+        ));
         // Only the clock may differ, and it did not go back.
         assert_eq!(s.backends, before.backends);
         assert_eq!(s.meta.clock_ms, 10);
-        let r = apply(&mut s, &req(20, Cmd::DecommissionBackends { targets: vec![BackendRef::Id(BackendId(10001))] }));
+        let r = apply(
+            &mut s,
+            &req(
+                20,
+                Cmd::DecommissionBackends {
+                    targets: vec![BackendRef::Id(BackendId(10001))],
+                },
+            ),
+        );
         assert_eq!(r, Response::Ok(Reply::Changed(vec![BackendId(10001)])));
-        assert_eq!(s.backends.get(&BackendId(10001)).unwrap().decommission_started_ms, Some(20));
+        assert_eq!(
+            s.backends
+                .get(&BackendId(10001))
+                .unwrap()
+                .decommission_started_ms,
+            Some(20)
+        );
     }
 
     #[test]
     fn same_log_same_state() {
         let log = vec![
-            req(1, Cmd::AddBackends { addrs: vec![HostPort::new("a", 1), HostPort::new("b", 1)], properties: vec![] }),
-            req(2, Cmd::DroppBackends { targets: vec![BackendRef::Addr(HostPort::new("a", 1))] }),
-            req(3, Cmd::SetConfig { pairs: vec![("disable_balance".into(), "true".into())] }),
+            req(
+                1,
+                Cmd::AddBackends {
+                    addrs: vec![HostPort::new("a", 1), HostPort::new("b", 1)],
+                    properties: vec![],
+                },
+            ),
+            req(
+                2,
+                Cmd::DroppBackends {
+                    targets: vec![BackendRef::Addr(HostPort::new("a", 1))],
+                },
+            ),
+            req(
+                3,
+                Cmd::SetConfig {
+                    pairs: vec![("disable_balance".into(), "true".into())],
+                },
+            ),
         ];
         let mut s1 = ClusterState::default();
         let mut s2 = ClusterState::default();

@@ -12,12 +12,26 @@ pub type Properties = Vec<(String, String)>;
 pub enum Cmd {
     /// Does nothing; used to learn a fresh index and as a write barrier.
     Noop,
-    AddBackends { addrs: Vec<HostPort>, properties: Properties },
-    DroppBackends { targets: Vec<BackendRef> },
-    DecommissionBackends { targets: Vec<BackendRef> },
-    CancelDecommission { targets: Vec<BackendRef> },
-    ModifyBackends { targets: Vec<BackendRef>, properties: Properties },
-    SetConfig { pairs: Properties },
+    AddBackends {
+        addrs: Vec<HostPort>,
+        properties: Properties,
+    },
+    DroppBackends {
+        targets: Vec<BackendRef>,
+    },
+    DecommissionBackends {
+        targets: Vec<BackendRef>,
+    },
+    CancelDecommission {
+        targets: Vec<BackendRef>,
+    },
+    ModifyBackends {
+        targets: Vec<BackendRef>,
+        properties: Properties,
+    },
+    SetConfig {
+        pairs: Properties,
+    },
 }
 
 /// A command as proposed: stamped by the leader with its wall time (the applier keeps the
@@ -68,22 +82,49 @@ mod tests {
         let cases: Vec<(Cmd, &str)> = vec![
             (Cmd::Noop, "0100000000"),
             (
-                Cmd::AddBackends { addrs: vec![addr.clone()], properties: vec![("k".into(), "v".into())] },
+                Cmd::AddBackends {
+                    addrs: vec![addr.clone()],
+                    properties: vec![("k".into(), "v".into())],
+                },
                 "010100000001000000000000000100000000000000685a23010000000000000001000000000000006b010000000000000076",
             ),
-            (Cmd::DroppBackends { targets: vec![id.clone()] }, "01020000000100000000000000000000001127000000000000"),
-            (Cmd::DecommissionBackends { targets: vec![id.clone()] }, "01030000000100000000000000000000001127000000000000"),
-            (Cmd::CancelDecommission { targets: vec![id.clone()] }, "01040000000100000000000000000000001127000000000000"),
             (
-                Cmd::ModifyBackends { targets: vec![BackendRef::Addr(addr)], properties: vec![] },
+                Cmd::DroppBackends {
+                    targets: vec![id.clone()],
+                },
+                "01020000000100000000000000000000001127000000000000",
+            ),
+            (
+                Cmd::DecommissionBackends {
+                    targets: vec![id.clone()],
+                },
+                "01030000000100000000000000000000001127000000000000",
+            ),
+            (
+                Cmd::CancelDecommission {
+                    targets: vec![id.clone()],
+                },
+                "01040000000100000000000000000000001127000000000000",
+            ),
+            (
+                Cmd::ModifyBackends {
+                    targets: vec![BackendRef::Addr(addr)],
+                    properties: vec![],
+                },
                 "01050000000100000000000000010000000100000000000000685a230000000000000000",
             ),
-            (Cmd::SetConfig { pairs: vec![] }, "01060000000000000000000000"),
+            (
+                Cmd::SetConfig { pairs: vec![] },
+                "01060000000000000000000000",
+            ),
         ];
         for (cmd, want) in cases {
             let got = hex(&codec::encode(&cmd).unwrap());
             assert_eq!(got, want.replace(' ', ""), "encoding of {cmd:?} changed");
-            assert_eq!(codec::decode::<Cmd>(&codec::encode(&cmd).unwrap()).unwrap(), cmd);
+            assert_eq!(
+                codec::decode::<Cmd>(&codec::encode(&cmd).unwrap()).unwrap(),
+                cmd
+            );
         }
     }
 }

@@ -8,9 +8,9 @@
 
 use crate::codec;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
+use openraft::OptionalSend;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
-use openraft::OptionalSend;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fmt::Debug;
 use std::io;
@@ -31,12 +31,27 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
 
 /// One queued write; `done` fires after the commit that contains it.
 enum Op {
-    Append { entries: Vec<(u64, Vec<u8>)>, done: oneshot::Sender<io::Result<()>>, flushed: IOFlushed<TypeConfig> },
-    PutMeta { key: &'static str, value: Vec<u8>, done: oneshot::Sender<io::Result<()>> },
+    Append {
+        entries: Vec<(u64, Vec<u8>)>,
+        done: oneshot::Sender<io::Result<()>>,
+        flushed: IOFlushed<TypeConfig>,
+    },
+    PutMeta {
+        key: &'static str,
+        value: Vec<u8>,
+        done: oneshot::Sender<io::Result<()>>,
+    },
     /// Delete log entries with index >= from.
-    TruncateFrom { from: u64, done: oneshot::Sender<io::Result<()>> },
+    TruncateFrom {
+        from: u64,
+        done: oneshot::Sender<io::Result<()>>,
+    },
     /// Record the last purged id, then delete entries with index <= upto.
-    Purge { purged: Vec<u8>, upto: u64, done: oneshot::Sender<io::Result<()>> },
+    Purge {
+        purged: Vec<u8>,
+        upto: u64,
+        done: oneshot::Sender<io::Result<()>>,
+    },
 }
 
 #[derive(Clone)]
@@ -47,7 +62,10 @@ pub struct LogStore {
 
 impl LogStore {
     pub fn open(path: &Path) -> io::Result<Self> {
-        let db = Database::builder().set_cache_size(64 << 20).create(path).map_err(io_err)?;
+        let db = Database::builder()
+            .set_cache_size(64 << 20)
+            .create(path)
+            .map_err(io_err)?;
         {
             let w = db.begin_write().map_err(io_err)?;
             w.open_table(LOGS).map_err(io_err)?;
@@ -57,13 +75,20 @@ impl LogStore {
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
         let wdb = db.clone();
-        std::thread::Builder::new().name("raft-log-writer".into()).spawn(move || writer_loop(wdb, rx))?;
+        std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || writer_loop(wdb, rx))?;
         Ok(LogStore { db, tx })
     }
 
-    async fn submit(&self, make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Op) -> io::Result<()> {
+    async fn submit(
+        &self,
+        make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Op,
+    ) -> io::Result<()> {
         let (done, rx) = oneshot::channel();
-        self.tx.send(make(done)).map_err(|_| io_err("log writer thread is gone"))?;
+        self.tx
+            .send(make(done))
+            .map_err(|_| io_err("log writer thread is gone"))?;
         rx.await.map_err(|_| io_err("log writer thread is gone"))?
     }
 
@@ -85,14 +110,22 @@ fn writer_loop(db: Arc<Database>, rx: mpsc::Receiver<Op>) {
         }
         let res = write_batch(&db, &batch);
         for op in batch {
-            let r = res.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string()));
+            let r = res
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| io::Error::new(e.kind(), e.to_string()));
             match op {
                 Op::Append { done, flushed, .. } => {
-                    let r2 = r.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string()));
+                    let r2 = r
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|e| io::Error::new(e.kind(), e.to_string()));
                     let _ = done.send(r);
                     flushed.io_completed(r2);
                 }
-                Op::PutMeta { done, .. } | Op::TruncateFrom { done, .. } | Op::Purge { done, .. } => {
+                Op::PutMeta { done, .. }
+                | Op::TruncateFrom { done, .. }
+                | Op::Purge { done, .. } => {
                     let _ = done.send(r);
                 }
             }
@@ -152,7 +185,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let r = db.begin_read().map_err(io_err)?;
             let t = r.open_table(LOGS).map_err(io_err)?;
             let mut out = Vec::new();
-            for item in t.range::<u64>((Bound::Included(start), end)).map_err(io_err)? {
+            for item in t
+                .range::<u64>((Bound::Included(start), end))
+                .map_err(io_err)?
+            {
                 let (_, v) = item.map_err(io_err)?;
                 out.push(codec::decode::<Entry>(v.value())?);
             }
@@ -180,7 +216,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 None => None,
             }
         };
-        Ok(LogState { last_log_id: last.or_else(|| last_purged.clone()), last_purged_log_id: last_purged })
+        Ok(LogState {
+            last_log_id: last.or_else(|| last_purged.clone()),
+            last_purged_log_id: last_purged,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -189,19 +228,33 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let value = codec::encode(vote)?;
-        self.submit(|done| Op::PutMeta { key: KEY_VOTE, value, done }).await
+        self.submit(|done| Op::PutMeta {
+            key: KEY_VOTE,
+            value,
+            done,
+        })
+        .await
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         let value = codec::encode(&committed)?;
-        self.submit(|done| Op::PutMeta { key: KEY_COMMITTED, value, done }).await
+        self.submit(|done| Op::PutMeta {
+            key: KEY_COMMITTED,
+            value,
+            done,
+        })
+        .await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
         Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
     {
@@ -211,7 +264,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // Returns once the batch is committed, so the entries are readable; the callback has
         // fired by then too.
-        self.submit(|done| Op::Append { entries: encoded, done, flushed: callback }).await
+        self.submit(|done| Op::Append {
+            entries: encoded,
+            done,
+            flushed: callback,
+        })
+        .await
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {

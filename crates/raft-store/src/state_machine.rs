@@ -13,10 +13,10 @@ use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use roster_membership::state::Meta;
 use roster_membership::tracked::TrackedMap;
 use roster_membership::{BackendId, ClusterState, FrontendId};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Serialize, de::DeserializeOwned};
 use std::collections::BTreeMap;
 use std::io;
@@ -68,12 +68,21 @@ struct RowWrites {
     replace_all: bool,
 }
 
-fn dirty_rows<V: Serialize>(map: &mut TrackedMap<BackendId, V>) -> io::Result<Vec<(u64, Option<Vec<u8>>)>> {
-    map.take_dirty().into_iter().map(|(k, v)| Ok((k.0, v.map(codec::encode).transpose()?))).collect()
+fn dirty_rows<V: Serialize>(
+    map: &mut TrackedMap<BackendId, V>,
+) -> io::Result<Vec<(u64, Option<Vec<u8>>)>> {
+    map.take_dirty()
+        .into_iter()
+        .map(|(k, v)| Ok((k.0, v.map(codec::encode).transpose()?)))
+        .collect()
 }
 
-fn all_rows<V: Serialize>(map: &TrackedMap<BackendId, V>) -> io::Result<Vec<(u64, Option<Vec<u8>>)>> {
-    map.iter().map(|(k, v)| Ok((k.0, Some(codec::encode(v)?)))).collect()
+fn all_rows<V: Serialize>(
+    map: &TrackedMap<BackendId, V>,
+) -> io::Result<Vec<(u64, Option<Vec<u8>>)>> {
+    map.iter()
+        .map(|(k, v)| Ok((k.0, Some(codec::encode(v)?))))
+        .collect()
 }
 
 fn write_rows(db: &Database, rows: RowWrites) -> io::Result<()> {
@@ -126,7 +135,10 @@ fn note_membership(state: &mut ClusterState, m: &StoredMembership) {
 
 impl StateMachineStore {
     pub fn open(path: &Path) -> io::Result<Self> {
-        let db = Database::builder().set_cache_size(64 << 20).create(path).map_err(io_err)?;
+        let db = Database::builder()
+            .set_cache_size(64 << 20)
+            .create(path)
+            .map_err(io_err)?;
         {
             let w = db.begin_write().map_err(io_err)?;
             w.open_table(META).map_err(io_err)?;
@@ -147,7 +159,12 @@ impl StateMachineStore {
             };
             View { state, applied }
         };
-        Ok(StateMachineStore { inner: Arc::new(Shared { db, view: RwLock::new(view) }) })
+        Ok(StateMachineStore {
+            inner: Arc::new(Shared {
+                db,
+                view: RwLock::new(view),
+            }),
+        })
     }
 
     /// Read the applied state. Callers that need linearizability wait for the read index first.
@@ -158,13 +175,18 @@ impl StateMachineStore {
 
     async fn commit(&self, rows: RowWrites) -> io::Result<()> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || write_rows(&inner.db, rows)).await.map_err(io_err)?
+        tokio::task::spawn_blocking(move || write_rows(&inner.db, rows))
+            .await
+            .map_err(io_err)?
     }
 
     fn snapshot_of(&self) -> io::Result<(SnapshotMeta, Vec<u8>)> {
         let v = self.inner.view.read().expect("state lock poisoned");
         let data = codec::encode(&v.state)?;
-        let meta = SnapshotMeta { last_log_id: v.applied.last_applied, last_membership: v.applied.membership.clone() };
+        let meta = SnapshotMeta {
+            last_log_id: v.applied.last_applied,
+            last_membership: v.applied.membership.clone(),
+        };
         Ok((meta, data))
     }
 }
@@ -178,12 +200,18 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             let w = inner.db.begin_write().map_err(io_err)?;
-            w.open_table(META).map_err(io_err)?.insert(KEY_SNAPSHOT, blob.as_slice()).map_err(io_err)?;
+            w.open_table(META)
+                .map_err(io_err)?
+                .insert(KEY_SNAPSHOT, blob.as_slice())
+                .map_err(io_err)?;
             w.commit().map_err(io_err)
         })
         .await
         .map_err(io_err)??;
-        Ok(Snapshot { meta, snapshot: data })
+        Ok(Snapshot {
+            meta,
+            snapshot: data,
+        })
     }
 }
 
@@ -248,9 +276,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Vec<u8>,
+    ) -> Result<(), io::Error> {
         let mut state: ClusterState = codec::decode(&snapshot)?;
-        let applied = AppliedState { last_applied: meta.last_log_id, membership: meta.last_membership.clone() };
+        let applied = AppliedState {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
         note_membership(&mut state, &applied.membership);
         let rows = RowWrites {
             meta: vec![

@@ -7,7 +7,9 @@ use openraft::testing::log::{StoreBuilder, Suite};
 struct RedbBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for RedbBuilder {
-    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<TypeConfig>> {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("tempdir");
         let (log, sm) = crate::open(dir.path()).expect("open stores");
         Ok((dir, log, sm))
@@ -16,5 +18,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_suite_passes() {
-    Suite::test_all(RedbBuilder).await.expect("openraft storage suite");
+    Suite::test_all(RedbBuilder)
+        .await
+        .expect("openraft storage suite");
 }

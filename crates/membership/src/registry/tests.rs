@@ -17,7 +17,10 @@ fn add_assigns_ids_from_10001_in_order() {
     assert_eq!(b.addr, hp("b", 9050));
     assert_eq!(b.tags.location, "default");
     assert_eq!(b.membership, BackendMembership::Active);
-    assert!(!b.liveness.alive, "a new backend is not alive until heartbeated");
+    assert!(
+        !b.liveness.alive,
+        "a new backend is not alive until heartbeated"
+    );
     assert_eq!(b.added_at_ms, 5);
 }
 
@@ -38,14 +41,29 @@ fn duplicate_add_is_refused_with_doris_text_and_changes_nothing() {
 #[test]
 fn properties_become_tags_and_unknown_ones_are_refused() {
     let mut s = ClusterState::default();
-    let props = vec![("tag.location".to_string(), "g1".to_string()), ("tag.compute_group_name".into(), "cg".into())];
+    let props = vec![
+        ("tag.location".to_string(), "g1".to_string()),
+        ("tag.compute_group_name".into(), "cg".into()),
+    ];
     let ids = add_backends(&mut s, 0, &[hp("a", 1)], &props).unwrap();
     let b = s.backends.get(&ids[0]).unwrap();
     assert_eq!(b.tags.location, "g1");
     assert_eq!(b.tags.compute_group_name.as_deref(), Some("cg"));
-    let err = add_backends(&mut s, 0, &[hp("b", 1)], &[("tag.colour".into(), "red".into())]).unwrap_err();
+    let err = add_backends(
+        &mut s,
+        0,
+        &[hp("b", 1)],
+        &[("tag.colour".into(), "red".into())],
+    )
+    .unwrap_err();
     assert!(matches!(err, DomainError::UnknownProperty { .. }), "{err}");
-    let err = add_backends(&mut s, 0, &[hp("b", 1)], &[("tag.location".into(), "a b".into())]).unwrap_err();
+    let err = add_backends(
+        &mut s,
+        0,
+        &[hp("b", 1)],
+        &[("tag.location".into(), "a b".into())],
+    )
+    .unwrap_err();
     assert!(matches!(err, DomainError::InvalidProperty { .. }), "{err}");
     assert_eq!(s.backends.len(), 1);
 }
@@ -84,19 +102,42 @@ fn unknown_targets_change_nothing() {
 fn decommission_lifecycle() {
     let mut s = ClusterState::default();
     add_backends(&mut s, 0, &[hp("a", 1)], &[]).unwrap();
-    assert_eq!(decommission(&mut s, 3, &[id(10001)]).unwrap(), vec![BackendId(10001)]);
+    assert_eq!(
+        decommission(&mut s, 3, &[id(10001)]).unwrap(),
+        vec![BackendId(10001)]
+    );
     // Repeating it is harmless and keeps the original start time.
-    assert!(decommission(&mut s, 4, &[id(10001), id(10001)]).unwrap().is_empty());
+    assert!(
+        decommission(&mut s, 4, &[id(10001), id(10001)])
+            .unwrap()
+            .is_empty()
+    );
     let b = s.backends.get(&BackendId(10001)).unwrap();
     assert_eq!(b.membership, BackendMembership::Decommissioning);
     assert_eq!(b.decommission_started_ms, Some(3));
-    assert_eq!(cancel_decommission(&mut s, &[id(10001)]).unwrap(), vec![BackendId(10001)]);
-    assert!(cancel_decommission(&mut s, &[id(10001)]).unwrap().is_empty());
-    assert_eq!(s.backends.get(&BackendId(10001)).unwrap().membership, BackendMembership::Active);
+    assert_eq!(
+        cancel_decommission(&mut s, &[id(10001)]).unwrap(),
+        vec![BackendId(10001)]
+    );
+    assert!(
+        cancel_decommission(&mut s, &[id(10001)])
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.backends.get(&BackendId(10001)).unwrap().membership,
+        BackendMembership::Active
+    );
     // DECOMMISSIONED is final.
     s.backends.get_mut(&BackendId(10001)).unwrap().membership = BackendMembership::Decommissioned;
-    assert_eq!(cancel_decommission(&mut s, &[id(10001)]).unwrap_err(), DomainError::AlreadyDecommissioned(BackendId(10001)));
-    assert_eq!(decommission(&mut s, 5, &[id(10001)]).unwrap_err(), DomainError::AlreadyDecommissioned(BackendId(10001)));
+    assert_eq!(
+        cancel_decommission(&mut s, &[id(10001)]).unwrap_err(),
+        DomainError::AlreadyDecommissioned(BackendId(10001))
+    );
+    assert_eq!(
+        decommission(&mut s, 5, &[id(10001)]).unwrap_err(),
+        DomainError::AlreadyDecommissioned(BackendId(10001))
+    );
 }
 
 #[test]
@@ -104,12 +145,24 @@ fn modify_sets_flags_and_validates_all_first() {
     let mut s = ClusterState::default();
     add_backends(&mut s, 0, &[hp("a", 1)], &[]).unwrap();
     let p = |k: &str, v: &str| (k.to_string(), v.to_string());
-    modify_backends(&mut s, &[id(10001)], &[p("disable_query", "true"), p("tag.location", "g2")]).unwrap();
+    modify_backends(
+        &mut s,
+        &[id(10001)],
+        &[p("disable_query", "true"), p("tag.location", "g2")],
+    )
+    .unwrap();
     let b = s.backends.get(&BackendId(10001)).unwrap();
     assert!(b.disable_query && !b.disable_load);
     assert_eq!(b.tags.location, "g2");
     let before = s.clone();
-    assert!(modify_backends(&mut s, &[id(10001)], &[p("disable_load", "true"), p("disable_query", "maybe")]).is_err());
+    assert!(
+        modify_backends(
+            &mut s,
+            &[id(10001)],
+            &[p("disable_load", "true"), p("disable_query", "maybe")]
+        )
+        .is_err()
+    );
     assert!(modify_backends(&mut s, &[id(10001)], &[p("tag.public_endpoint", "x")]).is_err());
     assert_eq!(s, before);
 }
@@ -119,9 +172,15 @@ fn removed_frontend_ids_are_not_reused() {
     let mut s = ClusterState::default();
     s.note_frontends([FrontendId(1), FrontendId(2), FrontendId(3)]);
     let now: BTreeSet<_> = [FrontendId(1), FrontendId(2)].into();
-    assert_eq!(check_frontend_join(&s, FrontendId(3), &now), Err(DomainError::ReusedFrontendId(FrontendId(3))));
+    assert_eq!(
+        check_frontend_join(&s, FrontendId(3), &now),
+        Err(DomainError::ReusedFrontendId(FrontendId(3)))
+    );
     assert!(check_frontend_join(&s, FrontendId(4), &now).is_ok());
-    assert!(check_frontend_join(&s, FrontendId(2), &now).is_ok(), "a current member may be re-added (idempotent)");
+    assert!(
+        check_frontend_join(&s, FrontendId(2), &now).is_ok(),
+        "a current member may be re-added (idempotent)"
+    );
 }
 
 #[test]

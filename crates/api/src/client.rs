@@ -1,0 +1,278 @@
+//! The client library: give it a list of FE endpoints or one VIP address. It finds the leader
+//! from hints, retries what is safe to retry with jittered backoff inside the caller's
+//! deadline, and reports an operation whose outcome it cannot know as `Unknown`, never as
+//! failed.
+//!
+//! Every FE accepts every statement (writes are forwarded to the leader), so following leader
+//! hints only saves a hop; it is off by default for a single (VIP) endpoint, whose hints may
+//! name addresses the client cannot reach.
+
+use crate::executor::QueryResult;
+use crate::pb::v1::{self as pb, roster_client::RosterClient};
+use rand::Rng;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port` of FE rpc ports, or one VIP.
+    pub endpoints: Vec<String>,
+    pub user: String,
+    pub password: String,
+    /// The deadline of each call, retries included.
+    pub timeout: Duration,
+    pub stale_reads: bool,
+    pub follow_leader_hints: bool,
+}
+
+impl ClientConfig {
+    pub fn new(endpoints: Vec<String>) -> Self {
+        let follow = endpoints.len() > 1;
+        ClientConfig {
+            endpoints,
+            user: "root".into(),
+            password: String::new(),
+            timeout: Duration::from_secs(15),
+            stale_reads: false,
+            follow_leader_hints: follow,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error; the statement did not take effect.
+    #[error("ERROR {code} (HY000): {message}")]
+    Server { code: u32, message: String },
+    /// The statement may or may not have taken effect (e.g. timeout after sending a write).
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// No FE could serve the call before the deadline; nothing took effect.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("invalid client configuration: {0}")]
+    Config(String),
+}
+
+impl ClientError {
+    pub fn is_unknown(&self) -> bool {
+        matches!(self, ClientError::Unknown(_))
+    }
+}
+
+pub struct Client {
+    cfg: ClientConfig,
+    channels: Mutex<Vec<(String, Channel)>>,
+    /// The endpoint to try first: the last leader hint or the last endpoint that answered.
+    preferred: Mutex<Option<String>>,
+    next: AtomicUsize,
+}
+
+fn never_sent(s: &tonic::Status) -> bool {
+    crate::node::never_sent(s)
+}
+
+impl Client {
+    pub fn new(cfg: ClientConfig) -> Result<Self, ClientError> {
+        if cfg.endpoints.is_empty() {
+            return Err(ClientError::Config("no endpoints given".into()));
+        }
+        let c = Client {
+            cfg,
+            channels: Mutex::new(Vec::new()),
+            preferred: Mutex::new(None),
+            next: AtomicUsize::new(0),
+        };
+        for e in c.cfg.endpoints.clone() {
+            c.channel(&e)?;
+        }
+        Ok(c)
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel, ClientError> {
+        let mut chans = self.channels.lock().expect("channels lock");
+        if let Some((_, c)) = chans.iter().find(|(a, _)| a == addr) {
+            return Ok(c.clone());
+        }
+        let ep = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| ClientError::Config(format!("bad endpoint {addr}: {e}")))?
+            .connect_timeout(Duration::from_millis(1000))
+            .tcp_nodelay(true);
+        let c = ep.connect_lazy();
+        chans.push((addr.to_string(), c.clone()));
+        Ok(c)
+    }
+
+    fn pick(&self) -> String {
+        if let Some(p) = self.preferred.lock().expect("preferred lock").clone() {
+            return p;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        self.cfg.endpoints[i % self.cfg.endpoints.len()].clone()
+    }
+
+    fn demote(&self, addr: &str) {
+        let mut p = self.preferred.lock().expect("preferred lock");
+        if p.as_deref() == Some(addr) {
+            *p = None;
+        }
+    }
+
+    fn hint(&self, leader_rpc_addr: &str) {
+        if self.cfg.follow_leader_hints && !leader_rpc_addr.is_empty() {
+            *self.preferred.lock().expect("preferred lock") = Some(leader_rpc_addr.to_string());
+        }
+    }
+
+    async fn backoff(attempt: u32, deadline: Instant) {
+        let base = 50u64.saturating_mul(1 << attempt.min(5)).min(1000);
+        let jitter = rand::rng().random_range(0..=base / 2);
+        let d = Duration::from_millis(base / 2 + jitter)
+            .min(deadline.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(d).await;
+    }
+
+    /// Execute one statement.
+    pub async fn execute(&self, sql: &str) -> Result<QueryResult, ClientError> {
+        let read_only = roster_sql::parse(sql)
+            .map(|s| s.is_read_only())
+            .unwrap_or(false);
+        let deadline = Instant::now() + self.cfg.timeout;
+        let mut attempt = 0u32;
+        let mut last = String::from("no attempt made");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Unavailable(last));
+            }
+            let addr = self.pick();
+            let mut client = RosterClient::new(self.channel(&addr)?);
+            let mut req = tonic::Request::new(pb::ExecuteRequest {
+                sql: sql.to_string(),
+                user: self.cfg.user.clone(),
+                password: self.cfg.password.clone(),
+                consistency: if self.cfg.stale_reads {
+                    pb::ReadConsistency::Stale
+                } else {
+                    pb::ReadConsistency::Linearizable
+                } as i32,
+            });
+            req.set_timeout(left);
+            match tokio::time::timeout(left, client.execute(req)).await {
+                Ok(Ok(resp)) => {
+                    let resp = resp.into_inner();
+                    self.hint(&resp.leader_rpc_addr);
+                    match resp.error {
+                        None => {
+                            return Ok(QueryResult {
+                                columns: resp.columns,
+                                rows: resp
+                                    .rows
+                                    .into_iter()
+                                    .map(|r| r.values.into_iter().map(|v| v.text).collect())
+                                    .collect(),
+                                affected_rows: resp.affected_rows,
+                                message: resp.message,
+                            });
+                        }
+                        Some(e) if e.outcome == pb::Outcome::Unknown as i32 => {
+                            if read_only {
+                                last = e.message;
+                            } else {
+                                return Err(ClientError::Unknown(e.message));
+                            }
+                        }
+                        Some(e) if e.retryable => last = e.message,
+                        Some(e) => {
+                            return Err(ClientError::Server {
+                                code: e.code,
+                                message: e.message,
+                            });
+                        }
+                    }
+                }
+                Ok(Err(status)) => {
+                    self.demote(&addr);
+                    last = format!("{addr}: {}", status.message());
+                    if !never_sent(&status) && !read_only {
+                        return Err(ClientError::Unknown(last));
+                    }
+                }
+                Err(_) => {
+                    self.demote(&addr);
+                    last = format!("{addr}: no answer before the deadline");
+                    if !read_only {
+                        return Err(ClientError::Unknown(last));
+                    }
+                }
+            }
+            Self::backoff(attempt, deadline).await;
+            attempt += 1;
+        }
+    }
+
+    /// Typed call: the backends, read linearizably (unless configured for stale reads).
+    pub async fn list_backends(&self) -> Result<Vec<pb::Backend>, ClientError> {
+        let deadline = Instant::now() + self.cfg.timeout;
+        let mut attempt = 0u32;
+        let mut last = String::from("no attempt made");
+        while Instant::now() < deadline {
+            let addr = self.pick();
+            let mut client = RosterClient::new(self.channel(&addr)?);
+            let consistency = if self.cfg.stale_reads {
+                pb::ReadConsistency::Stale
+            } else {
+                pb::ReadConsistency::Linearizable
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut req = tonic::Request::new(pb::ListBackendsRequest {
+                consistency: consistency as i32,
+            });
+            req.set_timeout(left);
+            match tokio::time::timeout(left, client.list_backends(req)).await {
+                Ok(Ok(r)) => {
+                    let r = r.into_inner();
+                    self.hint(&r.leader_rpc_addr);
+                    match r.error {
+                        None => return Ok(r.backends),
+                        Some(e) if e.retryable => last = e.message,
+                        Some(e) => {
+                            return Err(ClientError::Server {
+                                code: e.code,
+                                message: e.message,
+                            });
+                        }
+                    }
+                }
+                Ok(Err(s)) => {
+                    self.demote(&addr);
+                    last = format!("{addr}: {}", s.message());
+                }
+                Err(_) => {
+                    self.demote(&addr);
+                    last = format!("{addr}: no answer before the deadline");
+                }
+            }
+            Self::backoff(attempt, deadline).await;
+            attempt += 1;
+        }
+        Err(ClientError::Unavailable(last))
+    }
+
+    /// Ask endpoints in turn who the leader is.
+    pub async fn status(&self) -> Result<pb::StatusResponse, ClientError> {
+        let mut last = String::new();
+        for e in &self.cfg.endpoints {
+            let mut client = RosterClient::new(self.channel(e)?);
+            let mut req = tonic::Request::new(pb::StatusRequest {});
+            req.set_timeout(Duration::from_secs(2));
+            match client.status(req).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s) => last = format!("{e}: {}", s.message()),
+            }
+        }
+        Err(ClientError::Unavailable(last))
+    }
+}

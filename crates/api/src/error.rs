@@ -1,0 +1,53 @@
+//! The API's one error type. `is_retryable` and `outcome_unknown` drive the client library;
+//! `mysql_message` is the one place that renders Doris's error text.
+
+use roster_membership::DomainError;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum ApiError {
+    /// The statement does not parse; the text says where.
+    #[error("{0}")]
+    Parse(String),
+    /// The cluster refused the request; nothing changed.
+    #[error("{0}")]
+    Refused(DomainError),
+    /// The request is well-formed but not valid now (wrong role, unknown frontend, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// This FE is not the leader (retry there).
+    #[error("this frontend is not the leader{}", leader_rpc_addr.as_ref().map(|a| format!("; the leader is at {a}")).unwrap_or_default())]
+    NotLeader { leader_rpc_addr: Option<String> },
+    /// No leader or no answer in time; the request was not carried out.
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+    /// The request may or may not have taken effect.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Safe to send again: the request was certainly not carried out.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ApiError::NotLeader { .. } | ApiError::Unavailable(_))
+    }
+
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, ApiError::Unknown(_))
+    }
+
+    /// Doris's form: `errCode = 2, detailMessage = ...` (sent with MySQL error 1105, HY000).
+    pub fn mysql_message(&self) -> String {
+        format!("errCode = 2, detailMessage = {self}")
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        ApiError::Refused(e)
+    }
+}

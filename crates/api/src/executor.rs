@@ -1,0 +1,284 @@
+//! Statement execution: parse -> plan (a `Cmd`, a leader operation, or a read) -> propose or
+//! linearize -> render. The same executor serves gRPC, the SQL shell and (later) MySQL.
+
+mod render;
+mod session;
+
+use crate::error::ApiError;
+use crate::node::FeNodeHandle;
+use crate::wire::{LeaderOp, LeaderReply};
+use openraft::async_runtime::watch::WatchReceiver;
+use roster_membership::{BackendId, BackendRef, DomainError, HostPort};
+use roster_raft_store::{Cmd, Reply, Response};
+use roster_sql::{FrontendRole, Statement};
+
+pub use session::Session;
+
+/// A result set or an OK packet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryResult {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+    pub affected_rows: u64,
+    pub message: String,
+}
+
+impl QueryResult {
+    pub fn ok(affected_rows: u64, message: impl Into<String>) -> Self {
+        QueryResult {
+            affected_rows,
+            message: message.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn rows(columns: &[&str], rows: Vec<Vec<Option<String>>>) -> Self {
+        QueryResult {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows,
+            ..Default::default()
+        }
+    }
+
+    pub fn is_result_set(&self) -> bool {
+        !self.columns.is_empty()
+    }
+}
+
+fn host_port(h: &roster_sql::HostPort) -> HostPort {
+    HostPort::new(h.host.to_ascii_lowercase(), h.port)
+}
+
+fn backend_ref(r: &roster_sql::BackendRef) -> BackendRef {
+    match r {
+        roster_sql::BackendRef::Id(id) => BackendRef::Id(BackendId(*id)),
+        roster_sql::BackendRef::Addr(a) => BackendRef::Addr(host_port(a)),
+    }
+}
+
+fn refs(targets: &[roster_sql::BackendRef]) -> Vec<BackendRef> {
+    targets.iter().map(backend_ref).collect()
+}
+
+fn applied(r: Response) -> Result<Reply, ApiError> {
+    match r {
+        Response::Ok(reply) => Ok(reply),
+        Response::Refused(e) => Err(ApiError::Refused(e)),
+    }
+}
+
+fn ids_text(ids: &[BackendId]) -> String {
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parse and execute one statement.
+pub async fn execute_sql(
+    fe: &FeNodeHandle,
+    session: &mut Session,
+    sql: &str,
+) -> Result<QueryResult, ApiError> {
+    let stmt = roster_sql::parse(sql).map_err(|e| ApiError::Parse(e.to_string()))?;
+    execute(fe, session, &stmt).await
+}
+
+pub async fn execute(
+    fe: &FeNodeHandle,
+    session: &mut Session,
+    stmt: &Statement,
+) -> Result<QueryResult, ApiError> {
+    match stmt {
+        Statement::AddBackends { addrs, properties } => {
+            let cmd = Cmd::AddBackends {
+                addrs: addrs.iter().map(host_port).collect(),
+                properties: properties.clone(),
+            };
+            match applied(fe.propose(cmd).await?)? {
+                Reply::Added(ids) => Ok(QueryResult::ok(
+                    ids.len() as u64,
+                    format!("added backends {}", ids_text(&ids)),
+                )),
+                other => Err(unexpected(other)),
+            }
+        }
+        Statement::DropBackends { .. } => Err(ApiError::Refused(DomainError::DropRefused)),
+        Statement::DroppBackends { targets } => match applied(
+            fe.propose(Cmd::DroppBackends {
+                targets: refs(targets),
+            })
+            .await?,
+        )? {
+            Reply::Dropped(t) => {
+                let ids: Vec<BackendId> = t.iter().map(|t| t.id).collect();
+                // Tablets arrive with the catalog; until then no replica can be lost.
+                Ok(QueryResult::ok(
+                    t.len() as u64,
+                    format!(
+                        "dropped backends {}; 0 tablets lost their last replica",
+                        ids_text(&ids)
+                    ),
+                ))
+            }
+            other => Err(unexpected(other)),
+        },
+        Statement::DecommissionBackends {
+            targets,
+            explain: false,
+        } => {
+            match applied(
+                fe.propose(Cmd::DecommissionBackends {
+                    targets: refs(targets),
+                })
+                .await?,
+            )? {
+                Reply::Changed(ids) => Ok(QueryResult::ok(
+                    ids.len() as u64,
+                    decommission_message(&ids),
+                )),
+                other => Err(unexpected(other)),
+            }
+        }
+        Statement::DecommissionBackends {
+            targets,
+            explain: true,
+        } => {
+            read_barrier(fe, session).await?;
+            render::explain_decommission(fe, &refs(targets))
+        }
+        Statement::CancelDecommission { targets } => {
+            match applied(
+                fe.propose(Cmd::CancelDecommission {
+                    targets: refs(targets),
+                })
+                .await?,
+            )? {
+                Reply::Changed(ids) => Ok(QueryResult::ok(
+                    ids.len() as u64,
+                    format!("backends back to ACTIVE: {}", ids_text(&ids)),
+                )),
+                other => Err(unexpected(other)),
+            }
+        }
+        Statement::ModifyBackends {
+            targets,
+            properties,
+        } => {
+            let cmd = Cmd::ModifyBackends {
+                targets: refs(targets),
+                properties: properties.clone(),
+            };
+            match applied(fe.propose(cmd).await?)? {
+                Reply::Changed(ids) => Ok(QueryResult::ok(
+                    ids.len() as u64,
+                    format!("modified backends {}", ids_text(&ids)),
+                )),
+                other => Err(unexpected(other)),
+            }
+        }
+        Statement::AddFrontend { role, addr } => {
+            let op = LeaderOp::AddFrontend {
+                voter: *role == FrontendRole::Follower,
+                addr: addr.to_string(),
+            };
+            done(fe.leader_op(op).await?)
+        }
+        Statement::DropFrontend { role, addr } => {
+            let op = LeaderOp::DropFrontend {
+                voter: *role == FrontendRole::Follower,
+                addr: addr.to_string(),
+            };
+            done(fe.leader_op(op).await?)
+        }
+        Statement::ShowBackends => {
+            let note = read_barrier(fe, session).await?;
+            Ok(with_note(render::show_backends(fe), note))
+        }
+        Statement::ShowFrontends => {
+            let note = read_barrier(fe, session).await?;
+            Ok(with_note(render::show_frontends(fe), note))
+        }
+        Statement::AdminSetConfig { properties } => match applied(
+            fe.propose(Cmd::SetConfig {
+                pairs: properties.clone(),
+            })
+            .await?,
+        )? {
+            Reply::Done => Ok(QueryResult::ok(0, "")),
+            other => Err(unexpected(other)),
+        },
+        Statement::AdminShowConfig { like } => {
+            let note = read_barrier(fe, session).await?;
+            Ok(with_note(render::show_config(fe, like.as_deref()), note))
+        }
+        Statement::SetVariables { assignments } => session.set(assignments),
+        Statement::Select { items, .. } => session.select(items),
+        Statement::ShowVariables { like } => Ok(session.show_variables(like.as_deref())),
+        Statement::Use { db } => {
+            session.db = Some(db.clone());
+            Ok(QueryResult::ok(0, ""))
+        }
+        Statement::ShowDatabases => Ok(QueryResult::rows(
+            &["Database"],
+            vec![vec![Some("information_schema".into())]],
+        )),
+        other => Err(ApiError::Unsupported(format!(
+            "{} is not available in this version of Roster",
+            other
+                .to_string()
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ))),
+    }
+}
+
+fn decommission_message(ids: &[BackendId]) -> String {
+    if ids.is_empty() {
+        "the backends were already DECOMMISSIONING".to_string()
+    } else {
+        format!(
+            "backends {} are now DECOMMISSIONING; watch SHOW BACKENDS",
+            ids_text(ids)
+        )
+    }
+}
+
+fn done(r: LeaderReply) -> Result<QueryResult, ApiError> {
+    match r {
+        LeaderReply::Done(m) => Ok(QueryResult::ok(0, m)),
+        LeaderReply::Applied(r) => applied(r).map(|_| QueryResult::ok(0, "")),
+    }
+}
+
+fn unexpected(r: Reply) -> ApiError {
+    ApiError::Internal(format!("unexpected reply {r:?}"))
+}
+
+fn with_note(mut r: QueryResult, note: Option<String>) -> QueryResult {
+    if let Some(n) = note {
+        r.message = n;
+    }
+    r
+}
+
+/// Linearizable unless the session asked for stale reads; a stale read says how far behind it
+/// may be.
+async fn read_barrier(fe: &FeNodeHandle, session: &Session) -> Result<Option<String>, ApiError> {
+    if session.stale_reads {
+        let m = fe.raft().metrics().borrow_watched().clone();
+        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+        let committed = m.cluster_committed.map(|l| l.index).unwrap_or(0);
+        Ok(Some(format!(
+            "stale read: applied index {applied}, known committed index {committed}, leader {}",
+            m.current_leader
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "unknown".into())
+        )))
+    } else {
+        fe.linearize().await?;
+        Ok(None)
+    }
+}

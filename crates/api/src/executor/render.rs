@@ -1,0 +1,246 @@
+//! Result sets of the SHOW statements, built from this FE's applied state.
+
+use super::QueryResult;
+use super::session::like;
+use crate::error::ApiError;
+use crate::format::{bytes, datetime, now_ms};
+use crate::node::{FeNodeHandle, VERSION};
+use roster_membership::settings::SETTINGS;
+use roster_membership::{BackendMembership, BackendRef, registry};
+
+/// SPEC section 2 column order.
+pub const BACKEND_COLUMNS: &[&str] = &[
+    "BackendId",
+    "Host",
+    "HeartbeatPort",
+    "BePort",
+    "HttpPort",
+    "BrpcPort",
+    "LastStartTime",
+    "LastHeartbeat",
+    "Alive",
+    "SystemDecommissioned",
+    "TabletNum",
+    "DataUsedCapacity",
+    "AvailCapacity",
+    "TotalCapacity",
+    "UsedPct",
+    "Tag",
+    "ErrMsg",
+    "Version",
+    "Status",
+    "HeartbeatFailureCounter",
+    "NodeRole",
+];
+
+pub const FRONTEND_COLUMNS: &[&str] = &[
+    "Name",
+    "Host",
+    "EditLogPort",
+    "HttpPort",
+    "QueryPort",
+    "RpcPort",
+    "Role",
+    "IsMaster",
+    "ClusterId",
+    "Join",
+    "Alive",
+    "ReplayedJournalId",
+    "LastHeartbeat",
+    "ErrMsg",
+    "Version",
+    "CurrentConnected",
+];
+
+fn s(v: impl ToString) -> Option<String> {
+    Some(v.to_string())
+}
+
+fn port(p: Option<u16>) -> Option<String> {
+    s(p.map(|p| p as i64).unwrap_or(-1))
+}
+
+pub fn show_backends(fe: &FeNodeHandle) -> QueryResult {
+    let rows = fe.store().read(|state, _| {
+        state
+            .backends
+            .values()
+            .map(|b| {
+                let l = &b.liveness;
+                let used_pct = if l.total_capacity_bytes == 0 {
+                    0.0
+                } else {
+                    100.0 * (l.total_capacity_bytes - l.avail_capacity_bytes.min(l.total_capacity_bytes)) as f64
+                        / l.total_capacity_bytes as f64
+                };
+                let status = format!(
+                    "{{\"lastSuccessReportTabletsTime\":\"N/A\",\"isQueryDisabled\":{},\"isLoadDisabled\":{},\"membership\":\"{}\"}}",
+                    b.disable_query,
+                    b.disable_load,
+                    b.membership.as_str()
+                );
+                vec![
+                    s(b.id),
+                    s(&b.addr.host),
+                    s(b.addr.port),
+                    port(l.be_port),
+                    port(l.http_port),
+                    port(l.brpc_port),
+                    l.last_start_time_ms.map(datetime),
+                    l.last_heartbeat_ms.map(datetime),
+                    s(l.alive),
+                    s(b.membership != BackendMembership::Active),
+                    s(0),
+                    s(bytes(l.data_used_capacity_bytes)),
+                    s(bytes(l.avail_capacity_bytes)),
+                    s(bytes(l.total_capacity_bytes)),
+                    s(format!("{used_pct:.2} %")),
+                    s(b.tags.to_json()),
+                    s(&l.err_msg),
+                    s(&l.version),
+                    s(status),
+                    s(l.heartbeat_failure_counter),
+                    s("mix"),
+                ]
+            })
+            .collect()
+    });
+    QueryResult::rows(BACKEND_COLUMNS, rows)
+}
+
+pub fn show_frontends(fe: &FeNodeHandle) -> QueryResult {
+    let (nodes, voters) = fe.members();
+    let leader = fe.leader().map(|(id, _)| id);
+    let peers = fe.peer_status();
+    let me = fe.id();
+    let now = now_ms();
+    let my_applied = fe.node_info().last_applied_index;
+    let cluster_id = fe.config().cluster_id.clone();
+    let rows = nodes
+        .iter()
+        .map(|(id, n)| {
+            let (alive, applied, last_hb, err, version, name) = if *id == me {
+                (
+                    true,
+                    Some(my_applied),
+                    Some(now),
+                    String::new(),
+                    VERSION.to_string(),
+                    fe.config().name.clone(),
+                )
+            } else {
+                let p = peers.get(id).cloned().unwrap_or_default();
+                let alive = p.last_ok_ms.is_some_and(|t| now.saturating_sub(t) <= 3_000);
+                let info = p.info.as_ref();
+                (
+                    alive,
+                    info.map(|i| i.last_applied_index),
+                    p.last_ok_ms,
+                    p.err.clone(),
+                    info.map(|i| i.version.clone()).unwrap_or_default(),
+                    info.map(|i| i.name.clone())
+                        .unwrap_or_else(|| format!("fe{id}")),
+                )
+            };
+            vec![
+                s(name),
+                s(&n.host),
+                s(n.edit_log_port),
+                s(n.http_port),
+                s(n.query_port),
+                s(n.rpc_port),
+                s(if voters.contains(id) {
+                    "FOLLOWER"
+                } else {
+                    "OBSERVER"
+                }),
+                s(leader == Some(*id)),
+                s(&cluster_id),
+                s(true),
+                s(alive),
+                applied.map(|a| a.to_string()),
+                last_hb.map(datetime),
+                s(err),
+                s(version),
+                s(*id == me),
+            ]
+        })
+        .collect();
+    QueryResult::rows(FRONTEND_COLUMNS, rows)
+}
+
+pub fn show_config(fe: &FeNodeHandle, pattern: Option<&str>) -> QueryResult {
+    let rows = fe.store().read(|state, _| {
+        state
+            .meta
+            .settings
+            .list()
+            .into_iter()
+            .filter(|(name, ..)| pattern.is_none_or(|p| like(p, name)))
+            .map(|(name, value, default, desc)| {
+                let kind = SETTINGS
+                    .iter()
+                    .find(|x| x.0 == name)
+                    .map(|x| format!("{:?}", x.1).to_lowercase())
+                    .unwrap_or_default();
+                vec![
+                    s(name),
+                    s(value),
+                    s(kind),
+                    s(true),
+                    s(true),
+                    s(format!("{desc} (default {default})")),
+                ]
+            })
+            .collect()
+    });
+    QueryResult::rows(
+        &["Key", "Value", "Type", "IsMutable", "MasterOnly", "Comment"],
+        rows,
+    )
+}
+
+/// The pre-check alone. Until tablets exist (the catalog arrives later) there is nothing to
+/// move, so every ACTIVE or DECOMMISSIONING backend is ready.
+pub fn explain_decommission(
+    fe: &FeNodeHandle,
+    targets: &[BackendRef],
+) -> Result<QueryResult, ApiError> {
+    let rows = fe.store().read(|state, _| -> Result<_, ApiError> {
+        let ids = registry::resolve(state, targets)?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| state.backends.get(id))
+            .map(|b| {
+                let ready = b.membership != BackendMembership::Decommissioned;
+                vec![
+                    s(b.id),
+                    s(&b.addr),
+                    s(b.membership.as_str()),
+                    s(if ready {
+                        "READY"
+                    } else {
+                        "REFUSED: already DECOMMISSIONED"
+                    }),
+                    s(0),
+                    s(0),
+                    s(0),
+                    s(""),
+                ]
+            })
+            .collect())
+    })?;
+    Ok(QueryResult::rows(
+        &[
+            "BackendId",
+            "Address",
+            "Membership",
+            "Readiness",
+            "TabletsToMove",
+            "BytesToMove",
+            "Blockers",
+            "FirstBlockers",
+        ],
+        rows,
+    ))
+}

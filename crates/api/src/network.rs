@@ -1,0 +1,204 @@
+//! The Raft network over tonic: one cached, lazily connected channel per peer; openraft's
+//! messages travel as versioned bincode blobs.
+
+use crate::pb::raft::{Blob, raft_service_client::RaftServiceClient};
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::{AnyError, OptionalSend};
+use roster_raft_store::codec;
+use roster_raft_store::types::{Snapshot, Vote};
+use roster_raft_store::{FeNode, NodeId, TypeConfig};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Largest message between FEs (AppendEntries batches, snapshot chunks).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+
+/// Channels to peers, keyed by address; shared by Raft replication and leader forwarding.
+#[derive(Clone, Default)]
+pub struct Channels {
+    inner: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Channels {
+    pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let mut m = self.inner.lock().expect("channels lock");
+        if let Some(c) = m.get(addr) {
+            return Ok(c.clone());
+        }
+        let ep = Endpoint::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_millis(500))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(2))
+            .keep_alive_timeout(Duration::from_secs(2));
+        let c = ep.connect_lazy();
+        m.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    pub fn raft_client(
+        &self,
+        addr: &str,
+    ) -> Result<RaftServiceClient<Channel>, tonic::transport::Error> {
+        Ok(RaftServiceClient::new(self.get(addr)?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+}
+
+pub struct NetworkFactory {
+    pub channels: Channels,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &FeNode) -> Self::Network {
+        PeerClient {
+            target,
+            addr: node.edit_log_addr(),
+            channels: self.channels.clone(),
+        }
+    }
+}
+
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    channels: Channels,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Msg(String);
+
+fn net_err(e: impl std::fmt::Display) -> NetworkError<TypeConfig> {
+    NetworkError::new(&Msg(e.to_string()))
+}
+
+/// Transport failures where the peer never got the message are `Unreachable` (openraft backs
+/// off); anything else is a `Network` error.
+fn status_to_rpc(s: tonic::Status) -> RPCError<TypeConfig> {
+    match s.code() {
+        tonic::Code::Unavailable => {
+            RPCError::Unreachable(Unreachable::new(&Msg(s.message().to_string())))
+        }
+        _ => RPCError::Network(net_err(s.message())),
+    }
+}
+
+impl PeerClient {
+    async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &mut self,
+        which: &'static str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let mut client = self
+            .channels
+            .raft_client(&self.addr)
+            .map_err(|e| RPCError::Network(net_err(e)))?;
+        let data = codec::encode(req).map_err(|e| RPCError::Network(net_err(e)))?;
+        let mut request = tonic::Request::new(Blob { data });
+        request.set_timeout(option.hard_ttl());
+        let fut = async {
+            match which {
+                "append" => client.append_entries(request).await,
+                "vote" => client.vote(request).await,
+                "pre_vote" => client.pre_vote(request).await,
+                _ => client.transfer_leader(request).await,
+            }
+        };
+        let resp = match tokio::time::timeout(option.hard_ttl(), fut).await {
+            Ok(r) => r.map_err(status_to_rpc)?,
+            Err(_) => {
+                return Err(RPCError::Timeout(openraft::error::Timeout {
+                    action: openraft::network::RPCTypes::AppendEntries,
+                    id: 0,
+                    target: self.target,
+                    timeout: option.hard_ttl(),
+                }));
+            }
+        };
+        let r: Result<Resp, String> =
+            codec::decode(&resp.into_inner().data).map_err(|e| RPCError::Network(net_err(e)))?;
+        r.map_err(|e| RPCError::Network(net_err(format!("remote: {e}"))))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("append", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("vote", &rpc, &option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("pre_vote", &rpc, &option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call("transfer", &req, &option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let mut client = self.channels.raft_client(&self.addr).map_err(net_err)?;
+        let mut chunks = vec![Blob {
+            data: codec::encode(&(&vote, &snapshot.meta)).map_err(net_err)?,
+        }];
+        for c in snapshot.snapshot.chunks(SNAPSHOT_CHUNK_BYTES) {
+            chunks.push(Blob { data: c.to_vec() });
+        }
+        let send = client.install_snapshot(futures::stream::iter(chunks));
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            r = send => {
+                let resp = r.map_err(|s| match status_to_rpc(s) {
+                    RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                    other => StreamingError::Network(net_err(other)),
+                })?;
+                let r: Result<SnapshotResponse<TypeConfig>, String> = codec::decode(&resp.into_inner().data).map_err(net_err)?;
+                r.map_err(|e| StreamingError::Network(net_err(format!("remote: {e}"))))
+            }
+        }
+    }
+}
+
+/// For errors that openraft wants as `AnyError`.
+pub fn any_error(msg: impl std::fmt::Display) -> AnyError {
+    AnyError::error(msg.to_string())
+}

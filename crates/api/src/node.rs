@@ -1,0 +1,570 @@
+//! One FE: its Raft instance and state machine, and the three things every statement needs:
+//! `propose` (a write, forwarded to the leader when this FE is not it), `linearize` (a read
+//! barrier: the leader's read index, then wait for local apply), and leader-only operations
+//! (frontend membership changes, see `frontends`).
+
+mod frontends;
+
+use crate::error::ApiError;
+use crate::format::now_ms;
+use crate::network::{Channels, NetworkFactory};
+use crate::pb::raft::Blob;
+use crate::wire::{ForwardResult, LeaderOp, LeaderReply, NodeInfo};
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::{ReadPolicy, linearizable_read::Linearizer, linearizable_read::ReadLogId};
+use openraft::{Config, SnapshotPolicy};
+use roster_raft_store::codec;
+use roster_raft_store::types::LogId;
+use roster_raft_store::{Cmd, FeNode, NodeId, Raft, Request, Response, StateMachineStore};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util_lite::CancelOnDrop;
+
+/// Raft timing of this FE (per-FE config, validated: election > 2 x heartbeat).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftTiming {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        // Measured on loaded 2-core machines: the openraft defaults (50/150-300) cause spurious
+        // elections; 200/1000-2000 caused none (see reference/openraft.md section 5).
+        RaftTiming {
+            heartbeat_interval_ms: 200,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
+        }
+    }
+}
+
+impl RaftTiming {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_interval_ms == 0 {
+            return Err("raft.heartbeat_interval_ms must be positive".into());
+        }
+        if self.election_timeout_min_ms <= 2 * self.heartbeat_interval_ms {
+            return Err(format!(
+                "raft.election_timeout_min_ms ({}) must be more than twice raft.heartbeat_interval_ms ({})",
+                self.election_timeout_min_ms, self.heartbeat_interval_ms
+            ));
+        }
+        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
+            return Err(format!(
+                "raft.election_timeout_max_ms ({}) must be more than raft.election_timeout_min_ms ({})",
+                self.election_timeout_max_ms, self.election_timeout_min_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Everything an FE needs to run, already validated by the binary's config loader.
+#[derive(Debug, Clone)]
+pub struct FeConfig {
+    pub id: NodeId,
+    pub name: String,
+    pub cluster_id: String,
+    pub node: FeNode,
+    pub data_dir: PathBuf,
+    /// Voters of a brand-new cluster; empty for an FE that waits to be added (ADD FOLLOWER).
+    pub initial_members: BTreeMap<NodeId, FeNode>,
+    pub raft: RaftTiming,
+    /// Bound on how long a read waits for a leader's read index and local apply.
+    pub read_timeout: Duration,
+    /// Bound on how long a write waits for a leader and for commit.
+    pub write_timeout: Duration,
+}
+
+/// What this FE last heard from a peer FE (soft state, never replicated).
+#[derive(Debug, Clone, Default)]
+pub struct PeerStatus {
+    pub last_ok_ms: Option<u64>,
+    pub info: Option<NodeInfo>,
+    pub err: String,
+}
+
+struct Inner {
+    cfg: FeConfig,
+    raft: Raft,
+    sm: StateMachineStore,
+    channels: Channels,
+    start_time_ms: u64,
+    peers: Mutex<BTreeMap<NodeId, PeerStatus>>,
+    _prober: CancelOnDrop,
+}
+
+/// A running FE. Cheap to clone.
+#[derive(Clone)]
+pub struct FeNodeHandle {
+    inner: Arc<Inner>,
+}
+
+pub const VERSION: &str = concat!("roster-", env!("CARGO_PKG_VERSION"));
+
+mod tokio_util_lite {
+    /// Aborts a background task when the owner goes away.
+    pub struct CancelOnDrop(pub tokio::task::AbortHandle);
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+}
+
+fn raft_config(cfg: &FeConfig) -> Result<Config, ApiError> {
+    cfg.raft.validate().map_err(ApiError::Invalid)?;
+    let c = Config {
+        cluster_name: cfg.cluster_id.clone(),
+        heartbeat_interval: cfg.raft.heartbeat_interval_ms,
+        election_timeout_min: cfg.raft.election_timeout_min_ms,
+        election_timeout_max: cfg.raft.election_timeout_max_ms,
+        install_snapshot_timeout: 10_000,
+        enable_pre_vote: Some(true),
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(5_000),
+        max_in_snapshot_log_to_keep: 1_000,
+        replication_lag_threshold: 10_000,
+        ..Default::default()
+    };
+    c.validate()
+        .map_err(|e| ApiError::Invalid(format!("raft config: {e}")))
+}
+
+fn raft_err<E: std::fmt::Display>(e: E) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+impl FeNodeHandle {
+    /// Open the stores, start Raft, and bootstrap a new cluster if this FE is one of the
+    /// configured initial members and has never been initialized.
+    pub async fn start(cfg: FeConfig) -> Result<Self, ApiError> {
+        let config = Arc::new(raft_config(&cfg)?);
+        let (log, sm) = roster_raft_store::open(&cfg.data_dir.join("raft"))
+            .map_err(|e| ApiError::Internal(format!("opening {}: {e}", cfg.data_dir.display())))?;
+        let channels = Channels::default();
+        let net = NetworkFactory {
+            channels: channels.clone(),
+        };
+        let raft = Raft::new(cfg.id, config, net, log, sm.clone())
+            .await
+            .map_err(raft_err)?;
+
+        if !raft.is_initialized().await.map_err(raft_err)?
+            && cfg.initial_members.contains_key(&cfg.id)
+        {
+            // Every initial member may call this with the same voters: the first log entry is the
+            // same membership everywhere, so the calls agree.
+            match raft.initialize(cfg.initial_members.clone()).await {
+                Ok(()) => {
+                    tracing::info!(members = ?cfg.initial_members.keys().collect::<Vec<_>>(), "bootstrapped a new cluster")
+                }
+                Err(e) => tracing::info!("initialize skipped: {e}"),
+            }
+        }
+
+        let peers = Mutex::new(BTreeMap::new());
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let weak = weak.clone();
+            let task = tokio::spawn(async move { prober_loop(weak).await });
+            Inner {
+                cfg,
+                raft,
+                sm,
+                channels,
+                start_time_ms: now_ms(),
+                peers,
+                _prober: CancelOnDrop(task.abort_handle()),
+            }
+        });
+        Ok(FeNodeHandle { inner })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.cfg.id
+    }
+
+    pub fn config(&self) -> &FeConfig {
+        &self.inner.cfg
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    pub fn store(&self) -> &StateMachineStore {
+        &self.inner.sm
+    }
+
+    pub fn channels(&self) -> &Channels {
+        &self.inner.channels
+    }
+
+    pub fn peer_status(&self) -> BTreeMap<NodeId, PeerStatus> {
+        self.inner.peers.lock().expect("peers lock").clone()
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.inner.raft.shutdown().await;
+    }
+
+    /// The leader as this FE currently knows it.
+    pub fn leader(&self) -> Option<(NodeId, FeNode)> {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow_watched();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, node))
+    }
+
+    pub fn node_info(&self) -> NodeInfo {
+        let applied = self
+            .inner
+            .raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0);
+        NodeInfo {
+            id: self.inner.cfg.id,
+            node: self.inner.cfg.node.clone(),
+            cluster_id: self.inner.cfg.cluster_id.clone(),
+            name: self.inner.cfg.name.clone(),
+            version: VERSION.to_string(),
+            last_applied_index: applied,
+            start_time_ms: self.inner.start_time_ms,
+        }
+    }
+
+    /// Wait (bounded) until some leader is known.
+    async fn wait_for_leader(&self, deadline: Instant) -> Result<(NodeId, FeNode), ApiError> {
+        let mut rx = self.inner.raft.metrics();
+        loop {
+            if let Some(l) = self.leader() {
+                return Ok(l);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ApiError::Unavailable(
+                    "no leader is known to this frontend".into(),
+                ));
+            }
+            let _ = tokio::time::timeout(left, rx.changed()).await;
+        }
+    }
+
+    /// Give Raft a moment to learn about a new leader before the next attempt.
+    async fn settle(&self) {
+        let mut rx = self.inner.raft.metrics();
+        let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
+    }
+
+    /// Propose a command and wait for its applied answer.
+    pub async fn propose(&self, cmd: Cmd) -> Result<Response, ApiError> {
+        match self.leader_op(LeaderOp::Write(cmd)).await? {
+            LeaderReply::Applied(r) => Ok(r),
+            LeaderReply::Done(m) => Err(ApiError::Internal(format!(
+                "unexpected reply to a write: {m}"
+            ))),
+        }
+    }
+
+    /// Run an operation on the leader: here if this FE leads, otherwise forwarded to it.
+    /// Retries only when the operation certainly did not run.
+    pub async fn leader_op(&self, op: LeaderOp) -> Result<LeaderReply, ApiError> {
+        let deadline = Instant::now() + self.inner.cfg.write_timeout;
+        loop {
+            let (leader_id, leader) = self.wait_for_leader(deadline).await?;
+            let res = if leader_id == self.id() {
+                self.run_as_leader(&op, deadline).await
+            } else {
+                self.forward(&leader, &op, deadline).await
+            };
+            match res {
+                Err(e) if e.is_retryable() && Instant::now() < deadline => self.settle().await,
+                other => return other,
+            }
+        }
+    }
+
+    async fn forward(&self, leader: &FeNode, op: &LeaderOp, deadline: Instant) -> ForwardResult {
+        let mut client = self
+            .inner
+            .channels
+            .raft_client(&leader.edit_log_addr())
+            .map_err(raft_err)?;
+        let data = codec::encode(op).map_err(raft_err)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut req = tonic::Request::new(Blob { data });
+        req.set_timeout(left);
+        match tokio::time::timeout(left, client.forward(req)).await {
+            Ok(Ok(resp)) => {
+                codec::decode::<ForwardResult>(&resp.into_inner().data).map_err(raft_err)?
+            }
+            Ok(Err(status)) if never_sent(&status) => Err(ApiError::Unavailable(format!(
+                "leader {} unreachable: {}",
+                leader.edit_log_addr(),
+                status.message()
+            ))),
+            Ok(Err(status)) => Err(ApiError::Unknown(format!(
+                "lost the connection to the leader {} after sending: {}",
+                leader.edit_log_addr(),
+                status.message()
+            ))),
+            Err(_) => Err(ApiError::Unknown(format!(
+                "no answer from the leader {} in time",
+                leader.edit_log_addr()
+            ))),
+        }
+    }
+
+    /// Carry out a leader operation on this FE, which believes it is the leader.
+    pub async fn run_as_leader(&self, op: &LeaderOp, deadline: Instant) -> ForwardResult {
+        match op {
+            LeaderOp::Write(cmd) => {
+                let req = Request {
+                    time_ms: now_ms(),
+                    cmd: cmd.clone(),
+                };
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, self.inner.raft.client_write(req)).await {
+                    Ok(Ok(resp)) => Ok(LeaderReply::Applied(resp.data)),
+                    Ok(Err(e)) => Err(self.map_write_error(e)),
+                    Err(_) => Err(ApiError::Unknown(
+                        "the write was not committed in time".into(),
+                    )),
+                }
+            }
+            LeaderOp::AddFrontend { voter, addr } => {
+                frontends::add(self, *voter, addr, deadline).await
+            }
+            LeaderOp::DropFrontend { voter, addr } => {
+                frontends::drop(self, *voter, addr, deadline).await
+            }
+        }
+    }
+
+    fn map_write_error(
+        &self,
+        e: RaftError<
+            roster_raft_store::TypeConfig,
+            ClientWriteError<roster_raft_store::TypeConfig>,
+        >,
+    ) -> ApiError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ApiError::NotLeader {
+                leader_rpc_addr: f.leader_node.map(|n| n.rpc_addr()),
+            },
+            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => {
+                ApiError::Unknown("the leader changed while the write was in flight".into())
+            }
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                ApiError::Invalid(e.to_string())
+            }
+            RaftError::APIError(ClientWriteError::PreconditionFailed(e)) => {
+                ApiError::Invalid(e.to_string())
+            }
+            RaftError::Fatal(f) => ApiError::Unknown(format!("raft stopped: {f}")),
+        }
+    }
+
+    /// The leader's read index, answered to a follower (`GetReadIndex`).
+    pub async fn read_index_as_leader(&self) -> Result<LogId, ApiError> {
+        let t = self.inner.cfg.read_timeout;
+        match tokio::time::timeout(
+            t,
+            self.inner.raft.get_read_linearizer(ReadPolicy::ReadIndex),
+        )
+        .await
+        {
+            Ok(Ok(lin)) => Ok(*lin.read_log_id().log_id()),
+            Ok(Err(RaftError::APIError(e))) => Err(ApiError::NotLeader {
+                leader_rpc_addr: leader_hint(&e),
+            }),
+            Ok(Err(RaftError::Fatal(f))) => {
+                Err(ApiError::Unavailable(format!("raft stopped: {f}")))
+            }
+            Err(_) => Err(ApiError::Unavailable(
+                "the leader could not confirm its leadership in time".into(),
+            )),
+        }
+    }
+
+    /// A linearizable read barrier: returns once this FE has applied everything that was
+    /// committed before the call, or fails after `read_timeout`; never lets a stale read through.
+    pub async fn linearize(&self) -> Result<(), ApiError> {
+        let deadline = Instant::now() + self.inner.cfg.read_timeout;
+        loop {
+            let res = self.linearize_once(deadline).await;
+            match res {
+                Err(e) if e.is_retryable() && Instant::now() < deadline => self.settle().await,
+                other => return other,
+            }
+        }
+    }
+
+    async fn linearize_once(&self, deadline: Instant) -> Result<(), ApiError> {
+        let (leader_id, leader) = self.wait_for_leader(deadline).await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let read_log_id = if leader_id == self.id() {
+            match tokio::time::timeout(
+                left,
+                self.inner.raft.get_read_linearizer(ReadPolicy::ReadIndex),
+            )
+            .await
+            {
+                Ok(Ok(lin)) => *lin.read_log_id().log_id(),
+                Ok(Err(RaftError::APIError(e))) => {
+                    return Err(ApiError::NotLeader {
+                        leader_rpc_addr: leader_hint(&e),
+                    });
+                }
+                Ok(Err(RaftError::Fatal(f))) => {
+                    return Err(ApiError::Unavailable(format!("raft stopped: {f}")));
+                }
+                Err(_) => {
+                    return Err(ApiError::Unavailable(
+                        "leadership not confirmed in time".into(),
+                    ));
+                }
+            }
+        } else {
+            let mut client = self
+                .inner
+                .channels
+                .raft_client(&leader.edit_log_addr())
+                .map_err(raft_err)?;
+            // A short per-attempt bound, so a paused leader costs one attempt, not the whole read.
+            let attempt = left.min(Duration::from_millis(1500));
+            let mut req = tonic::Request::new(Blob { data: vec![] });
+            req.set_timeout(attempt);
+            let reply = match tokio::time::timeout(attempt, client.get_read_index(req)).await {
+                Ok(Ok(r)) => r.into_inner(),
+                Ok(Err(s)) => {
+                    return Err(ApiError::Unavailable(format!(
+                        "read index from {}: {}",
+                        leader.edit_log_addr(),
+                        s.message()
+                    )));
+                }
+                Err(_) => {
+                    return Err(ApiError::Unavailable(format!(
+                        "no read index from {} in time",
+                        leader.edit_log_addr()
+                    )));
+                }
+            };
+            codec::decode::<Result<LogId, ApiError>>(&reply.data).map_err(raft_err)??
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Built with the leader's id and no applied index, so the wait cannot be skipped.
+        let lin = Linearizer::new(leader_id, ReadLogId::from_log_id(read_log_id), None);
+        match lin.try_await_ready(&self.inner.raft, Some(left)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(state)) => Err(ApiError::Unavailable(format!(
+                "this frontend has not applied up to the read index {} in time",
+                state.read_log_id().index()
+            ))),
+            Err(f) => Err(ApiError::Unavailable(format!("raft stopped: {f}"))),
+        }
+    }
+
+    /// Current voters and learners as this FE's applied state has them.
+    pub fn members(&self) -> (BTreeMap<NodeId, FeNode>, BTreeSet<NodeId>) {
+        self.inner.sm.read(|_, applied| {
+            let m = applied.membership.membership();
+            let nodes = m.nodes().map(|(id, n)| (*id, n.clone())).collect();
+            let voters = m.voter_ids().collect();
+            (nodes, voters)
+        })
+    }
+}
+
+fn leader_hint(
+    e: &openraft::error::LinearizableReadError<roster_raft_store::TypeConfig>,
+) -> Option<String> {
+    use openraft::TryAsRef;
+    let f: Option<&openraft::error::ForwardToLeader<roster_raft_store::TypeConfig>> =
+        e.try_as_ref();
+    f.and_then(|f| f.leader_node.as_ref().map(|n| n.rpc_addr()))
+}
+
+/// True when tonic failed before the request could have reached the peer.
+pub(crate) fn never_sent(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable && {
+        let m = status.message().to_ascii_lowercase();
+        m.contains("connect") || m.contains("refused")
+    }
+}
+
+/// Every second, ask each other member who it is and how far it has applied: the source of
+/// SHOW FRONTENDS' Alive, LastHeartbeat and ReplayedJournalId, and of quorum checks.
+async fn prober_loop(weak: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let Some(inner) = weak.upgrade() else { return };
+        let members: Vec<(NodeId, FeNode)> = {
+            let m = inner.raft.metrics();
+            let m = m.borrow_watched();
+            m.membership_config
+                .membership()
+                .nodes()
+                .map(|(id, n)| (*id, n.clone()))
+                .collect()
+        };
+        let me = inner.cfg.id;
+        let channels = inner.channels.clone();
+        drop(inner);
+        let probes = members
+            .into_iter()
+            .filter(|(id, _)| *id != me)
+            .map(|(id, node)| {
+                let channels = channels.clone();
+                async move {
+                    (
+                        id,
+                        probe(&channels, &node.edit_log_addr(), Duration::from_millis(900)).await,
+                    )
+                }
+            });
+        let results = futures::future::join_all(probes).await;
+        let Some(inner) = weak.upgrade() else { return };
+        let mut peers = inner.peers.lock().expect("peers lock");
+        let ids: BTreeSet<NodeId> = results.iter().map(|(id, _)| *id).collect();
+        peers.retain(|id, _| ids.contains(id));
+        for (id, r) in results {
+            let p = peers.entry(id).or_default();
+            match r {
+                Ok(info) => {
+                    p.last_ok_ms = Some(now_ms());
+                    p.info = Some(info);
+                    p.err.clear();
+                }
+                Err(e) => p.err = e,
+            }
+        }
+    }
+}
+
+/// One NodeInfo call.
+pub(crate) async fn probe(
+    channels: &Channels,
+    addr: &str,
+    timeout: Duration,
+) -> Result<NodeInfo, String> {
+    let mut client = channels.raft_client(addr).map_err(|e| e.to_string())?;
+    let mut req = tonic::Request::new(Blob { data: vec![] });
+    req.set_timeout(timeout);
+    match tokio::time::timeout(timeout, client.node_info(req)).await {
+        Ok(Ok(r)) => codec::decode::<NodeInfo>(&r.into_inner().data).map_err(|e| e.to_string()),
+        Ok(Err(s)) => Err(s.message().to_string()),
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}

@@ -1,0 +1,129 @@
+//! Server side of `roster.proto`, the public client API. The one place that maps `ApiError`
+//! to the wire.
+
+use crate::error::ApiError;
+use crate::executor::{self, QueryResult, Session};
+use crate::node::FeNodeHandle;
+use crate::pb::v1::{self as pb, roster_server::Roster};
+use openraft::async_runtime::watch::WatchReceiver;
+use roster_membership::BackendMembership;
+use tonic::{Request, Response, Status};
+
+pub struct RosterService {
+    pub fe: FeNodeHandle,
+}
+
+pub fn error_to_pb(e: &ApiError) -> pb::Error {
+    pb::Error {
+        code: 1105,
+        message: e.mysql_message(),
+        retryable: e.is_retryable(),
+        outcome: if e.outcome_unknown() {
+            pb::Outcome::Unknown
+        } else {
+            pb::Outcome::NotApplied
+        } as i32,
+    }
+}
+
+fn result_to_pb(r: QueryResult) -> pb::ExecuteResponse {
+    pb::ExecuteResponse {
+        columns: r.columns,
+        rows: r
+            .rows
+            .into_iter()
+            .map(|row| pb::Row {
+                values: row.into_iter().map(|text| pb::Value { text }).collect(),
+            })
+            .collect(),
+        affected_rows: r.affected_rows,
+        message: r.message,
+        error: None,
+        leader_rpc_addr: String::new(),
+    }
+}
+
+impl RosterService {
+    fn leader_rpc(&self) -> String {
+        self.fe
+            .leader()
+            .map(|(_, n)| n.rpc_addr())
+            .unwrap_or_default()
+    }
+}
+
+#[tonic::async_trait]
+impl Roster for RosterService {
+    async fn execute(
+        &self,
+        req: Request<pb::ExecuteRequest>,
+    ) -> Result<Response<pb::ExecuteResponse>, Status> {
+        let req = req.into_inner();
+        let mut session = Session::new(if req.user.is_empty() {
+            "root".to_string()
+        } else {
+            req.user.clone()
+        });
+        session.stale_reads = req.consistency == pb::ReadConsistency::Stale as i32;
+        let mut resp = match executor::execute_sql(&self.fe, &mut session, &req.sql).await {
+            Ok(r) => result_to_pb(r),
+            Err(e) => pb::ExecuteResponse {
+                error: Some(error_to_pb(&e)),
+                ..Default::default()
+            },
+        };
+        resp.leader_rpc_addr = self.leader_rpc();
+        Ok(Response::new(resp))
+    }
+
+    async fn status(
+        &self,
+        _req: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let m = self.fe.raft().metrics().borrow_watched().clone();
+        Ok(Response::new(pb::StatusResponse {
+            node_id: self.fe.id(),
+            cluster_id: self.fe.config().cluster_id.clone(),
+            leader_id: m.current_leader,
+            leader_rpc_addr: self.leader_rpc(),
+            term: m.current_term,
+            last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+            is_leader: m.current_leader == Some(self.fe.id()),
+        }))
+    }
+
+    async fn list_backends(
+        &self,
+        req: Request<pb::ListBackendsRequest>,
+    ) -> Result<Response<pb::ListBackendsResponse>, Status> {
+        let stale = req.into_inner().consistency == pb::ReadConsistency::Stale as i32;
+        if !stale && let Err(e) = self.fe.linearize().await {
+            return Ok(Response::new(pb::ListBackendsResponse {
+                error: Some(error_to_pb(&e)),
+                leader_rpc_addr: self.leader_rpc(),
+                ..Default::default()
+            }));
+        }
+        let backends = self.fe.store().read(|s, _| {
+            s.backends
+                .values()
+                .map(|b| pb::Backend {
+                    id: b.id.0,
+                    host: b.addr.host.clone(),
+                    heartbeat_port: b.addr.port as u32,
+                    membership: b.membership.as_str().to_string(),
+                    alive: b.liveness.alive,
+                    tag_location: b.tags.location.clone(),
+                    disable_query: b.disable_query,
+                    disable_load: b.disable_load,
+                })
+                .collect()
+        });
+        let _ = BackendMembership::Active;
+        Ok(Response::new(pb::ListBackendsResponse {
+            backends,
+            error: None,
+            leader_rpc_addr: self.leader_rpc(),
+        }))
+    }
+}

@@ -1,0 +1,34 @@
+//! Messages between FEs that are not Raft's own: forwarded leader operations and node info.
+//! Encoded with the versioned codec of raft-store.
+
+use crate::error::ApiError;
+use roster_raft_store::{Cmd, FeNode, NodeId, Response};
+use serde::{Deserialize, Serialize};
+
+/// What a non-leader FE asks the leader to do on its behalf.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LeaderOp {
+    Write(Cmd),
+    AddFrontend { voter: bool, addr: String },
+    DropFrontend { voter: bool, addr: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum LeaderReply {
+    Applied(Response),
+    Done(String),
+}
+
+pub type ForwardResult = Result<LeaderReply, ApiError>;
+
+/// Answer of `NodeInfo`: who this FE is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    pub node: FeNode,
+    pub cluster_id: String,
+    pub name: String,
+    pub version: String,
+    pub last_applied_index: u64,
+    pub start_time_ms: u64,
+}

@@ -1,0 +1,283 @@
+//! FE configuration: TOML file < `ROSTER_*` environment variables < command-line flags.
+//! Every key is documented in `config/fe1.toml`; unknown keys are an error, not ignored.
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use roster_api::{FeConfig, RaftTiming};
+use roster_raft_store::FeNode;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaftSection {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+}
+
+impl Default for RaftSection {
+    fn default() -> Self {
+        let t = RaftTiming::default();
+        RaftSection {
+            heartbeat_interval_ms: t.heartbeat_interval_ms,
+            election_timeout_min_ms: t.election_timeout_min_ms,
+            election_timeout_max_ms: t.election_timeout_max_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberSection {
+    pub node_id: u64,
+    pub host: String,
+    pub edit_log_port: u16,
+    pub rpc_port: u16,
+    pub query_port: u16,
+    pub http_port: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub node_id: u64,
+    pub name: Option<String>,
+    pub cluster_id: String,
+    pub host: String,
+    pub data_dir: PathBuf,
+    pub edit_log_port: u16,
+    pub rpc_port: u16,
+    pub query_port: u16,
+    pub http_port: u16,
+    pub read_timeout_ms: u64,
+    pub write_timeout_ms: u64,
+    pub log_format: String,
+    pub raft: RaftSection,
+    pub initial_members: Vec<MemberSection>,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            node_id: 0,
+            name: None,
+            cluster_id: "roster".into(),
+            host: "127.0.0.1".into(),
+            data_dir: PathBuf::from("data"),
+            edit_log_port: 9010,
+            rpc_port: 9020,
+            query_port: 9030,
+            http_port: 8030,
+            read_timeout_ms: 5_000,
+            write_timeout_ms: 15_000,
+            log_format: "text".into(),
+            raft: RaftSection::default(),
+            initial_members: Vec::new(),
+        }
+    }
+}
+
+/// Flags that override the file and the environment (only those given).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u64>,
+}
+
+pub fn load(path: &Path, overrides: &Overrides) -> anyhow::Result<FileConfig> {
+    if !path.exists() {
+        bail!("config file {} does not exist", path.display());
+    }
+    let cfg: FileConfig = Figment::from(Serialized::defaults(FileConfig::default()))
+        .merge(Toml::file_exact(path))
+        .merge(Env::prefixed("ROSTER_").split("__"))
+        .merge(Serialized::defaults(overrides))
+        .extract()
+        .with_context(|| {
+            format!(
+                "invalid configuration in {} (or ROSTER_* environment)",
+                path.display()
+            )
+        })?;
+    validate(&cfg)?;
+    Ok(cfg)
+}
+
+fn validate(c: &FileConfig) -> anyhow::Result<()> {
+    if c.node_id == 0 {
+        bail!("node_id must be set to a positive integer, unique in the cluster and never reused");
+    }
+    if c.cluster_id.trim().is_empty() {
+        bail!("cluster_id must not be empty");
+    }
+    let ports = [c.edit_log_port, c.rpc_port, c.query_port, c.http_port];
+    if ports.contains(&0) {
+        bail!("edit_log_port, rpc_port, query_port and http_port must all be set");
+    }
+    let mut sorted = ports.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.len() != ports.len() {
+        bail!("edit_log_port, rpc_port, query_port and http_port must be distinct");
+    }
+    if !["text", "json"].contains(&c.log_format.as_str()) {
+        bail!(
+            "log_format must be \"text\" or \"json\", not \"{}\"",
+            c.log_format
+        );
+    }
+    timing(c).validate().map_err(anyhow::Error::msg)?;
+    let mut ids = std::collections::BTreeSet::new();
+    for m in &c.initial_members {
+        if !ids.insert(m.node_id) {
+            bail!("initial_members lists node_id {} twice", m.node_id);
+        }
+    }
+    if let Some(me) = c.initial_members.iter().find(|m| m.node_id == c.node_id) {
+        let mine = (
+            c.host.as_str(),
+            c.edit_log_port,
+            c.rpc_port,
+            c.query_port,
+            c.http_port,
+        );
+        let listed = (
+            me.host.as_str(),
+            me.edit_log_port,
+            me.rpc_port,
+            me.query_port,
+            me.http_port,
+        );
+        if mine != listed {
+            bail!(
+                "initial_members entry for node_id {} does not match this node's host and ports",
+                c.node_id
+            );
+        }
+    } else if !c.initial_members.is_empty() {
+        bail!(
+            "initial_members does not include this node (node_id {}); an FE that joins later must have no initial_members",
+            c.node_id
+        );
+    }
+    if c.read_timeout_ms == 0 || c.write_timeout_ms == 0 {
+        bail!("read_timeout_ms and write_timeout_ms must be positive");
+    }
+    Ok(())
+}
+
+fn timing(c: &FileConfig) -> RaftTiming {
+    RaftTiming {
+        heartbeat_interval_ms: c.raft.heartbeat_interval_ms,
+        election_timeout_min_ms: c.raft.election_timeout_min_ms,
+        election_timeout_max_ms: c.raft.election_timeout_max_ms,
+    }
+}
+
+impl FileConfig {
+    pub fn node(&self) -> FeNode {
+        FeNode {
+            host: self.host.clone(),
+            edit_log_port: self.edit_log_port,
+            rpc_port: self.rpc_port,
+            query_port: self.query_port,
+            http_port: self.http_port,
+        }
+    }
+
+    pub fn to_fe_config(&self) -> FeConfig {
+        let initial_members: BTreeMap<u64, FeNode> = self
+            .initial_members
+            .iter()
+            .map(|m| {
+                (
+                    m.node_id,
+                    FeNode {
+                        host: m.host.clone(),
+                        edit_log_port: m.edit_log_port,
+                        rpc_port: m.rpc_port,
+                        query_port: m.query_port,
+                        http_port: m.http_port,
+                    },
+                )
+            })
+            .collect();
+        FeConfig {
+            id: self.node_id,
+            name: self
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("fe{}", self.node_id)),
+            cluster_id: self.cluster_id.clone(),
+            node: self.node(),
+            data_dir: self.data_dir.clone(),
+            initial_members,
+            raft: timing(self),
+            read_timeout: Duration::from_millis(self.read_timeout_ms),
+            write_timeout: Duration::from_millis(self.write_timeout_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")
+    }
+
+    /// Every shipped config loads and agrees with its peers on the initial members.
+    #[test]
+    fn shipped_configs_load() {
+        let mut sets: BTreeMap<String, Vec<MemberSection>> = BTreeMap::new();
+        let mut n = 0;
+        for dir in [config_dir(), config_dir().join("five-node")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let p = entry.unwrap().path();
+                let name = p.file_name().unwrap().to_string_lossy().to_string();
+                if !name.starts_with("fe") || !name.ends_with(".toml") {
+                    continue;
+                }
+                let c = load(&p, &Overrides::default())
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                n += 1;
+                if !c.initial_members.is_empty() {
+                    sets.entry(dir.display().to_string()).or_default();
+                    let s = sets.get_mut(&dir.display().to_string()).unwrap();
+                    if s.is_empty() {
+                        *s = c.initial_members.clone();
+                    }
+                    assert_eq!(
+                        s,
+                        &c.initial_members,
+                        "{} disagrees on initial_members",
+                        p.display()
+                    );
+                }
+            }
+        }
+        assert!(
+            n >= 10,
+            "expected fe1..fe5 and five-node/fe1..fe5, found {n}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_timing_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.toml");
+        std::fs::write(&p, "node_id = 1\ncluster_id = \"c\"\ncolour = \"red\"\n").unwrap();
+        let e = format!("{:#}", load(&p, &Overrides::default()).unwrap_err());
+        assert!(e.contains("colour"), "{e}");
+        std::fs::write(&p, "node_id = 1\n[raft]\nheartbeat_interval_ms = 500\nelection_timeout_min_ms = 900\nelection_timeout_max_ms = 2000\n").unwrap();
+        let e = format!("{:#}", load(&p, &Overrides::default()).unwrap_err());
+        assert!(e.contains("more than twice"), "{e}");
+    }
+}

@@ -1,0 +1,102 @@
+//! `roster sql`: one statement with `-e`, or an interactive shell reading statements ended by `;`.
+
+use crate::table;
+use roster_api::{Client, ClientConfig, ClientError};
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct SqlArgs {
+    /// Execute this statement and exit.
+    #[arg(short = 'e', long = "execute")]
+    execute: Option<String>,
+    /// FE rpc endpoints (comma-separated host:port), or one VIP.
+    #[arg(
+        long,
+        env = "ROSTER_ENDPOINTS",
+        default_value = "127.0.0.1:9020",
+        value_delimiter = ','
+    )]
+    endpoints: Vec<String>,
+    #[arg(short = 'u', long, default_value = "root")]
+    user: String,
+    #[arg(short = 'p', long, env = "ROSTER_PASSWORD", default_value = "")]
+    password: String,
+    /// Serve reads from the FE's local state (says how far behind it is).
+    #[arg(long)]
+    stale: bool,
+    /// Deadline of each statement, retries included.
+    #[arg(long, default_value_t = 15)]
+    timeout_sec: u64,
+}
+
+async fn run_one(client: &Client, sql: &str) -> Result<(), ClientError> {
+    let r = client.execute(sql).await?;
+    print!("{}", table::render(&r));
+    Ok(())
+}
+
+pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
+    let mut cfg = ClientConfig::new(args.endpoints.clone());
+    cfg.user = args.user;
+    cfg.password = args.password;
+    cfg.stale_reads = args.stale;
+    cfg.timeout = Duration::from_secs(args.timeout_sec);
+    let client = Client::new(cfg)?;
+    if let Some(sql) = args.execute {
+        if let Err(e) = run_one(&client, &sql).await {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        println!(
+            "Connected to Roster at {}. End statements with ';'. Ctrl-D quits.",
+            args.endpoints.join(",")
+        );
+    }
+    let mut buf = String::new();
+    let mut failed = false;
+    let stdin = std::io::stdin();
+    loop {
+        if interactive {
+            print!(
+                "{}",
+                if buf.is_empty() {
+                    "roster> "
+                } else {
+                    "     -> "
+                }
+            );
+            std::io::stdout().flush()?;
+        }
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let t = line.trim();
+        if buf.is_empty() && (t.eq_ignore_ascii_case("quit") || t.eq_ignore_ascii_case("exit")) {
+            break;
+        }
+        buf.push_str(&line);
+        if t.ends_with(';') {
+            let sql = std::mem::take(&mut buf);
+            if let Err(e) = run_one(&client, sql.trim()).await {
+                eprintln!("{e}");
+                failed = true;
+            }
+        }
+    }
+    if !buf.trim().is_empty()
+        && let Err(e) = run_one(&client, buf.trim()).await
+    {
+        eprintln!("{e}");
+        failed = true;
+    }
+    if failed && !interactive {
+        std::process::exit(1);
+    }
+    Ok(())
+}

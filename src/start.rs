@@ -1,0 +1,100 @@
+//! `roster start`: wire one FE together: the node, the Raft service on edit_log_port, the client
+//! service on rpc_port; run until SIGINT or SIGTERM.
+
+use crate::config::FileConfig;
+use anyhow::Context;
+use roster_api::FeNodeHandle;
+use roster_api::network::MAX_MESSAGE_BYTES;
+use roster_api::pb::raft::raft_service_server::RaftServiceServer;
+use roster_api::pb::v1::roster_server::RosterServer;
+use roster_api::raft_service::RaftServiceImpl;
+use roster_api::roster_service::RosterService;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// A running FE with its servers.
+pub struct RunningFe {
+    pub fe: FeNodeHandle,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningFe {
+    pub async fn stop(self) {
+        for s in &self.servers {
+            s.abort();
+        }
+        self.fe.shutdown().await;
+    }
+}
+
+async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> {
+    let addr = format!("{host}:{port}");
+    let sa: SocketAddr = tokio::net::lookup_host(&addr)
+        .await
+        .with_context(|| format!("resolving {what} address {addr}"))?
+        .next()
+        .with_context(|| format!("{what} address {addr} does not resolve"))?;
+    TcpListener::bind(sa)
+        .await
+        .with_context(|| format!("binding {what} {addr}"))
+}
+
+/// Bind the ports first (so a port conflict fails fast and changes nothing), then start.
+pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
+    let raft_l = bind(&cfg.host, cfg.edit_log_port, "edit_log_port").await?;
+    let rpc_l = bind(&cfg.host, cfg.rpc_port, "rpc_port").await?;
+    let fe = FeNodeHandle::start(cfg.to_fe_config())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let raft_svc = RaftServiceServer::new(RaftServiceImpl { fe: fe.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let rpc_svc = RosterServer::new(RosterService { fe: fe.clone() });
+    let s1 = tokio::spawn(async move {
+        if let Err(e) = tonic::transport::Server::builder()
+            .add_service(raft_svc)
+            .serve_with_incoming(TcpListenerStream::new(raft_l))
+            .await
+        {
+            tracing::error!("raft server stopped: {e}");
+        }
+    });
+    let s2 = tokio::spawn(async move {
+        if let Err(e) = tonic::transport::Server::builder()
+            .add_service(rpc_svc)
+            .serve_with_incoming(TcpListenerStream::new(rpc_l))
+            .await
+        {
+            tracing::error!("rpc server stopped: {e}");
+        }
+    });
+    tracing::info!(
+        node_id = cfg.node_id,
+        edit_log = %format!("{}:{}", cfg.host, cfg.edit_log_port),
+        rpc = %format!("{}:{}", cfg.host, cfg.rpc_port),
+        data_dir = %cfg.data_dir.display(),
+        "frontend started"
+    );
+    Ok(RunningFe {
+        fe,
+        servers: vec![s1, s2],
+    })
+}
+
+pub async fn run(cfg: FileConfig) -> anyhow::Result<()> {
+    let running = launch(&cfg).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
