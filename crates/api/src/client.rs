@@ -263,14 +263,23 @@ impl Client {
 
     /// Ask endpoints in turn who the leader is.
     pub async fn status(&self) -> Result<pb::StatusResponse, ClientError> {
+        self.status_within(Duration::from_secs(2)).await
+    }
+
+    /// `status`, waiting at most `per_endpoint` for each endpoint.
+    pub async fn status_within(
+        &self,
+        per_endpoint: Duration,
+    ) -> Result<pb::StatusResponse, ClientError> {
         let mut last = String::new();
         for e in &self.cfg.endpoints {
             let mut client = RosterClient::new(self.channel(e)?);
             let mut req = tonic::Request::new(pb::StatusRequest {});
-            req.set_timeout(Duration::from_secs(2));
-            match client.status(req).await {
-                Ok(r) => return Ok(r.into_inner()),
-                Err(s) => last = format!("{e}: {}", s.message()),
+            req.set_timeout(per_endpoint);
+            match tokio::time::timeout(per_endpoint, client.status(req)).await {
+                Ok(Ok(r)) => return Ok(r.into_inner()),
+                Ok(Err(s)) => last = format!("{e}: {}", s.message()),
+                Err(_) => last = format!("{e}: no answer within {per_endpoint:?}"),
             }
         }
         Err(ClientError::Unavailable(last))

@@ -83,7 +83,7 @@ mod tests {
 
     #[test]
     fn same_log_same_state() {
-        let log = vec![
+        let log = [
             req(
                 1,
                 Cmd::AddBackends {

@@ -1,0 +1,318 @@
+//! Test harness: real `roster start` processes on loopback, each with its own config file,
+//! data directory and log file under one temporary directory. Dropping a `Cluster` kills every
+//! process. Waits are for conditions with deadlines, never bare sleeps.
+#![allow(dead_code)]
+
+use roster_api::{Client, ClientConfig, ClientError, QueryResult};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_roster");
+
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub id: u64,
+    pub edit_log_port: u16,
+    pub rpc_port: u16,
+    pub query_port: u16,
+    pub http_port: u16,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl NodeSpec {
+    pub fn rpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.rpc_port)
+    }
+    pub fn edit_log_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.edit_log_port)
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<NodeSpec>,
+    procs: Vec<Option<Child>>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind port 0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+fn member_toml(n: &NodeSpec) -> String {
+    format!(
+        "[[initial_members]]\nnode_id = {}\nhost = \"127.0.0.1\"\nedit_log_port = {}\nrpc_port = {}\nquery_port = {}\nhttp_port = {}\n",
+        n.id, n.edit_log_port, n.rpc_port, n.query_port, n.http_port
+    )
+}
+
+impl Cluster {
+    /// `voters` FEs that bootstrap together, plus `spares` FEs configured to join later.
+    pub fn start(voters: usize, spares: usize) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("roster-test-")
+            .tempdir()
+            .expect("tempdir");
+        let nodes: Vec<NodeSpec> = (1..=(voters + spares) as u64)
+            .map(|id| NodeSpec {
+                id,
+                edit_log_port: free_port(),
+                rpc_port: free_port(),
+                query_port: free_port(),
+                http_port: free_port(),
+                config: dir.path().join(format!("fe{id}.toml")),
+                log: dir.path().join(format!("fe{id}.log")),
+            })
+            .collect();
+        let members: String = nodes[..voters]
+            .iter()
+            .map(member_toml)
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (i, n) in nodes.iter().enumerate() {
+            let mut toml = format!(
+                "node_id = {}\ncluster_id = \"test\"\nhost = \"127.0.0.1\"\ndata_dir = \"{}\"\n\
+                 edit_log_port = {}\nrpc_port = {}\nquery_port = {}\nhttp_port = {}\n\
+                 read_timeout_ms = 4000\nwrite_timeout_ms = 8000\n\
+                 [raft]\nheartbeat_interval_ms = 150\nelection_timeout_min_ms = 750\nelection_timeout_max_ms = 1500\n",
+                n.id,
+                dir.path().join(format!("data-fe{}", n.id)).display(),
+                n.edit_log_port,
+                n.rpc_port,
+                n.query_port,
+                n.http_port
+            );
+            if i < voters {
+                toml.push('\n');
+                toml.push_str(&members);
+            }
+            std::fs::write(&n.config, toml).expect("write config");
+        }
+        let mut c = Cluster {
+            dir,
+            procs: nodes.iter().map(|_| None).collect(),
+            nodes,
+        };
+        for i in 0..voters + spares {
+            c.spawn(i);
+        }
+        c
+    }
+
+    pub fn spawn(&mut self, i: usize) {
+        assert!(self.procs[i].is_none(), "fe{} is already running", i + 1);
+        let n = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)
+            .expect("log file");
+        let child = Command::new(BIN)
+            .args(["start", "--config"])
+            .arg(&n.config)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn roster start");
+        self.procs[i] = Some(child);
+    }
+
+    pub fn pid(&self, i: usize) -> u32 {
+        self.procs[i].as_ref().expect("running").id()
+    }
+
+    pub fn is_running(&self, i: usize) -> bool {
+        self.procs[i].is_some()
+    }
+
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.procs[i].take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal(&self, i: usize, sig: &str) {
+        let st = Command::new("kill")
+            .args([format!("-{sig}"), self.pid(i).to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success(), "kill -{sig} failed");
+    }
+
+    pub fn client(&self, i: usize) -> Client {
+        client_for(vec![self.nodes[i].rpc_addr()])
+    }
+
+    /// A client over the given FEs (indexes).
+    pub fn client_of(&self, idx: &[usize]) -> Client {
+        client_for(idx.iter().map(|i| self.nodes[*i].rpc_addr()).collect())
+    }
+
+    /// Index of the FE that is leader as seen by `observer`'s status, waiting until one is known
+    /// and agreed by it.
+    pub async fn leader_seen_by(&self, observer: usize, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        let c = self.client(observer);
+        loop {
+            if let Ok(s) = c.status().await
+                && let Some(l) = s.leader_id
+                && let Some(idx) = self.nodes.iter().position(|n| n.id == l)
+            {
+                return idx;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fe{} saw no leader within {within:?}\n{}",
+                observer + 1,
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Wait until some running FE reports itself leader; returns its index.
+    pub async fn wait_leader(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            for i in 0..self.nodes.len() {
+                if !self.is_running(i) {
+                    continue;
+                }
+                if let Ok(s) = self
+                    .client(i)
+                    .status_within(Duration::from_millis(500))
+                    .await
+                    && s.is_leader
+                {
+                    return i;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no leader within {within:?}\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Wait until `i` has applied at least `index`.
+    pub async fn wait_applied(&self, i: usize, index: u64, within: Duration) {
+        let deadline = Instant::now() + within;
+        let c = self.client(i);
+        loop {
+            if let Ok(s) = c.status_within(Duration::from_millis(500)).await
+                && s.last_applied >= index
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fe{} did not apply index {index} within {within:?}",
+                i + 1
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            let text = std::fs::read_to_string(&n.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            out.push_str(&format!("--- fe{} log (last lines) ---\n", n.id));
+            for l in tail.into_iter().rev() {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for p in self.procs.iter_mut() {
+            if let Some(mut c) = p.take() {
+                let _ = Command::new("kill")
+                    .args(["-CONT", &c.id().to_string()])
+                    .status();
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if std::thread::panicking() && std::env::var_os("ROSTER_TEST_KEEP").is_some() {
+            let kept = self.dir.path().to_path_buf();
+            eprintln!("keeping {}", kept.display());
+            std::mem::forget(std::mem::replace(
+                &mut self.dir,
+                tempfile::tempdir().expect("tempdir"),
+            ));
+        }
+    }
+}
+
+pub fn client_for(endpoints: Vec<String>) -> Client {
+    let mut cfg = ClientConfig::new(endpoints);
+    cfg.timeout = Duration::from_secs(20);
+    Client::new(cfg).expect("client")
+}
+
+/// Backend addresses (host:port) in a SHOW BACKENDS result.
+pub fn backend_addrs(r: &QueryResult) -> Vec<String> {
+    let host = r
+        .columns
+        .iter()
+        .position(|c| c == "Host")
+        .expect("Host column");
+    let port = r
+        .columns
+        .iter()
+        .position(|c| c == "HeartbeatPort")
+        .expect("HeartbeatPort column");
+    r.rows
+        .iter()
+        .map(|row| {
+            format!(
+                "{}:{}",
+                row[host].clone().unwrap_or_default(),
+                row[port].clone().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// Run a statement, retrying while the cluster is unavailable (not after unknown outcomes).
+pub async fn exec_retry(
+    c: &Client,
+    sql: &str,
+    within: Duration,
+) -> Result<QueryResult, ClientError> {
+    let deadline = Instant::now() + within;
+    loop {
+        match c.execute(sql).await {
+            Err(ClientError::Unavailable(e)) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// What happened to each write of a history.
+#[derive(Debug, Default)]
+pub struct WriteLog {
+    pub acked: Vec<String>,
+    pub refused: Vec<String>,
+    pub unknown: Vec<String>,
+}
