@@ -17,6 +17,10 @@ pub struct RaftSection {
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
+    /// Build a snapshot and purge the log after this many applied entries.
+    pub snapshot_logs_since_last: u64,
+    /// Log entries kept behind the latest snapshot.
+    pub max_in_snapshot_log_to_keep: u64,
 }
 
 impl Default for RaftSection {
@@ -26,6 +30,8 @@ impl Default for RaftSection {
             heartbeat_interval_ms: t.heartbeat_interval_ms,
             election_timeout_min_ms: t.election_timeout_min_ms,
             election_timeout_max_ms: t.election_timeout_max_ms,
+            snapshot_logs_since_last: 5_000,
+            max_in_snapshot_log_to_keep: 1_000,
         }
     }
 }
@@ -166,6 +172,9 @@ fn validate(c: &FileConfig) -> anyhow::Result<()> {
             c.node_id
         );
     }
+    if c.raft.snapshot_logs_since_last == 0 {
+        bail!("raft.snapshot_logs_since_last must be positive");
+    }
     if c.read_timeout_ms == 0 || c.write_timeout_ms == 0 {
         bail!("read_timeout_ms and write_timeout_ms must be positive");
     }
@@ -221,6 +230,8 @@ impl FileConfig {
             raft: timing(self),
             read_timeout: Duration::from_millis(self.read_timeout_ms),
             write_timeout: Duration::from_millis(self.write_timeout_ms),
+            snapshot_logs_since_last: self.raft.snapshot_logs_since_last,
+            max_in_snapshot_log_to_keep: self.raft.max_in_snapshot_log_to_keep,
         }
     }
 }

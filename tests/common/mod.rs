@@ -55,6 +55,11 @@ fn member_toml(n: &NodeSpec) -> String {
 impl Cluster {
     /// `voters` FEs that bootstrap together, plus `spares` FEs configured to join later.
     pub fn start(voters: usize, spares: usize) -> Cluster {
+        Self::start_with(voters, spares, "")
+    }
+
+    /// Like `start`, with extra keys appended to each FE's `[raft]` section.
+    pub fn start_with(voters: usize, spares: usize, extra_raft: &str) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("roster-test-")
             .tempdir()
@@ -88,6 +93,7 @@ impl Cluster {
                 n.query_port,
                 n.http_port
             );
+            toml.push_str(extra_raft);
             if i < voters {
                 toml.push('\n');
                 toml.push_str(&members);

@@ -79,6 +79,10 @@ pub struct FeConfig {
     pub read_timeout: Duration,
     /// Bound on how long a write waits for a leader and for commit.
     pub write_timeout: Duration,
+    /// Build a snapshot (and purge the log) after this many applied entries.
+    pub snapshot_logs_since_last: u64,
+    /// Entries kept in the log behind the latest snapshot, for slightly lagging followers.
+    pub max_in_snapshot_log_to_keep: u64,
 }
 
 /// What this FE last heard from a peer FE (soft state, never replicated).
@@ -126,8 +130,8 @@ fn raft_config(cfg: &FeConfig) -> Result<Config, ApiError> {
         election_timeout_max: cfg.raft.election_timeout_max_ms,
         install_snapshot_timeout: 10_000,
         enable_pre_vote: Some(true),
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(5_000),
-        max_in_snapshot_log_to_keep: 1_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs_since_last),
+        max_in_snapshot_log_to_keep: cfg.max_in_snapshot_log_to_keep,
         replication_lag_threshold: 10_000,
         ..Default::default()
     };

@@ -89,6 +89,8 @@ impl Roster for RosterService {
             term: m.current_term,
             last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
             is_leader: m.current_leader == Some(self.fe.id()),
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            purged_index: m.purged.map(|l| l.index).unwrap_or(0),
         }))
     }
 
