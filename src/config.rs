@@ -62,6 +62,10 @@ pub struct FileConfig {
     pub read_timeout_ms: u64,
     pub write_timeout_ms: u64,
     pub log_format: String,
+    /// Password of `root`, used once: when this FE, as the first leader, creates root.
+    pub root_password: String,
+    /// Allow an empty root password (loopback playgrounds only).
+    pub insecure: bool,
     pub raft: RaftSection,
     pub initial_members: Vec<MemberSection>,
 }
@@ -81,11 +85,33 @@ impl Default for FileConfig {
             read_timeout_ms: 5_000,
             write_timeout_ms: 15_000,
             log_format: "text".into(),
+            root_password: String::new(),
+            insecure: false,
             raft: RaftSection::default(),
             initial_members: Vec::new(),
         }
     }
 }
+
+/// Top-level keys of the file, for filtering `ROSTER_*` variables.
+const CONFIG_KEYS: &[&str] = &[
+    "node_id",
+    "name",
+    "cluster_id",
+    "host",
+    "data_dir",
+    "edit_log_port",
+    "rpc_port",
+    "query_port",
+    "http_port",
+    "read_timeout_ms",
+    "write_timeout_ms",
+    "log_format",
+    "root_password",
+    "insecure",
+    "raft",
+    "initial_members",
+];
 
 /// Flags that override the file and the environment (only those given).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -102,7 +128,13 @@ pub fn load(path: &Path, overrides: &Overrides) -> anyhow::Result<FileConfig> {
     }
     let cfg: FileConfig = Figment::from(Serialized::defaults(FileConfig::default()))
         .merge(Toml::file_exact(path))
-        .merge(Env::prefixed("ROSTER_").split("__"))
+        // Only variables that name a config key: other subcommands use ROSTER_ENDPOINTS and
+        // ROSTER_PASSWORD, which must not break `roster start` run from the same shell.
+        .merge(Env::prefixed("ROSTER_").split("__").filter(|k| {
+            CONFIG_KEYS
+                .iter()
+                .any(|c| k.as_str().split('.').next() == Some(*c))
+        }))
         .merge(Serialized::defaults(overrides))
         .extract()
         .with_context(|| {
@@ -190,6 +222,49 @@ fn timing(c: &FileConfig) -> RaftTiming {
 }
 
 impl FileConfig {
+    /// root's password hash if this FE has one to offer: a password, or the empty password
+    /// when `insecure = true`.
+    pub fn root_password_hash(&self) -> Option<roster_membership::users::PasswordHash> {
+        if !self.root_password.is_empty() {
+            Some(roster_api::auth::hash_password(&self.root_password))
+        } else if self.insecure {
+            Some(None)
+        } else {
+            None
+        }
+    }
+
+    /// An FE that may create the cluster (an initial member with no data yet) needs root's
+    /// password: from the config, from ROSTER_ROOT_PASSWORD, or typed at a prompt.
+    pub fn require_root_password(&mut self) -> anyhow::Result<()> {
+        let first_start = !self.data_dir.join("raft").join("sm.redb").exists();
+        let bootstraps = self
+            .initial_members
+            .iter()
+            .any(|m| m.node_id == self.node_id);
+        if !first_start || !bootstraps || self.root_password_hash().is_some() {
+            return Ok(());
+        }
+        if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            let p = rpassword::prompt_password("Password for the new cluster's root user: ")?;
+            let again = rpassword::prompt_password("Again: ")?;
+            if p != again {
+                bail!("the two passwords differ");
+            }
+            if p.is_empty() {
+                bail!(
+                    "root's password must not be empty (set insecure = true for a throwaway cluster)"
+                );
+            }
+            self.root_password = p;
+            return Ok(());
+        }
+        bail!(
+            "this FE creates a new cluster and needs root's password: set root_password in the config or \
+             ROSTER_ROOT_PASSWORD (or insecure = true for an empty one)"
+        )
+    }
+
     pub fn node(&self) -> FeNode {
         FeNode {
             host: self.host.clone(),
@@ -232,6 +307,7 @@ impl FileConfig {
             write_timeout: Duration::from_millis(self.write_timeout_ms),
             snapshot_logs_since_last: self.raft.snapshot_logs_since_last,
             max_in_snapshot_log_to_keep: self.raft.max_in_snapshot_log_to_keep,
+            root_password: self.root_password_hash(),
         }
     }
 }
@@ -278,6 +354,19 @@ mod tests {
             n >= 10,
             "expected fe1..fe5 and five-node/fe1..fe5, found {n}"
         );
+    }
+
+    #[test]
+    fn every_file_key_is_known_to_the_env_filter() {
+        let v = serde_json::to_value(FileConfig::default()).unwrap();
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), CONFIG_KEYS.len());
+        for k in keys {
+            assert!(
+                CONFIG_KEYS.contains(&k.as_str()),
+                "{k} missing from CONFIG_KEYS"
+            );
+        }
     }
 
     #[test]

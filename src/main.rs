@@ -1,6 +1,7 @@
 //! `roster`: one binary, cockroach-style subcommands.
 
 mod config;
+mod mysql;
 mod playground;
 mod sql_shell;
 mod start;
@@ -82,11 +83,17 @@ fn main() -> std::process::ExitCode {
                     data_dir,
                     node_id: None,
                 };
-                let cfg = config::load(&config, &overrides)?;
+                let mut cfg = config::load(&config, &overrides)?;
                 if print_config {
+                    cfg.root_password = if cfg.root_password.is_empty() {
+                        String::new()
+                    } else {
+                        "<hidden>".into()
+                    };
                     println!("{}", serde_json::to_string_pretty(&cfg)?);
                     return Ok(());
                 }
+                cfg.require_root_password()?;
                 init_tracing(cfg.log_format == "json");
                 start::run(cfg).await
             }

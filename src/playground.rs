@@ -41,6 +41,8 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             query_port: m.query_port,
             http_port: m.http_port,
             initial_members: members.clone(),
+            // A throwaway loopback cluster: root has an empty password.
+            insecure: true,
             ..FileConfig::default()
         };
         fes.push(start::launch(&cfg).await?);

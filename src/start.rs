@@ -44,6 +44,7 @@ async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> 
 pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
     let raft_l = bind(&cfg.host, cfg.edit_log_port, "edit_log_port").await?;
     let rpc_l = bind(&cfg.host, cfg.rpc_port, "rpc_port").await?;
+    let query_l = bind(&cfg.host, cfg.query_port, "query_port").await?;
     let fe = FeNodeHandle::start(cfg.to_fe_config())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -69,16 +70,18 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
             tracing::error!("rpc server stopped: {e}");
         }
     });
+    let s3 = tokio::spawn(crate::mysql::serve(fe.clone(), query_l));
     tracing::info!(
         node_id = cfg.node_id,
         edit_log = %format!("{}:{}", cfg.host, cfg.edit_log_port),
         rpc = %format!("{}:{}", cfg.host, cfg.rpc_port),
+        query = %format!("{}:{}", cfg.host, cfg.query_port),
         data_dir = %cfg.data_dir.display(),
         "frontend started"
     );
     Ok(RunningFe {
         fe,
-        servers: vec![s1, s2],
+        servers: vec![s1, s2, s3],
     })
 }
 

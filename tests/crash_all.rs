@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use roster_api::{ClientConfig, ClientError};
+use roster_api::ClientError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ struct History {
 async fn kill_all_mid_stream_then_restart() {
     let mut cluster = Cluster::start(3, 0);
     cluster.wait_leader(Duration::from_secs(20)).await;
-    let mut cfg = ClientConfig::new(cluster.nodes.iter().map(|n| n.rpc_addr()).collect());
+    let mut cfg = client_config(cluster.nodes.iter().map(|n| n.rpc_addr()).collect());
     cfg.timeout = Duration::from_secs(3);
     let client = Arc::new(roster_api::Client::new(cfg).unwrap());
     let history = Arc::new(Mutex::new(History::default()));

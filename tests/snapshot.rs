@@ -76,7 +76,7 @@ async fn lagging_follower_catches_up_by_snapshot() {
     // so the answer comes from its own files even before it hears from the leader).
     cluster.kill9(lagger);
     cluster.spawn(lagger);
-    let mut cfg = roster_api::ClientConfig::new(vec![cluster.nodes[lagger].rpc_addr()]);
+    let mut cfg = client_config(vec![cluster.nodes[lagger].rpc_addr()]);
     cfg.stale_reads = true;
     let stale = roster_api::Client::new(cfg).unwrap();
     let r = exec_retry(&stale, "SHOW BACKENDS", Duration::from_secs(20))

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use roster_api::{ClientConfig, ClientError};
+use roster_api::ClientError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -42,7 +42,7 @@ async fn writes_resume_through_a_vip_after_leader_failover() {
     let mut cluster = Cluster::start(3, 0);
     cluster.wait_leader(Duration::from_secs(20)).await;
     let vip = start_proxy(cluster.nodes.iter().map(|n| n.rpc_addr()).collect()).await;
-    let mut cfg = ClientConfig::new(vec![vip.clone()]);
+    let mut cfg = client_config(vec![vip.clone()]);
     assert!(
         !cfg.follow_leader_hints,
         "a single endpoint is treated as a VIP"

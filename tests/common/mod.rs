@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_roster");
+/// root's password in every test cluster.
+pub const ROOT_PASSWORD: &str = "test-root";
 
 #[derive(Debug, Clone)]
 pub struct NodeSpec {
@@ -84,7 +86,7 @@ impl Cluster {
             let mut toml = format!(
                 "node_id = {}\ncluster_id = \"test\"\nhost = \"127.0.0.1\"\ndata_dir = \"{}\"\n\
                  edit_log_port = {}\nrpc_port = {}\nquery_port = {}\nhttp_port = {}\n\
-                 read_timeout_ms = 4000\nwrite_timeout_ms = 8000\n\
+                 read_timeout_ms = 4000\nwrite_timeout_ms = 8000\nroot_password = \"{ROOT_PASSWORD}\"\n\
                  [raft]\nheartbeat_interval_ms = 150\nelection_timeout_min_ms = 750\nelection_timeout_max_ms = 1500\n",
                 n.id,
                 dir.path().join(format!("data-fe{}", n.id)).display(),
@@ -256,7 +258,7 @@ impl Drop for Cluster {
                 let _ = c.wait();
             }
         }
-        if std::thread::panicking() && std::env::var_os("ROSTER_TEST_KEEP").is_some() {
+        if std::thread::panicking() && std::env::var_os("KEEP_ROSTER_TEST").is_some() {
             let kept = self.dir.path().to_path_buf();
             eprintln!("keeping {}", kept.display());
             std::mem::forget(std::mem::replace(
@@ -267,10 +269,16 @@ impl Drop for Cluster {
     }
 }
 
-pub fn client_for(endpoints: Vec<String>) -> Client {
+/// Client settings for root of a test cluster.
+pub fn client_config(endpoints: Vec<String>) -> ClientConfig {
     let mut cfg = ClientConfig::new(endpoints);
     cfg.timeout = Duration::from_secs(20);
-    Client::new(cfg).expect("client")
+    cfg.password = ROOT_PASSWORD.to_string();
+    cfg
+}
+
+pub fn client_for(endpoints: Vec<String>) -> Client {
+    Client::new(client_config(endpoints)).expect("client")
 }
 
 /// Backend addresses (host:port) in a SHOW BACKENDS result.

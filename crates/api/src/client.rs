@@ -229,6 +229,8 @@ impl Client {
             let left = deadline.saturating_duration_since(Instant::now());
             let mut req = tonic::Request::new(pb::ListBackendsRequest {
                 consistency: consistency as i32,
+                user: self.cfg.user.clone(),
+                password: self.cfg.password.clone(),
             });
             req.set_timeout(left);
             match tokio::time::timeout(left, client.list_backends(req)).await {

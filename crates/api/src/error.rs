@@ -12,6 +12,9 @@ pub enum ApiError {
     /// The cluster refused the request; nothing changed.
     #[error("{0}")]
     Refused(DomainError),
+    /// Login failed, or the user lacks the privilege for the statement.
+    #[error("{0}")]
+    AccessDenied(String),
     /// The request is well-formed but not valid now (wrong role, unknown frontend, ...).
     #[error("{0}")]
     Invalid(String),

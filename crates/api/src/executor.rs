@@ -4,11 +4,12 @@
 mod render;
 mod session;
 
+use crate::auth;
 use crate::error::ApiError;
 use crate::node::FeNodeHandle;
 use crate::wire::{LeaderOp, LeaderReply};
 use openraft::async_runtime::watch::WatchReceiver;
-use roster_membership::{BackendId, BackendRef, DomainError, HostPort};
+use roster_membership::{BackendId, BackendRef, DomainError, HostPort, Privilege};
 use roster_raft_store::{Cmd, Reply, Response};
 use roster_sql::{FrontendRole, Statement};
 
@@ -84,18 +85,92 @@ pub async fn execute_sql(
     execute(fe, session, &stmt).await
 }
 
+/// What a statement needs: `Write(p)` is checked here and again where it is applied;
+/// `Read(p)` is checked after the read barrier, against state at least as new as the statement.
+enum Access {
+    Anyone,
+    Write(Privilege),
+    Read(Privilege),
+}
+
+fn access(stmt: &Statement, user: &str) -> Access {
+    use Access::*;
+    match stmt {
+        Statement::AddBackends { .. }
+        | Statement::DropBackends { .. }
+        | Statement::DroppBackends { .. }
+        | Statement::DecommissionBackends { explain: false, .. }
+        | Statement::CancelDecommission { .. }
+        | Statement::ModifyBackends { .. }
+        | Statement::AddFrontend { .. }
+        | Statement::DropFrontend { .. }
+        | Statement::CreateTable { .. }
+        | Statement::DropTable { .. }
+        | Statement::RecoverTable { .. } => Write(Privilege::NodePriv),
+        Statement::DecommissionBackends { explain: true, .. }
+        | Statement::ShowDecommission
+        | Statement::ShowDecommissionBlockers { .. } => Read(Privilege::NodePriv),
+        Statement::ShowBackends | Statement::ShowFrontends | Statement::AdminShowConfig { .. } => {
+            Read(Privilege::AdminPriv)
+        }
+        Statement::AddBlacklist { .. } | Statement::DeleteBlacklist { .. } => {
+            Write(Privilege::Blacklist)
+        }
+        Statement::ShowBlacklist { .. } => Read(Privilege::Blacklist),
+        Statement::AdminSetConfig { .. }
+        | Statement::CreateUser { .. }
+        | Statement::DropUser { .. }
+        | Statement::Grant { .. }
+        | Statement::Revoke { .. } => Write(Privilege::AdminPriv),
+        Statement::ShowGrants { user: Some(u) } if u != user => Read(Privilege::AdminPriv),
+        // Everyone may see their own grants.
+        Statement::ShowGrants { .. } => Anyone,
+        Statement::ShowTables
+        | Statement::ShowRecycleBin
+        | Statement::ShowTablet { .. }
+        | Statement::ShowTablets { .. }
+        | Statement::ShowReplicaDistribution { .. }
+        | Statement::ShowTabletRoutes { .. } => Read(Privilege::SelectPriv),
+        Statement::SetVariables { .. }
+        | Statement::Select { .. }
+        | Statement::ShowVariables { .. }
+        | Statement::Use { .. }
+        | Statement::ShowDatabases => Anyone,
+    }
+}
+
+fn privileges(names: &[String]) -> Result<Vec<Privilege>, ApiError> {
+    names
+        .iter()
+        .map(|n| {
+            Privilege::parse(n).ok_or_else(|| ApiError::Invalid(format!("unknown privilege {n}")))
+        })
+        .collect()
+}
+
 pub async fn execute(
     fe: &FeNodeHandle,
     session: &mut Session,
     stmt: &Statement,
 ) -> Result<QueryResult, ApiError> {
+    let user = session.user.clone();
+    let mut note = None;
+    match access(stmt, &user) {
+        Access::Anyone => {}
+        Access::Write(p) => fe.authorize(&user, p).await?,
+        Access::Read(p) => {
+            note = read_barrier(fe, session).await?;
+            fe.authorize_here(&user, p)?;
+        }
+    }
+    let who = Some(user.as_str());
     match stmt {
         Statement::AddBackends { addrs, properties } => {
             let cmd = Cmd::AddBackends {
                 addrs: addrs.iter().map(host_port).collect(),
                 properties: properties.clone(),
             };
-            match applied(fe.propose(cmd).await?)? {
+            match applied(fe.propose(who, cmd).await?)? {
                 Reply::Added(ids) => Ok(QueryResult::ok(
                     ids.len() as u64,
                     format!("added backends {}", ids_text(&ids)),
@@ -104,33 +179,41 @@ pub async fn execute(
             }
         }
         Statement::DropBackends { .. } => Err(ApiError::Refused(DomainError::DropRefused)),
-        Statement::DroppBackends { targets } => match applied(
-            fe.propose(Cmd::DroppBackends {
-                targets: refs(targets),
-            })
-            .await?,
-        )? {
-            Reply::Dropped(t) => {
-                let ids: Vec<BackendId> = t.iter().map(|t| t.id).collect();
-                // Tablets arrive with the catalog; until then no replica can be lost.
-                Ok(QueryResult::ok(
-                    t.len() as u64,
-                    format!(
-                        "dropped backends {}; 0 tablets lost their last replica",
-                        ids_text(&ids)
-                    ),
-                ))
+        Statement::DroppBackends { targets } => {
+            match applied(
+                fe.propose(
+                    who,
+                    Cmd::DroppBackends {
+                        targets: refs(targets),
+                    },
+                )
+                .await?,
+            )? {
+                Reply::Dropped(t) => {
+                    let ids: Vec<BackendId> = t.iter().map(|t| t.id).collect();
+                    // Tablets arrive with the catalog; until then no replica can be lost.
+                    Ok(QueryResult::ok(
+                        t.len() as u64,
+                        format!(
+                            "dropped backends {}; 0 tablets lost their last replica",
+                            ids_text(&ids)
+                        ),
+                    ))
+                }
+                other => Err(unexpected(other)),
             }
-            other => Err(unexpected(other)),
-        },
+        }
         Statement::DecommissionBackends {
             targets,
             explain: false,
         } => {
             match applied(
-                fe.propose(Cmd::DecommissionBackends {
-                    targets: refs(targets),
-                })
+                fe.propose(
+                    who,
+                    Cmd::DecommissionBackends {
+                        targets: refs(targets),
+                    },
+                )
                 .await?,
             )? {
                 Reply::Changed(ids) => Ok(QueryResult::ok(
@@ -143,15 +226,15 @@ pub async fn execute(
         Statement::DecommissionBackends {
             targets,
             explain: true,
-        } => {
-            read_barrier(fe, session).await?;
-            render::explain_decommission(fe, &refs(targets))
-        }
+        } => render::explain_decommission(fe, &refs(targets)),
         Statement::CancelDecommission { targets } => {
             match applied(
-                fe.propose(Cmd::CancelDecommission {
-                    targets: refs(targets),
-                })
+                fe.propose(
+                    who,
+                    Cmd::CancelDecommission {
+                        targets: refs(targets),
+                    },
+                )
                 .await?,
             )? {
                 Reply::Changed(ids) => Ok(QueryResult::ok(
@@ -169,7 +252,7 @@ pub async fn execute(
                 targets: refs(targets),
                 properties: properties.clone(),
             };
-            match applied(fe.propose(cmd).await?)? {
+            match applied(fe.propose(who, cmd).await?)? {
                 Reply::Changed(ids) => Ok(QueryResult::ok(
                     ids.len() as u64,
                     format!("modified backends {}", ids_text(&ids)),
@@ -179,6 +262,7 @@ pub async fn execute(
         }
         Statement::AddFrontend { role, addr } => {
             let op = LeaderOp::AddFrontend {
+                user,
                 voter: *role == FrontendRole::Follower,
                 addr: addr.to_string(),
             };
@@ -186,31 +270,66 @@ pub async fn execute(
         }
         Statement::DropFrontend { role, addr } => {
             let op = LeaderOp::DropFrontend {
+                user,
                 voter: *role == FrontendRole::Follower,
                 addr: addr.to_string(),
             };
             done(fe.leader_op(op).await?)
         }
-        Statement::ShowBackends => {
-            let note = read_barrier(fe, session).await?;
-            Ok(with_note(render::show_backends(fe), note))
+        Statement::ShowBackends => Ok(with_note(render::show_backends(fe), note)),
+        Statement::ShowFrontends => Ok(with_note(render::show_frontends(fe), note)),
+        Statement::AdminSetConfig { properties } => {
+            match applied(
+                fe.propose(
+                    who,
+                    Cmd::SetConfig {
+                        pairs: properties.clone(),
+                    },
+                )
+                .await?,
+            )? {
+                Reply::Done => Ok(QueryResult::ok(0, "")),
+                other => Err(unexpected(other)),
+            }
         }
-        Statement::ShowFrontends => {
-            let note = read_barrier(fe, session).await?;
-            Ok(with_note(render::show_frontends(fe), note))
-        }
-        Statement::AdminSetConfig { properties } => match applied(
-            fe.propose(Cmd::SetConfig {
-                pairs: properties.clone(),
-            })
-            .await?,
-        )? {
-            Reply::Done => Ok(QueryResult::ok(0, "")),
-            other => Err(unexpected(other)),
-        },
         Statement::AdminShowConfig { like } => {
-            let note = read_barrier(fe, session).await?;
             Ok(with_note(render::show_config(fe, like.as_deref()), note))
+        }
+        Statement::CreateUser {
+            user: name,
+            password,
+        } => {
+            let cmd = Cmd::CreateUser {
+                name: name.clone(),
+                password: auth::hash_password(password),
+            };
+            applied(fe.propose(who, cmd).await?).map(|_| QueryResult::ok(0, ""))
+        }
+        Statement::DropUser { user: name } => applied(
+            fe.propose(who, Cmd::DropUser { name: name.clone() })
+                .await?,
+        )
+        .map(|_| QueryResult::ok(0, "")),
+        Statement::Grant { privs, user: name } => {
+            let cmd = Cmd::Grant {
+                name: name.clone(),
+                privileges: privileges(privs)?,
+            };
+            applied(fe.propose(who, cmd).await?).map(|_| QueryResult::ok(0, ""))
+        }
+        Statement::Revoke { privs, user: name } => {
+            let cmd = Cmd::Revoke {
+                name: name.clone(),
+                privileges: privileges(privs)?,
+            };
+            applied(fe.propose(who, cmd).await?).map(|_| QueryResult::ok(0, ""))
+        }
+        Statement::ShowGrants { user: target } => {
+            if target.is_none() || target.as_deref() == Some(user.as_str()) {
+                // Your own grants: make sure a GRANT acknowledged elsewhere is visible.
+                note = read_barrier(fe, session).await?;
+            }
+            render::show_grants(fe, target.as_deref().unwrap_or(&user)).map(|r| with_note(r, note))
         }
         Statement::SetVariables { assignments } => session.set(assignments),
         Statement::Select { items, .. } => session.select(items),

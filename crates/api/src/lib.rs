@@ -2,6 +2,7 @@
 //! linearizable reads, frontend membership), the statement executor, the gRPC services, and the
 //! client library that finds the leader by itself.
 
+pub mod auth;
 pub mod client;
 pub mod error;
 pub mod executor;

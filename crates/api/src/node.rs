@@ -3,6 +3,7 @@
 //! barrier: the leader's read index, then wait for local apply), and leader-only operations
 //! (frontend membership changes, see `frontends`).
 
+mod authz;
 mod frontends;
 
 use crate::error::ApiError;
@@ -83,6 +84,9 @@ pub struct FeConfig {
     pub snapshot_logs_since_last: u64,
     /// Entries kept in the log behind the latest snapshot, for slightly lagging followers.
     pub max_in_snapshot_log_to_keep: u64,
+    /// root's password hash, if this FE was given one: the first leader that has it creates
+    /// root (once; later values are ignored).
+    pub root_password: Option<roster_membership::users::PasswordHash>,
 }
 
 /// What this FE last heard from a peer FE (soft state, never replicated).
@@ -268,9 +272,16 @@ impl FeNodeHandle {
         let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
     }
 
-    /// Propose a command and wait for its applied answer.
-    pub async fn propose(&self, cmd: Cmd) -> Result<Response, ApiError> {
-        match self.leader_op(LeaderOp::Write(cmd)).await? {
+    /// Propose a command on behalf of `user` (`None`: the FEs' own work) and wait for its
+    /// applied answer.
+    pub async fn propose(&self, user: Option<&str>, cmd: Cmd) -> Result<Response, ApiError> {
+        match self
+            .leader_op(LeaderOp::Write {
+                user: user.map(str::to_string),
+                cmd,
+            })
+            .await?
+        {
             LeaderReply::Applied(r) => Ok(r),
             LeaderReply::Done(m) => Err(ApiError::Internal(format!(
                 "unexpected reply to a write: {m}"
@@ -330,9 +341,10 @@ impl FeNodeHandle {
     /// Carry out a leader operation on this FE, which believes it is the leader.
     pub async fn run_as_leader(&self, op: &LeaderOp, deadline: Instant) -> ForwardResult {
         match op {
-            LeaderOp::Write(cmd) => {
+            LeaderOp::Write { user, cmd } => {
                 let req = Request {
                     time_ms: now_ms(),
+                    user: user.clone(),
                     cmd: cmd.clone(),
                 };
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -344,10 +356,12 @@ impl FeNodeHandle {
                     )),
                 }
             }
-            LeaderOp::AddFrontend { voter, addr } => {
+            LeaderOp::AddFrontend { user, voter, addr } => {
+                self.authorize_here(user, roster_membership::Privilege::NodePriv)?;
                 frontends::add(self, *voter, addr, deadline).await
             }
-            LeaderOp::DropFrontend { voter, addr } => {
+            LeaderOp::DropFrontend { user, voter, addr } => {
+                self.authorize_here(user, roster_membership::Privilege::NodePriv)?;
                 frontends::drop(self, *voter, addr, deadline).await
             }
         }
@@ -514,6 +528,10 @@ async fn prober_loop(weak: std::sync::Weak<Inner>) {
     loop {
         tick.tick().await;
         let Some(inner) = weak.upgrade() else { return };
+        let fe = FeNodeHandle {
+            inner: inner.clone(),
+        };
+        tokio::spawn(async move { fe.ensure_root().await });
         let members: Vec<(NodeId, FeNode)> = {
             let m = inner.raft.metrics();
             let m = m.borrow_watched();

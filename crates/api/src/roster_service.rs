@@ -1,12 +1,13 @@
 //! Server side of `roster.proto`, the public client API. The one place that maps `ApiError`
 //! to the wire.
 
+use crate::auth;
 use crate::error::ApiError;
 use crate::executor::{self, QueryResult, Session};
 use crate::node::FeNodeHandle;
 use crate::pb::v1::{self as pb, roster_server::Roster};
 use openraft::async_runtime::watch::WatchReceiver;
-use roster_membership::BackendMembership;
+use roster_membership::{BackendMembership, Privilege};
 use tonic::{Request, Response, Status};
 
 pub struct RosterService {
@@ -44,6 +45,14 @@ fn result_to_pb(r: QueryResult) -> pb::ExecuteResponse {
 }
 
 impl RosterService {
+    /// Every call carries user and password (checked against the stored hash).
+    async fn login(&self, user: &str, password: &str) -> Result<(), ApiError> {
+        auth::login(&self.fe, user, !password.is_empty(), |stored| {
+            auth::verify_password(stored, password)
+        })
+        .await
+    }
+
     fn leader_rpc(&self) -> String {
         self.fe
             .leader()
@@ -59,11 +68,19 @@ impl Roster for RosterService {
         req: Request<pb::ExecuteRequest>,
     ) -> Result<Response<pb::ExecuteResponse>, Status> {
         let req = req.into_inner();
-        let mut session = Session::new(if req.user.is_empty() {
+        let user = if req.user.is_empty() {
             "root".to_string()
         } else {
             req.user.clone()
-        });
+        };
+        if let Err(e) = self.login(&user, &req.password).await {
+            return Ok(Response::new(pb::ExecuteResponse {
+                error: Some(error_to_pb(&e)),
+                leader_rpc_addr: self.leader_rpc(),
+                ..Default::default()
+            }));
+        }
+        let mut session = Session::new(user);
         session.stale_reads = req.consistency == pb::ReadConsistency::Stale as i32;
         let mut resp = match executor::execute_sql(&self.fe, &mut session, &req.sql).await {
             Ok(r) => result_to_pb(r),
@@ -98,8 +115,21 @@ impl Roster for RosterService {
         &self,
         req: Request<pb::ListBackendsRequest>,
     ) -> Result<Response<pb::ListBackendsResponse>, Status> {
-        let stale = req.into_inner().consistency == pb::ReadConsistency::Stale as i32;
-        if !stale && let Err(e) = self.fe.linearize().await {
+        let req = req.into_inner();
+        let stale = req.consistency == pb::ReadConsistency::Stale as i32;
+        let user = if req.user.is_empty() {
+            "root".to_string()
+        } else {
+            req.user.clone()
+        };
+        let checked = async {
+            self.login(&user, &req.password).await?;
+            if !stale {
+                self.fe.linearize().await?;
+            }
+            self.fe.authorize_here(&user, Privilege::AdminPriv)
+        };
+        if let Err(e) = checked.await {
             return Ok(Response::new(pb::ListBackendsResponse {
                 error: Some(error_to_pb(&e)),
                 leader_rpc_addr: self.leader_rpc(),

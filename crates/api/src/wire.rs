@@ -8,9 +8,18 @@ use serde::{Deserialize, Serialize};
 /// What a non-leader FE asks the leader to do on its behalf.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum LeaderOp {
-    Write(Cmd),
-    AddFrontend { voter: bool, addr: String },
-    DropFrontend { voter: bool, addr: String },
+    /// `user` is checked against the command's privilege at apply; `None` is the FEs' own work.
+    Write { user: Option<String>, cmd: Cmd },
+    AddFrontend {
+        user: String,
+        voter: bool,
+        addr: String,
+    },
+    DropFrontend {
+        user: String,
+        voter: bool,
+        addr: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -32,6 +32,18 @@ pub enum DomainError {
     DropRefused,
     #[error("frontend {0} was removed from this cluster before; frontend ids are never reused")]
     ReusedFrontendId(FrontendId),
+    #[error("user '{0}' already exists")]
+    DuplicateUser(String),
+    #[error("user '{0}' does not exist")]
+    UnknownUser(String),
+    #[error("invalid user name '{0}': use 1-64 letters, digits, '_', '.' or '-'")]
+    InvalidUserName(String),
+    #[error("root cannot be {0}")]
+    RootIsPermanent(String),
+    #[error(
+        "Access denied; you need (at least one of) the {needed} privilege(s) for this operation (user '{user}')"
+    )]
+    AccessDenied { user: String, needed: String },
     #[error("unknown config \"{0}\"")]
     UnknownSetting(String),
     #[error("invalid value \"{value}\" for config \"{key}\": {reason}")]

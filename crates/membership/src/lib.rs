@@ -9,9 +9,11 @@ pub mod registry;
 pub mod settings;
 pub mod state;
 pub mod tracked;
+pub mod users;
 
 pub use backend::{Backend, BackendMembership, BackendRef, HostPort, Tags};
 pub use error::DomainError;
 pub use ids::{BackendId, FrontendId};
 pub use settings::Settings;
 pub use state::ClusterState;
+pub use users::{Privilege, User};

@@ -4,6 +4,7 @@ use crate::backend::{Backend, HostPort, Tombstone};
 use crate::ids::{BackendId, FrontendId};
 use crate::settings::Settings;
 use crate::tracked::TrackedMap;
+use crate::users::User;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -34,6 +35,7 @@ impl Default for Meta {
 pub struct ClusterState {
     pub backends: TrackedMap<BackendId, Backend>,
     pub tombstones: TrackedMap<BackendId, Tombstone>,
+    pub users: TrackedMap<String, User>,
     pub meta: Meta,
 }
 

@@ -2,11 +2,16 @@
 //! membership crate. Deterministic: time comes from the entry, maps are ordered.
 
 use crate::cmd::{Cmd, Reply, Request, Response};
-use roster_membership::{ClusterState, DomainError, registry};
+use roster_membership::{ClusterState, DomainError, registry, users};
 
 /// Apply one command to the state. Refusals leave the state unchanged.
 pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
     let now = state.tick(req.time_ms);
+    if let Some(user) = &req.user
+        && let Err(e) = users::authorize(state, user, req.cmd.required_privilege())
+    {
+        return Response::Refused(e);
+    }
     let result: Result<Reply, DomainError> = match &req.cmd {
         Cmd::Noop => Ok(Reply::Done),
         Cmd::AddBackends { addrs, properties } => {
@@ -26,6 +31,20 @@ pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
             properties,
         } => registry::modify_backends(state, targets, properties).map(Reply::Changed),
         Cmd::SetConfig { pairs } => state.meta.settings.set_all(pairs).map(|_| Reply::Done),
+        Cmd::EnsureRoot { password } => {
+            users::ensure_root(state, now, *password);
+            Ok(Reply::Done)
+        }
+        Cmd::CreateUser { name, password } => {
+            users::create_user(state, now, name, *password).map(|_| Reply::Done)
+        }
+        Cmd::DropUser { name } => users::drop_user(state, name).map(|_| Reply::Done),
+        Cmd::Grant { name, privileges } => {
+            users::grant(state, name, privileges).map(|_| Reply::Done)
+        }
+        Cmd::Revoke { name, privileges } => {
+            users::revoke(state, name, privileges).map(|_| Reply::Done)
+        }
     };
     match result {
         Ok(r) => Response::Ok(r),
@@ -39,7 +58,65 @@ mod tests {
     use roster_membership::{BackendId, BackendRef, HostPort};
 
     fn req(time_ms: u64, cmd: Cmd) -> Request {
-        Request { time_ms, cmd }
+        Request {
+            time_ms,
+            user: None,
+            cmd,
+        }
+    }
+
+    #[test]
+    fn privileges_are_checked_at_apply() {
+        let mut s = ClusterState::default();
+        apply(&mut s, &req(1, Cmd::EnsureRoot { password: None }));
+        apply(
+            &mut s,
+            &req(
+                1,
+                Cmd::CreateUser {
+                    name: "ops".into(),
+                    password: None,
+                },
+            ),
+        );
+        let add = Cmd::AddBackends {
+            addrs: vec![HostPort::new("a", 1)],
+            properties: vec![],
+        };
+        let as_ops = Request {
+            time_ms: 2,
+            user: Some("ops".into()),
+            cmd: add.clone(),
+        };
+        assert!(matches!(
+            apply(&mut s, &as_ops),
+            Response::Refused(DomainError::AccessDenied { .. })
+        ));
+        assert!(s.backends.is_empty());
+        apply(
+            &mut s,
+            &Request {
+                time_ms: 3,
+                user: Some("root".into()),
+                cmd: Cmd::Grant {
+                    name: "ops".into(),
+                    privileges: vec![roster_membership::Privilege::NodePriv],
+                },
+            },
+        );
+        assert!(matches!(
+            apply(&mut s, &as_ops),
+            Response::Ok(Reply::Added(_))
+        ));
+        let unknown = Request {
+            time_ms: 4,
+            user: Some("ghost".into()),
+            cmd: Cmd::Noop,
+        };
+        assert!(matches!(
+            apply(&mut s, &unknown),
+            Response::Refused(DomainError::UnknownUser(_))
+        ));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! remove variants, only append; `tests::encoding_is_pinned` fails if an encoding moves.
 
 use roster_membership::backend::Tombstone;
-use roster_membership::{BackendId, BackendRef, DomainError, HostPort};
+use roster_membership::users::PasswordHash;
+use roster_membership::{BackendId, BackendRef, DomainError, HostPort, Privilege};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -32,6 +33,45 @@ pub enum Cmd {
     SetConfig {
         pairs: Properties,
     },
+    /// Create root with ADMIN_PRIV unless it exists (proposed once by the first leader).
+    EnsureRoot {
+        password: PasswordHash,
+    },
+    CreateUser {
+        name: String,
+        password: PasswordHash,
+    },
+    DropUser {
+        name: String,
+    },
+    Grant {
+        name: String,
+        privileges: Vec<Privilege>,
+    },
+    Revoke {
+        name: String,
+        privileges: Vec<Privilege>,
+    },
+}
+
+impl Cmd {
+    /// The privilege a user needs for this command; checked again at apply.
+    pub fn required_privilege(&self) -> Privilege {
+        match self {
+            Cmd::Noop => Privilege::SelectPriv,
+            Cmd::AddBackends { .. }
+            | Cmd::DroppBackends { .. }
+            | Cmd::DecommissionBackends { .. }
+            | Cmd::CancelDecommission { .. }
+            | Cmd::ModifyBackends { .. } => Privilege::NodePriv,
+            Cmd::SetConfig { .. }
+            | Cmd::EnsureRoot { .. }
+            | Cmd::CreateUser { .. }
+            | Cmd::DropUser { .. }
+            | Cmd::Grant { .. }
+            | Cmd::Revoke { .. } => Privilege::AdminPriv,
+        }
+    }
 }
 
 /// A command as proposed: stamped by the leader with its wall time (the applier keeps the
@@ -39,6 +79,9 @@ pub enum Cmd {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub time_ms: u64,
+    /// Who asked; `None` for the FEs' own housekeeping. Checked against `Cmd::required_privilege`
+    /// at apply, so a privilege revoked meanwhile is honoured.
+    pub user: Option<String>,
     pub cmd: Cmd,
 }
 
@@ -117,14 +160,58 @@ mod tests {
                 Cmd::SetConfig { pairs: vec![] },
                 "01060000000000000000000000",
             ),
+            (Cmd::EnsureRoot { password: None }, "010700000000"),
+            (
+                Cmd::CreateUser {
+                    name: "u".into(),
+                    password: Some([0xab; 20]),
+                },
+                "010800000001000000000000007501abababababababababababababababababababab",
+            ),
+            (
+                Cmd::DropUser { name: "u".into() },
+                "0109000000010000000000000075",
+            ),
+            (
+                Cmd::Grant {
+                    name: "u".into(),
+                    privileges: vec![Privilege::NodePriv],
+                },
+                "010a000000010000000000000075010000000000000001000000",
+            ),
+            (
+                Cmd::Revoke {
+                    name: "u".into(),
+                    privileges: vec![Privilege::Blacklist],
+                },
+                "010b000000010000000000000075010000000000000002000000",
+            ),
         ];
         for (cmd, want) in cases {
             let got = hex(&codec::encode(&cmd).unwrap());
+            if std::env::var("PRINT_PINS").is_ok() {
+                println!("PIN {got}");
+                continue;
+            }
             assert_eq!(got, want.replace(' ', ""), "encoding of {cmd:?} changed");
             assert_eq!(
                 codec::decode::<Cmd>(&codec::encode(&cmd).unwrap()).unwrap(),
                 cmd
             );
         }
+        let req = Request {
+            time_ms: 7,
+            user: Some("u".into()),
+            cmd: Cmd::Noop,
+        };
+        let got = hex(&codec::encode(&req).unwrap());
+        if std::env::var("PRINT_PINS").is_ok() {
+            println!("PIN {got}");
+            return;
+        }
+        assert_eq!(
+            got, "0107000000000000000101000000000000007500000000",
+            "encoding of Request changed"
+        );
     }
 }

@@ -24,15 +24,49 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const BACKENDS: TableDefinition<u64, &[u8]> = TableDefinition::new("backends");
-const TOMBSTONES: TableDefinition<u64, &[u8]> = TableDefinition::new("tombstones");
+/// One table per entity, keyed by `TableKey` bytes.
+const BACKENDS: &str = "backends";
+const TOMBSTONES: &str = "tombstones";
+const USERS: &str = "users";
+const ENTITY_TABLES: [&str; 3] = [BACKENDS, TOMBSTONES, USERS];
 const KEY_META: &str = "meta";
 const KEY_APPLIED: &str = "last_applied";
 const KEY_MEMBERSHIP: &str = "last_membership";
 const KEY_SNAPSHOT: &str = "snapshot";
 
+fn entity(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
+    TableDefinition::new(name)
+}
+
 fn io_err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
+}
+
+/// How an entity's key is stored: big-endian integers so tables iterate in key order.
+pub trait TableKey: Ord + Clone {
+    fn encode_key(&self) -> Vec<u8>;
+    fn decode_key(b: &[u8]) -> io::Result<Self>;
+}
+
+impl TableKey for BackendId {
+    fn encode_key(&self) -> Vec<u8> {
+        self.0.to_be_bytes().to_vec()
+    }
+    fn decode_key(b: &[u8]) -> io::Result<Self> {
+        let a: [u8; 8] = b
+            .try_into()
+            .map_err(|_| io_err("backend key is not 8 bytes"))?;
+        Ok(BackendId(u64::from_be_bytes(a)))
+    }
+}
+
+impl TableKey for String {
+    fn encode_key(&self) -> Vec<u8> {
+        self.as_bytes().to_vec()
+    }
+    fn decode_key(b: &[u8]) -> io::Result<Self> {
+        String::from_utf8(b.to_vec()).map_err(io_err)
+    }
 }
 
 /// How far this state machine has applied the log, and the membership it last applied.
@@ -58,31 +92,45 @@ pub struct StateMachineStore {
     inner: Arc<Shared>,
 }
 
+type Rows = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
 /// Rows to write for one batch, already encoded, so the commit can run off the async threads.
 #[derive(Default)]
 struct RowWrites {
     meta: Vec<(&'static str, Vec<u8>)>,
-    backends: Vec<(u64, Option<Vec<u8>>)>,
-    tombstones: Vec<(u64, Option<Vec<u8>>)>,
+    tables: Vec<(&'static str, Rows)>,
     /// Replace whole tables (snapshot install) instead of writing single rows.
     replace_all: bool,
 }
 
-fn dirty_rows<V: Serialize>(
-    map: &mut TrackedMap<BackendId, V>,
-) -> io::Result<Vec<(u64, Option<Vec<u8>>)>> {
+fn dirty_rows<K: TableKey, V: Serialize>(map: &mut TrackedMap<K, V>) -> io::Result<Rows> {
     map.take_dirty()
         .into_iter()
-        .map(|(k, v)| Ok((k.0, v.map(codec::encode).transpose()?)))
+        .map(|(k, v)| Ok((k.encode_key(), v.map(codec::encode).transpose()?)))
         .collect()
 }
 
-fn all_rows<V: Serialize>(
-    map: &TrackedMap<BackendId, V>,
-) -> io::Result<Vec<(u64, Option<Vec<u8>>)>> {
+fn all_rows<K: TableKey, V: Serialize>(map: &TrackedMap<K, V>) -> io::Result<Rows> {
     map.iter()
-        .map(|(k, v)| Ok((k.0, Some(codec::encode(v)?))))
+        .map(|(k, v)| Ok((k.encode_key(), Some(codec::encode(v)?))))
         .collect()
+}
+
+/// Every entity table's rows: the changed ones, or all of them.
+fn entity_rows(state: &mut ClusterState, all: bool) -> io::Result<Vec<(&'static str, Rows)>> {
+    Ok(if all {
+        vec![
+            (BACKENDS, all_rows(&state.backends)?),
+            (TOMBSTONES, all_rows(&state.tombstones)?),
+            (USERS, all_rows(&state.users)?),
+        ]
+    } else {
+        vec![
+            (BACKENDS, dirty_rows(&mut state.backends)?),
+            (TOMBSTONES, dirty_rows(&mut state.tombstones)?),
+            (USERS, dirty_rows(&mut state.users)?),
+        ]
+    })
 }
 
 fn write_rows(db: &Database, rows: RowWrites) -> io::Result<()> {
@@ -92,15 +140,15 @@ fn write_rows(db: &Database, rows: RowWrites) -> io::Result<()> {
         for (k, v) in &rows.meta {
             meta.insert(*k, v.as_slice()).map_err(io_err)?;
         }
-        for (def, rows_of) in [(BACKENDS, &rows.backends), (TOMBSTONES, &rows.tombstones)] {
-            let mut t = w.open_table(def).map_err(io_err)?;
+        for (name, table_rows) in &rows.tables {
+            let mut t = w.open_table(entity(name)).map_err(io_err)?;
             if rows.replace_all {
                 t.retain(|_, _| false).map_err(io_err)?;
             }
-            for (k, v) in rows_of {
+            for (k, v) in table_rows {
                 match v {
-                    Some(v) => t.insert(*k, v.as_slice()).map_err(io_err)?,
-                    None => t.remove(*k).map_err(io_err)?,
+                    Some(v) => t.insert(k.as_slice(), v.as_slice()).map_err(io_err)?,
+                    None => t.remove(k.as_slice()).map_err(io_err)?,
                 };
             }
         }
@@ -108,15 +156,15 @@ fn write_rows(db: &Database, rows: RowWrites) -> io::Result<()> {
     w.commit().map_err(io_err)
 }
 
-fn load_map<V: DeserializeOwned>(
+fn load_map<K: TableKey, V: DeserializeOwned>(
     r: &redb::ReadTransaction,
-    def: TableDefinition<u64, &[u8]>,
-) -> io::Result<TrackedMap<BackendId, V>> {
-    let t = r.open_table(def).map_err(io_err)?;
+    name: &str,
+) -> io::Result<TrackedMap<K, V>> {
+    let t = r.open_table(entity(name)).map_err(io_err)?;
     let mut m = BTreeMap::new();
     for item in t.iter().map_err(io_err)? {
         let (k, v) = item.map_err(io_err)?;
-        m.insert(BackendId(k.value()), codec::decode(v.value())?);
+        m.insert(K::decode_key(k.value())?, codec::decode(v.value())?);
     }
     Ok(TrackedMap::from_clean(m))
 }
@@ -142,8 +190,9 @@ impl StateMachineStore {
         {
             let w = db.begin_write().map_err(io_err)?;
             w.open_table(META).map_err(io_err)?;
-            w.open_table(BACKENDS).map_err(io_err)?;
-            w.open_table(TOMBSTONES).map_err(io_err)?;
+            for name in ENTITY_TABLES {
+                w.open_table(entity(name)).map_err(io_err)?;
+            }
             w.commit().map_err(io_err)?;
         }
         let view = {
@@ -151,6 +200,7 @@ impl StateMachineStore {
             let state = ClusterState {
                 backends: load_map(&r, BACKENDS)?,
                 tombstones: load_map(&r, TOMBSTONES)?,
+                users: load_map(&r, USERS)?,
                 meta: get_meta::<Meta>(&r, KEY_META)?.unwrap_or_default(),
             };
             let applied = AppliedState {
@@ -259,8 +309,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     (KEY_APPLIED, codec::encode(&applied.last_applied)?),
                     (KEY_MEMBERSHIP, codec::encode(&applied.membership)?),
                 ],
-                backends: dirty_rows(&mut state.backends)?,
-                tombstones: dirty_rows(&mut state.tombstones)?,
+                tables: entity_rows(state, false)?,
                 replace_all: false,
             }
         };
@@ -294,8 +343,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 (KEY_MEMBERSHIP, codec::encode(&applied.membership)?),
                 (KEY_SNAPSHOT, codec::encode(&(meta, &snapshot))?),
             ],
-            backends: all_rows(&state.backends)?,
-            tombstones: all_rows(&state.tombstones)?,
+            tables: entity_rows(&mut state, true)?,
             replace_all: true,
         };
         // Hold the view lock across the commit so no reader sees the old state after the new
@@ -304,8 +352,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             let mut v = inner.view.write().expect("state lock poisoned");
             write_rows(&inner.db, rows)?;
-            state.backends.clear_dirty();
-            state.tombstones.clear_dirty();
             *v = View { state, applied };
             Ok(())
         })

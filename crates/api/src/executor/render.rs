@@ -244,3 +244,27 @@ pub fn explain_decommission(
         rows,
     ))
 }
+
+/// SHOW GRANTS [FOR 'u'].
+pub fn show_grants(fe: &FeNodeHandle, user: &str) -> Result<QueryResult, ApiError> {
+    let row = fe.store().read(|state, _| {
+        state.users.get(&user.to_string()).map(|u| {
+            let privs: Vec<&str> = u.privileges.iter().map(|p| p.as_str()).collect();
+            vec![
+                s(format!("'{}'@'%'", u.name)),
+                s(if u.password.is_some() { "Yes" } else { "No" }),
+                s(privs.join(",")),
+                s(datetime(u.created_ms)),
+            ]
+        })
+    });
+    let row = row.ok_or_else(|| {
+        ApiError::Refused(roster_membership::DomainError::UnknownUser(
+            user.to_string(),
+        ))
+    })?;
+    Ok(QueryResult::rows(
+        &["UserIdentity", "Password", "GlobalPrivs", "CreatedTime"],
+        vec![row],
+    ))
+}

@@ -1,0 +1,365 @@
+//! The MySQL front door on `query_port`: opensrv-mysql speaks the protocol, this module
+//! authenticates (mysql_native_password, a random salt per connection), runs each statement
+//! through the same executor as gRPC, and renders results and Doris-style errors
+//! (`ERROR 1105 (HY000): errCode = 2, detailMessage = ...`).
+
+use async_trait::async_trait;
+use opensrv_mysql::{
+    AsyncMysqlIntermediary, AsyncMysqlShim, Column, ColumnFlags, ColumnType, ErrorKind, InitWriter,
+    OkResponse, ParamParser, QueryResultWriter, StatementMetaWriter,
+};
+use roster_api::executor::{self, QueryResult, Session};
+use roster_api::{ApiError, FeNodeHandle, auth};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpListener;
+
+/// What MySQL clients are told the server version is (Doris says the same).
+const SERVER_VERSION: &str = "5.7.99";
+
+static NEXT_CONNECTION_ID: AtomicU32 = AtomicU32::new(1);
+
+/// Accept connections until the task is aborted.
+pub async fn serve(fe: FeNodeHandle, listener: TcpListener) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("mysql accept failed: {e}");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let fe = fe.clone();
+        tokio::spawn(async move {
+            let (r, w) = stream.into_split();
+            let login_error = Arc::new(Mutex::new(None));
+            let shim = Connection::new(fe, login_error.clone());
+            let w = LoginErrorRewriter {
+                inner: w,
+                replacement: login_error,
+                pending: Vec::new(),
+            };
+            if let Err(e) = AsyncMysqlIntermediary::run_on(shim, r, w).await {
+                tracing::debug!(%peer, "mysql connection ended: {e}");
+            }
+        });
+    }
+}
+
+struct Connection {
+    fe: FeNodeHandle,
+    salt: [u8; 20],
+    id: u32,
+    /// Set by `authenticate` (which only gets `&self`).
+    user: Mutex<Option<String>>,
+    session: Session,
+    login_error: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+impl Connection {
+    fn new(fe: FeNodeHandle, login_error: Arc<Mutex<Option<Vec<u8>>>>) -> Self {
+        Connection {
+            fe,
+            salt: auth::random_salt(),
+            id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
+            user: Mutex::new(None),
+            session: Session::default(),
+            login_error,
+        }
+    }
+
+    fn session(&mut self) -> &mut Session {
+        if self.session.user.is_empty()
+            && let Some(u) = self.user.lock().expect("user lock").clone()
+        {
+            self.session = Session::new(u);
+        }
+        &mut self.session
+    }
+}
+
+/// MySQL error number and text for an API error.
+fn mysql_error(e: &ApiError) -> (ErrorKind, String) {
+    match e {
+        ApiError::AccessDenied(_) => (
+            ErrorKind::ER_SPECIFIC_ACCESS_DENIED_ERROR,
+            e.mysql_message(),
+        ),
+        _ => (ErrorKind::ER_UNKNOWN_ERROR, e.mysql_message()),
+    }
+}
+
+/// An ERR packet payload: 0xff, error code, '#', SQLSTATE, message.
+fn err_payload(code: u16, sqlstate: &str, msg: &str) -> Vec<u8> {
+    let mut p = vec![0xff];
+    p.extend_from_slice(&code.to_le_bytes());
+    p.push(b'#');
+    p.extend_from_slice(sqlstate.as_bytes());
+    p.extend_from_slice(msg.as_bytes());
+    p
+}
+
+fn column_type(values: impl Iterator<Item = Option<String>>) -> ColumnType {
+    let mut any = false;
+    for v in values.flatten() {
+        any = true;
+        if v.parse::<i64>().is_err() {
+            return ColumnType::MYSQL_TYPE_VAR_STRING;
+        }
+    }
+    if any {
+        ColumnType::MYSQL_TYPE_LONGLONG
+    } else {
+        ColumnType::MYSQL_TYPE_VAR_STRING
+    }
+}
+
+async fn write_result<W: AsyncWrite + Send + Unpin>(
+    r: QueryResult,
+    results: QueryResultWriter<'_, W>,
+) -> io::Result<()> {
+    if !r.is_result_set() {
+        return results
+            .completed(OkResponse {
+                affected_rows: r.affected_rows,
+                info: r.message,
+                ..Default::default()
+            })
+            .await;
+    }
+    // SHOW output is text, as in Doris; constant SELECTs of numbers are numbers.
+    let columns: Vec<Column> = r
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Column {
+            table: String::new(),
+            column: name.clone(),
+            coltype: if name.starts_with("@@") || r.rows.len() == 1 {
+                column_type(r.rows.iter().map(|row| row.get(i).cloned().flatten()))
+            } else {
+                ColumnType::MYSQL_TYPE_VAR_STRING
+            },
+            colflags: ColumnFlags::empty(),
+        })
+        .collect();
+    let mut w = results.start(&columns).await?;
+    for row in r.rows {
+        for (v, c) in row.into_iter().zip(&columns) {
+            match (v, c.coltype) {
+                (Some(v), ColumnType::MYSQL_TYPE_LONGLONG) => {
+                    w.write_col(v.parse::<i64>().unwrap_or_default())?
+                }
+                (v, _) => w.write_col(v)?,
+            }
+        }
+        w.end_row().await?;
+    }
+    w.finish().await
+}
+
+#[async_trait]
+impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
+    type Error = io::Error;
+
+    fn version(&self) -> String {
+        SERVER_VERSION.to_string()
+    }
+
+    fn connect_id(&self) -> u32 {
+        self.id
+    }
+
+    /// Random per connection, so a captured login response cannot be replayed.
+    fn salt(&self) -> [u8; 20] {
+        self.salt
+    }
+
+    async fn authenticate(
+        &self,
+        _plugin: &str,
+        username: &[u8],
+        salt: &[u8],
+        auth_data: &[u8],
+    ) -> bool {
+        let user = String::from_utf8_lossy(username).to_string();
+        let res = auth::login(&self.fe, &user, !auth_data.is_empty(), |stored| {
+            auth::verify_scramble(stored, salt, auth_data)
+        })
+        .await;
+        match res {
+            Ok(()) => {
+                *self.user.lock().expect("user lock") = Some(user);
+                true
+            }
+            Err(e) => {
+                let payload = match &e {
+                    ApiError::AccessDenied(m) => err_payload(1045, "28000", m),
+                    other => err_payload(1105, "HY000", &other.mysql_message()),
+                };
+                *self.login_error.lock().expect("login error lock") = Some(payload);
+                false
+            }
+        }
+    }
+
+    async fn on_prepare<'a>(
+        &'a mut self,
+        _query: &'a str,
+        info: StatementMetaWriter<'a, W>,
+    ) -> io::Result<()> {
+        info.error(
+            ErrorKind::ER_UNKNOWN_ERROR,
+            b"errCode = 2, detailMessage = prepared statements are not supported",
+        )
+        .await
+    }
+
+    async fn on_execute<'a>(
+        &'a mut self,
+        _id: u32,
+        _p: ParamParser<'a>,
+        results: QueryResultWriter<'a, W>,
+    ) -> io::Result<()> {
+        results
+            .error(
+                ErrorKind::ER_UNKNOWN_ERROR,
+                b"errCode = 2, detailMessage = prepared statements are not supported",
+            )
+            .await
+    }
+
+    async fn on_close<'a>(&'a mut self, _stmt: u32)
+    where
+        W: 'async_trait,
+    {
+    }
+
+    async fn on_query<'a>(
+        &'a mut self,
+        query: &'a str,
+        results: QueryResultWriter<'a, W>,
+    ) -> io::Result<()> {
+        let fe = self.fe.clone();
+        match executor::execute_sql(&fe, self.session(), query).await {
+            Ok(r) => write_result(r, results).await,
+            Err(e) => {
+                let (kind, msg) = mysql_error(&e);
+                results.error(kind, msg.as_bytes()).await
+            }
+        }
+    }
+
+    async fn on_init<'a>(&'a mut self, db: &'a str, writer: InitWriter<'a, W>) -> io::Result<()> {
+        self.session().db = Some(db.to_string());
+        writer.ok().await
+    }
+}
+
+/// opensrv-mysql answers a failed login with error 1698 and its own text; MySQL and Doris
+/// answer 1045 `Access denied for user ...`. This writer swaps that one ERR packet for ours
+/// (same sequence number). Everything else passes through untouched.
+struct LoginErrorRewriter<W> {
+    inner: W,
+    replacement: Arc<Mutex<Option<Vec<u8>>>>,
+    /// Bytes of a swapped packet not yet written to `inner`.
+    pending: Vec<u8>,
+}
+
+impl<W: AsyncWrite + Unpin> LoginErrorRewriter<W> {
+    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.pending.is_empty() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.pending) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.pending.drain(..n);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for LoginErrorRewriter<W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.drain(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        let is_err_packet = buf.len() > 4 && buf[4] == 0xff;
+        let replacement = if is_err_packet {
+            this.replacement.lock().expect("login error lock").take()
+        } else {
+            None
+        };
+        if let Some(payload) = replacement {
+            let len = payload.len() as u32;
+            let mut packet = len.to_le_bytes()[..3].to_vec();
+            packet.push(buf[3]);
+            packet.extend_from_slice(&payload);
+            this.pending = packet;
+            let _ = this.drain(cx)?;
+            return Poll::Ready(Ok(buf.len()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    /// opensrv writes each packet as `[header, payload]`.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.drain(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        let is_err_packet = bufs.len() == 2 && bufs[0].len() == 4 && bufs[1].first() == Some(&0xff);
+        let replacement = if is_err_packet {
+            this.replacement.lock().expect("login error lock").take()
+        } else {
+            None
+        };
+        if let Some(payload) = replacement {
+            let len = payload.len() as u32;
+            let mut packet = len.to_le_bytes()[..3].to_vec();
+            packet.push(bufs[0][3]);
+            packet.extend_from_slice(&payload);
+            this.pending = packet;
+            let _ = this.drain(cx)?;
+            return Poll::Ready(Ok(bufs[0].len() + bufs[1].len()));
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.drain(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.drain(cx)?.is_pending() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
