@@ -64,6 +64,10 @@ fn refs(targets: &[roster_sql::BackendRef]) -> Vec<BackendRef> {
 fn applied(r: Response) -> Result<Reply, ApiError> {
     match r {
         Response::Ok(reply) => Ok(reply),
+        // Refused at apply for lack of privilege (e.g. revoked meanwhile): an access error.
+        Response::Refused(e @ DomainError::AccessDenied { .. }) => {
+            Err(ApiError::AccessDenied(e.to_string()))
+        }
         Response::Refused(e) => Err(ApiError::Refused(e)),
     }
 }
