@@ -85,9 +85,18 @@ pub struct Request {
     pub cmd: Cmd,
 }
 
+/// What openraft prints when it logs an entry: never a password hash.
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}@{}", self.cmd, self.time_ms)
+        let user = self.user.as_deref().unwrap_or("-");
+        match &self.cmd {
+            Cmd::EnsureRoot { .. } => write!(f, "EnsureRoot {{ password: <hidden> }}"),
+            Cmd::CreateUser { name, .. } => {
+                write!(f, "CreateUser {{ name: {name:?}, password: <hidden> }}")
+            }
+            other => write!(f, "{other:?}"),
+        }?;
+        write!(f, " by {user} @{}", self.time_ms)
     }
 }
 
@@ -114,6 +123,24 @@ mod tests {
 
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn display_hides_password_hashes() {
+        let r = Request {
+            time_ms: 1,
+            user: None,
+            cmd: Cmd::CreateUser {
+                name: "u".into(),
+                password: Some([0xab; 20]),
+            },
+        };
+        let text = r.to_string();
+        assert!(
+            !text.contains("171") && !text.to_lowercase().contains("ab, "),
+            "{text}"
+        );
+        assert!(text.contains("<hidden>"));
     }
 
     /// Pins the on-disk encoding of each variant. If this fails, you changed the log format:
