@@ -39,12 +39,15 @@ pub struct Cluster {
     procs: Vec<Option<Child>>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind port 0")
-        .local_addr()
-        .expect("local addr")
-        .port()
+/// `n` distinct free ports: the listeners stay open until all are chosen, so the kernel
+/// cannot hand out the same port twice.
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
 }
 
 fn member_toml(n: &NodeSpec) -> String {
@@ -66,13 +69,15 @@ impl Cluster {
             .prefix("roster-test-")
             .tempdir()
             .expect("tempdir");
+        let mut ports = free_ports(4 * (voters + spares)).into_iter();
+        let mut port = move || ports.next().expect("enough ports");
         let nodes: Vec<NodeSpec> = (1..=(voters + spares) as u64)
             .map(|id| NodeSpec {
                 id,
-                edit_log_port: free_port(),
-                rpc_port: free_port(),
-                query_port: free_port(),
-                http_port: free_port(),
+                edit_log_port: port(),
+                rpc_port: port(),
+                query_port: port(),
+                http_port: port(),
                 config: dir.path().join(format!("fe{id}.toml")),
                 log: dir.path().join(format!("fe{id}.log")),
             })

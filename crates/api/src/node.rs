@@ -527,7 +527,11 @@ async fn prober_loop(weak: std::sync::Weak<Inner>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
-        let Some(inner) = weak.upgrade() else { return };
+        // Not yet upgradable while `Arc::new_cyclic` is still building the FE (this task may
+        // already run then); once the FE is dropped, its `CancelOnDrop` aborts this task.
+        let Some(inner) = weak.upgrade() else {
+            continue;
+        };
         let fe = FeNodeHandle {
             inner: inner.clone(),
         };

@@ -34,6 +34,10 @@ pub(super) async fn add(
     addr: &str,
     deadline: Instant,
 ) -> ForwardResult {
+    // A new leader has not yet committed the membership it inherited (openraft refuses a change
+    // then, "already undergoing a configuration change"); a read barrier commits it and brings
+    // the applied membership we check against up to date.
+    fe.linearize().await?;
     if let Some((id, is_voter)) = find_member(fe, addr) {
         return Err(ApiError::Invalid(format!(
             "frontend {addr} already exists as {} (node id {id})",
@@ -114,6 +118,7 @@ pub(super) async fn drop(
     addr: &str,
     deadline: Instant,
 ) -> ForwardResult {
+    fe.linearize().await?; // as in `add`
     let Some((id, is_voter)) = find_member(fe, addr) else {
         return Err(ApiError::Invalid(format!("frontend {addr} does not exist")));
     };
@@ -188,6 +193,12 @@ pub(super) async fn drop(
                     ));
                 }
                 let _ = tokio::time::timeout(left, rx.changed()).await;
+            }
+            // Writes this FE appended as leader are committed by the new leader, but their
+            // callers are answered only when this FE applies them, which it never would once
+            // dropped (it gets no more log). Catch up first (best effort, bounded).
+            if let Err(e) = fe.linearize().await {
+                tracing::warn!("catching up before being dropped: {e}");
             }
             return Err(ApiError::NotLeader {
                 leader_rpc_addr: fe.leader().map(|(_, n)| n.rpc_addr()),
