@@ -370,6 +370,64 @@ async fn logins_and_privileges_on_every_interface() {
         r#"ALTER SYSTEM ADD BACKEND "10.7.1.3:9050""#,
     );
     assert!(o.stderr.contains(denied), "{}", o.stderr);
+    // ...but can manage blacklists: each FE's own, visible from all FEs.
+    let o = mysql(p[1], "bl", "blpw", "ADD BACKEND BLACKLIST 10001");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let bl_cols = [
+        "BackendId",
+        "AddBlackListType",
+        "LostConnectionTime",
+        "LostConnectionNumberInPeriod",
+        "CheckTimePeriod(s)",
+    ];
+    let t = Table::parse(&mysql(p[1], "bl", "blpw", "SHOW BACKEND BLACKLIST").stdout);
+    assert_eq!(t.columns, bl_cols);
+    assert_eq!(t.rows.len(), 1);
+    assert_eq!(
+        (
+            t.rows[0][0].as_str(),
+            t.rows[0][1].as_str(),
+            t.rows[0][4].as_str()
+        ),
+        ("10001", "MANUAL", "120")
+    );
+    let t = Table::parse(&mysql(p[2], "bl", "blpw", "SHOW BACKEND BLACKLIST").stdout);
+    assert!(
+        t.rows.is_empty(),
+        "FE3's list does not hold FE2's entry: {:?}",
+        t.rows
+    );
+    let t = Table::parse(
+        &mysql(
+            p[2],
+            "bl",
+            "blpw",
+            "SHOW BACKEND BLACKLIST FROM ALL FRONTENDS",
+        )
+        .stdout,
+    );
+    assert_eq!(t.columns[0], "Frontend");
+    assert_eq!(t.rows.len(), 1);
+    assert_eq!(t.rows[0][0], cluster.nodes[1].edit_log_addr());
+    let o = mysql(p[1], "bl", "blpw", "ADD BACKEND BLACKLIST 424242");
+    assert!(
+        o.stderr.contains("backend does not exist[424242]"),
+        "{}",
+        o.stderr
+    );
+    let o = mysql(p[1], "ops", "opspw", "DELETE BACKEND BLACKLIST 10001");
+    assert!(
+        o.stderr.contains("the BLACKLIST privilege"),
+        "ops has no BLACKLIST: {}",
+        o.stderr
+    );
+    let o = mysql(p[1], "bl", "blpw", "DELETE BACKEND BLACKLIST 10001");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        Table::parse(&mysql(p[1], "bl", "blpw", "SHOW BACKEND BLACKLIST").stdout)
+            .rows
+            .is_empty()
+    );
     let t = Table::parse(&mysql(p[2], "bl", "blpw", "SHOW GRANTS").stdout);
     assert_eq!(t.rows[0][t.col("GlobalPrivs")], "BLACKLIST");
     let o = mysql(p[2], "bl", "blpw", "SHOW GRANTS FOR 'ops'");

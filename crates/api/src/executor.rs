@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::node::FeNodeHandle;
 use crate::wire::{LeaderOp, LeaderReply};
 use openraft::async_runtime::watch::WatchReceiver;
-use roster_membership::{BackendId, BackendRef, DomainError, HostPort, Privilege};
+use roster_membership::{BackendId, BackendRef, DomainError, FrontendId, HostPort, Privilege};
 use roster_raft_store::{Cmd, Reply, Response};
 use roster_sql::{FrontendRole, Statement};
 
@@ -334,6 +334,23 @@ pub async fn execute(
                 note = read_barrier(fe, session).await?;
             }
             render::show_grants(fe, target.as_deref().unwrap_or(&user)).map(|r| with_note(r, note))
+        }
+        Statement::AddBlacklist { ids } | Statement::DeleteBlacklist { ids } => {
+            let frontend = FrontendId(fe.id());
+            let backends: Vec<BackendId> = ids.iter().map(|i| BackendId(*i)).collect();
+            let adding = matches!(stmt, Statement::AddBlacklist { .. });
+            let cmd = if adding {
+                Cmd::AddBlacklist { frontend, backends }
+            } else {
+                Cmd::DeleteBlacklist { frontend, backends }
+            };
+            match applied(fe.propose(who, cmd).await?)? {
+                Reply::Changed(ids) => Ok(QueryResult::ok(ids.len() as u64, "")),
+                other => Err(unexpected(other)),
+            }
+        }
+        Statement::ShowBlacklist { all_frontends } => {
+            Ok(with_note(render::show_blacklist(fe, *all_frontends), note))
         }
         Statement::SetVariables { assignments } => session.set(assignments),
         Statement::Select { items, .. } => session.select(items),

@@ -3,6 +3,7 @@
 //! deterministic so that every FE applying the same log reaches the same state.
 
 pub mod backend;
+pub mod blacklist;
 pub mod error;
 pub mod ids;
 pub mod registry;

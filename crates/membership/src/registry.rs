@@ -137,6 +137,7 @@ pub fn dropp_backends(
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         let b = state.backends.remove(&id).expect("resolved above");
+        crate::blacklist::forget_backend(state, id);
         let t = Tombstone {
             id,
             addr: b.addr,

@@ -1,6 +1,7 @@
 //! The replicated cluster state: every table the state machine holds, in ordered maps.
 
 use crate::backend::{Backend, HostPort, Tombstone};
+use crate::blacklist::{BlacklistEntry, BlacklistKey};
 use crate::ids::{BackendId, FrontendId};
 use crate::settings::Settings;
 use crate::tracked::TrackedMap;
@@ -36,6 +37,7 @@ pub struct ClusterState {
     pub backends: TrackedMap<BackendId, Backend>,
     pub tombstones: TrackedMap<BackendId, Tombstone>,
     pub users: TrackedMap<String, User>,
+    pub blacklist: TrackedMap<BlacklistKey, BlacklistEntry>,
     pub meta: Meta,
 }
 

@@ -2,7 +2,7 @@
 //! membership crate. Deterministic: time comes from the entry, maps are ordered.
 
 use crate::cmd::{Cmd, Reply, Request, Response};
-use roster_membership::{ClusterState, DomainError, registry, users};
+use roster_membership::{ClusterState, DomainError, blacklist, registry, users};
 
 /// Apply one command to the state. Refusals leave the state unchanged.
 pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
@@ -44,6 +44,12 @@ pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
         }
         Cmd::Revoke { name, privileges } => {
             users::revoke(state, name, privileges).map(|_| Reply::Done)
+        }
+        Cmd::AddBlacklist { frontend, backends } => {
+            blacklist::add_manual(state, now, *frontend, backends).map(Reply::Changed)
+        }
+        Cmd::DeleteBlacklist { frontend, backends } => {
+            blacklist::delete(state, *frontend, backends).map(Reply::Changed)
         }
     };
     match result {

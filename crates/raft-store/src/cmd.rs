@@ -3,7 +3,7 @@
 
 use roster_membership::backend::Tombstone;
 use roster_membership::users::PasswordHash;
-use roster_membership::{BackendId, BackendRef, DomainError, HostPort, Privilege};
+use roster_membership::{BackendId, BackendRef, DomainError, FrontendId, HostPort, Privilege};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -52,6 +52,15 @@ pub enum Cmd {
         name: String,
         privileges: Vec<Privilege>,
     },
+    /// ADD BACKEND BLACKLIST on `frontend` (MANUAL entries).
+    AddBlacklist {
+        frontend: FrontendId,
+        backends: Vec<BackendId>,
+    },
+    DeleteBlacklist {
+        frontend: FrontendId,
+        backends: Vec<BackendId>,
+    },
 }
 
 impl Cmd {
@@ -70,6 +79,7 @@ impl Cmd {
             | Cmd::DropUser { .. }
             | Cmd::Grant { .. }
             | Cmd::Revoke { .. } => Privilege::AdminPriv,
+            Cmd::AddBlacklist { .. } | Cmd::DeleteBlacklist { .. } => Privilege::Blacklist,
         }
     }
 }
@@ -212,6 +222,20 @@ mod tests {
                     privileges: vec![Privilege::Blacklist],
                 },
                 "010b000000010000000000000075010000000000000002000000",
+            ),
+            (
+                Cmd::AddBlacklist {
+                    frontend: FrontendId(2),
+                    backends: vec![BackendId(10001)],
+                },
+                "010c000000020000000000000001000000000000001127000000000000",
+            ),
+            (
+                Cmd::DeleteBlacklist {
+                    frontend: FrontendId(2),
+                    backends: vec![BackendId(10001)],
+                },
+                "010d000000020000000000000001000000000000001127000000000000",
             ),
         ];
         for (cmd, want) in cases {

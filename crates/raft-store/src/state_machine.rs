@@ -28,7 +28,8 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const BACKENDS: &str = "backends";
 const TOMBSTONES: &str = "tombstones";
 const USERS: &str = "users";
-const ENTITY_TABLES: [&str; 3] = [BACKENDS, TOMBSTONES, USERS];
+const BLACKLIST: &str = "blacklist";
+const ENTITY_TABLES: [&str; 4] = [BACKENDS, TOMBSTONES, USERS, BLACKLIST];
 const KEY_META: &str = "meta";
 const KEY_APPLIED: &str = "last_applied";
 const KEY_MEMBERSHIP: &str = "last_membership";
@@ -57,6 +58,25 @@ impl TableKey for BackendId {
             .try_into()
             .map_err(|_| io_err("backend key is not 8 bytes"))?;
         Ok(BackendId(u64::from_be_bytes(a)))
+    }
+}
+
+/// (frontend, backend): 16 bytes, frontend first, so one FE's entries are contiguous.
+impl TableKey for (FrontendId, BackendId) {
+    fn encode_key(&self) -> Vec<u8> {
+        let mut k = self.0.0.to_be_bytes().to_vec();
+        k.extend_from_slice(&self.1.0.to_be_bytes());
+        k
+    }
+    fn decode_key(b: &[u8]) -> io::Result<Self> {
+        let a: [u8; 16] = b
+            .try_into()
+            .map_err(|_| io_err("blacklist key is not 16 bytes"))?;
+        let (f, be) = a.split_at(8);
+        Ok((
+            FrontendId(u64::from_be_bytes(f.try_into().expect("8 bytes"))),
+            BackendId(u64::from_be_bytes(be.try_into().expect("8 bytes"))),
+        ))
     }
 }
 
@@ -123,12 +143,14 @@ fn entity_rows(state: &mut ClusterState, all: bool) -> io::Result<Vec<(&'static 
             (BACKENDS, all_rows(&state.backends)?),
             (TOMBSTONES, all_rows(&state.tombstones)?),
             (USERS, all_rows(&state.users)?),
+            (BLACKLIST, all_rows(&state.blacklist)?),
         ]
     } else {
         vec![
             (BACKENDS, dirty_rows(&mut state.backends)?),
             (TOMBSTONES, dirty_rows(&mut state.tombstones)?),
             (USERS, dirty_rows(&mut state.users)?),
+            (BLACKLIST, dirty_rows(&mut state.blacklist)?),
         ]
     })
 }
@@ -201,6 +223,7 @@ impl StateMachineStore {
                 backends: load_map(&r, BACKENDS)?,
                 tombstones: load_map(&r, TOMBSTONES)?,
                 users: load_map(&r, USERS)?,
+                blacklist: load_map(&r, BLACKLIST)?,
                 meta: get_meta::<Meta>(&r, KEY_META)?.unwrap_or_default(),
             };
             let applied = AppliedState {

@@ -268,3 +268,51 @@ pub fn show_grants(fe: &FeNodeHandle, user: &str) -> Result<QueryResult, ApiErro
         vec![row],
     ))
 }
+
+/// SHOW BACKEND BLACKLIST [FROM ALL FRONTENDS], StarRocks's columns. CheckTimePeriod(s) is the
+/// window over which an AUTO entry's connection failures are counted (black_host_history_sec);
+/// LostConnectionTime is when the entry was added (for MANUAL: by the statement).
+pub fn show_blacklist(fe: &FeNodeHandle, all_frontends: bool) -> QueryResult {
+    let (nodes, _) = fe.members();
+    let me = roster_membership::FrontendId(fe.id());
+    let rows = fe.store().read(|state, _| {
+        let period = state.meta.settings.u64("black_host_history_sec");
+        state
+            .blacklist
+            .values()
+            .filter(|e| all_frontends || e.frontend == me)
+            .map(|e| {
+                let mut row = Vec::new();
+                if all_frontends {
+                    let name = nodes
+                        .get(&e.frontend.0)
+                        .map(|n| n.edit_log_addr())
+                        .unwrap_or_else(|| format!("fe{}", e.frontend));
+                    row.push(s(name));
+                }
+                row.extend([
+                    s(e.backend),
+                    s(e.kind.as_str()),
+                    s(datetime(e.added_ms)),
+                    s(e.failures_in_period),
+                    s(period),
+                ]);
+                row
+            })
+            .collect()
+    });
+    let cols = [
+        "BackendId",
+        "AddBlackListType",
+        "LostConnectionTime",
+        "LostConnectionNumberInPeriod",
+        "CheckTimePeriod(s)",
+    ];
+    if all_frontends {
+        let mut c = vec!["Frontend"];
+        c.extend(cols);
+        QueryResult::rows(&c, rows)
+    } else {
+        QueryResult::rows(&cols, rows)
+    }
+}
