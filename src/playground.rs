@@ -49,14 +49,17 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     }
     println!();
     println!(
-        "Roster playground: 3 frontends on 127.0.0.1 (rpc ports 9020, 9120, 9220), data in {}",
+        "Roster playground: 3 frontends on 127.0.0.1, data in {}",
         root.display()
     );
     println!(
-        "Connect with:   cargo run --release -- sql --endpoints 127.0.0.1:9020,127.0.0.1:9120,127.0.0.1:9220"
+        "Connect with:  mysql -h127.0.0.1 -P9030 -uroot      (root has an empty password here)"
     );
     println!(
-        "Try:            ALTER SYSTEM ADD BACKEND \"127.0.0.1:9050\"; SHOW BACKENDS; SHOW FRONTENDS;"
+        "          or:  cargo run --release -- sql --endpoints 127.0.0.1:9020,127.0.0.1:9120,127.0.0.1:9220"
+    );
+    println!(
+        "Try:           ALTER SYSTEM ADD BACKEND \"127.0.0.1:9050\"; SHOW BACKENDS; SHOW FRONTENDS;"
     );
     println!("Ctrl-C stops the playground.");
     start::wait_for_signal().await;
