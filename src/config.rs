@@ -66,6 +66,9 @@ pub struct FileConfig {
     pub root_password: String,
     /// Allow an empty root password (loopback playgrounds only).
     pub insecure: bool,
+    /// PEM certificate chain and private key: when both are set, MySQL clients may use TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     pub raft: RaftSection,
     pub initial_members: Vec<MemberSection>,
 }
@@ -87,6 +90,8 @@ impl Default for FileConfig {
             log_format: "text".into(),
             root_password: String::new(),
             insecure: false,
+            tls_cert_file: None,
+            tls_key_file: None,
             raft: RaftSection::default(),
             initial_members: Vec::new(),
         }
@@ -109,6 +114,8 @@ const CONFIG_KEYS: &[&str] = &[
     "log_format",
     "root_password",
     "insecure",
+    "tls_cert_file",
+    "tls_key_file",
     "raft",
     "initial_members",
 ];
@@ -203,6 +210,9 @@ fn validate(c: &FileConfig) -> anyhow::Result<()> {
             "initial_members does not include this node (node_id {}); an FE that joins later must have no initial_members",
             c.node_id
         );
+    }
+    if c.tls_cert_file.is_some() != c.tls_key_file.is_some() {
+        bail!("tls_cert_file and tls_key_file go together: set both or neither");
     }
     if c.raft.snapshot_logs_since_last == 0 {
         bail!("raft.snapshot_logs_since_last must be positive");

@@ -3,28 +3,56 @@
 //! through the same executor as gRPC, and renders results and Doris-style errors
 //! (`ERROR 1105 (HY000): errCode = 2, detailMessage = ...`).
 
+use anyhow::Context as _;
 use async_trait::async_trait;
 use opensrv_mysql::{
     AsyncMysqlIntermediary, AsyncMysqlShim, Column, ColumnFlags, ColumnType, ErrorKind, InitWriter,
-    OkResponse, ParamParser, QueryResultWriter, StatementMetaWriter,
+    IntermediaryOptions, OkResponse, ParamParser, QueryResultWriter, StatementMetaWriter,
+    plain_run_with_options, secure_run_with_options,
 };
 use roster_api::executor::{self, QueryResult, Session};
 use roster_api::{ApiError, FeNodeHandle, auth};
+use rustls_pki_types::CertificateDer;
 use std::io;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpListener;
+use tokio_rustls::rustls::ServerConfig;
 
 /// What MySQL clients are told the server version is (Doris says the same).
 const SERVER_VERSION: &str = "5.7.99";
 
 static NEXT_CONNECTION_ID: AtomicU32 = AtomicU32::new(1);
 
-/// Accept connections until the task is aborted.
-pub async fn serve(fe: FeNodeHandle, listener: TcpListener) {
+/// TLS settings for the MySQL port: a PEM certificate chain and its PKCS#8 private key.
+pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
+    let certs = rustls_pemfile::certs(&mut io::BufReader::new(
+        std::fs::File::open(cert).with_context(|| format!("tls_cert_file {}", cert.display()))?,
+    ))
+    .collect::<Result<Vec<CertificateDer>, _>>()
+    .with_context(|| format!("reading certificates from {}", cert.display()))?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "tls_cert_file {} holds no certificate",
+        cert.display()
+    );
+    let key = rustls_pemfile::private_key(&mut io::BufReader::new(
+        std::fs::File::open(key).with_context(|| format!("tls_key_file {}", key.display()))?,
+    ))
+    .with_context(|| format!("reading the private key from {}", key.display()))?
+    .with_context(|| format!("tls_key_file {} holds no private key", key.display()))?;
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(Arc::new(config))
+}
+
+/// Accept connections until the task is aborted. With `tls`, clients may switch to TLS.
+pub async fn serve(fe: FeNodeHandle, listener: TcpListener, tls: Option<Arc<ServerConfig>>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -35,19 +63,39 @@ pub async fn serve(fe: FeNodeHandle, listener: TcpListener) {
         };
         let _ = stream.set_nodelay(true);
         let fe = fe.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let (r, w) = stream.into_split();
-            let login_error = Arc::new(Mutex::new(None));
-            let shim = Connection::new(fe, login_error.clone());
-            let w = LoginErrorRewriter {
-                inner: w,
-                replacement: login_error,
-                pending: Vec::new(),
-            };
-            if let Err(e) = AsyncMysqlIntermediary::run_on(shim, r, w).await {
+            if let Err(e) = run_connection(fe, stream, tls).await {
                 tracing::debug!(%peer, "mysql connection ended: {e}");
             }
         });
+    }
+}
+
+async fn run_connection(
+    fe: FeNodeHandle,
+    stream: tokio::net::TcpStream,
+    tls: Option<Arc<ServerConfig>>,
+) -> io::Result<()> {
+    let (mut r, w) = stream.into_split();
+    let login_error = Arc::new(Mutex::new(None));
+    let mut shim = Connection::new(fe, login_error.clone());
+    let mut w = LoginErrorRewriter {
+        inner: w,
+        replacement: login_error,
+        pending: Vec::new(),
+    };
+    let (is_ssl, init) =
+        AsyncMysqlIntermediary::init_before_ssl(&mut shim, &mut r, &mut w, &tls).await?;
+    let opts = IntermediaryOptions::default();
+    match tls {
+        Some(tls) if is_ssl => {
+            // Inside TLS the rewriter would see ciphertext: a failed login then gets
+            // opensrv-mysql's own access-denied error (1698, SQLSTATE 28000).
+            shim.rewrite_login_errors = false;
+            secure_run_with_options(shim, w, opts, tls, init).await
+        }
+        _ => plain_run_with_options(shim, w, opts, init).await,
     }
 }
 
@@ -59,6 +107,8 @@ struct Connection {
     user: Mutex<Option<String>>,
     session: Session,
     login_error: Arc<Mutex<Option<Vec<u8>>>>,
+    /// Whether a failed login's error packet is swapped for MySQL's 1045 (plain connections).
+    rewrite_login_errors: bool,
 }
 
 impl Connection {
@@ -70,6 +120,7 @@ impl Connection {
             user: Mutex::new(None),
             session: Session::default(),
             login_error,
+            rewrite_login_errors: true,
         }
     }
 
@@ -202,7 +253,9 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
                     ApiError::AccessDenied(m) => err_payload(1045, "28000", m),
                     other => err_payload(1105, "HY000", &other.mysql_message()),
                 };
-                *self.login_error.lock().expect("login error lock") = Some(payload);
+                if self.rewrite_login_errors {
+                    *self.login_error.lock().expect("login error lock") = Some(payload);
+                }
                 false
             }
         }

@@ -45,6 +45,11 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
     let raft_l = bind(&cfg.host, cfg.edit_log_port, "edit_log_port").await?;
     let rpc_l = bind(&cfg.host, cfg.rpc_port, "rpc_port").await?;
     let query_l = bind(&cfg.host, cfg.query_port, "query_port").await?;
+    let tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        (Some(c), Some(k)) => Some(crate::mysql::tls_config(c, k)?),
+        _ => None,
+    };
+
     let fe = FeNodeHandle::start(cfg.to_fe_config())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -70,7 +75,7 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
             tracing::error!("rpc server stopped: {e}");
         }
     });
-    let s3 = tokio::spawn(crate::mysql::serve(fe.clone(), query_l));
+    let s3 = tokio::spawn(crate::mysql::serve(fe.clone(), query_l, tls));
     tracing::info!(
         node_id = cfg.node_id,
         edit_log = %format!("{}:{}", cfg.host, cfg.edit_log_port),

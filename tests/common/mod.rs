@@ -65,6 +65,16 @@ impl Cluster {
 
     /// Like `start`, with extra keys appended to each FE's `[raft]` section.
     pub fn start_with(voters: usize, spares: usize, extra_raft: &str) -> Cluster {
+        Self::start_configured(voters, spares, "", extra_raft)
+    }
+
+    /// Like `start`, with extra top-level keys and extra `[raft]` keys in each FE's config.
+    pub fn start_configured(
+        voters: usize,
+        spares: usize,
+        extra_top: &str,
+        extra_raft: &str,
+    ) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("roster-test-")
             .tempdir()
@@ -91,7 +101,7 @@ impl Cluster {
             let mut toml = format!(
                 "node_id = {}\ncluster_id = \"test\"\nhost = \"127.0.0.1\"\ndata_dir = \"{}\"\n\
                  edit_log_port = {}\nrpc_port = {}\nquery_port = {}\nhttp_port = {}\n\
-                 read_timeout_ms = 4000\nwrite_timeout_ms = 8000\nroot_password = \"{ROOT_PASSWORD}\"\n\
+                 read_timeout_ms = 4000\nwrite_timeout_ms = 8000\nroot_password = \"{ROOT_PASSWORD}\"\n{extra_top}\
                  [raft]\nheartbeat_interval_ms = 150\nelection_timeout_min_ms = 750\nelection_timeout_max_ms = 1500\n",
                 n.id,
                 dir.path().join(format!("data-fe{}", n.id)).display(),
