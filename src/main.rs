@@ -1,5 +1,6 @@
 //! `roster`: one binary, cockroach-style subcommands.
 
+mod backend;
 mod config;
 mod mysql;
 mod playground;
@@ -35,6 +36,8 @@ enum Command {
         #[arg(long)]
         print_config: bool,
     },
+    /// Run the reference backend agent.
+    Backend(backend::BackendArgs),
     /// A SQL shell over the client library, or one statement with -e.
     Sql(sql_shell::SqlArgs),
     /// Start a local three-FE cluster on loopback and print how to connect.
@@ -98,6 +101,10 @@ fn main() -> std::process::ExitCode {
                 start::run(cfg).await
             }
             Command::Sql(args) => sql_shell::run(args).await,
+            Command::Backend(args) => {
+                init_tracing(false);
+                backend::run(args).await
+            }
             Command::Playground { data_dir } => {
                 init_tracing(false);
                 playground::run(data_dir).await

@@ -3,7 +3,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     unsafe { std::env::set_var("PROTOC", protoc) };
     tonic_prost_build::configure().compile_protos(
-        &["../../proto/raft.proto", "../../proto/roster.proto"],
+        &[
+            "../../proto/raft.proto",
+            "../../proto/roster.proto",
+            "../../proto/backend.proto",
+        ],
         &["../../proto"],
     )?;
     println!("cargo:rerun-if-changed=../../proto");

@@ -21,6 +21,9 @@ pub mod pb {
     pub mod v1 {
         tonic::include_proto!("roster.v1");
     }
+    pub mod backend {
+        tonic::include_proto!("roster.backend");
+    }
 }
 
 pub use client::{Client, ClientConfig, ClientError};

@@ -5,6 +5,7 @@
 
 mod authz;
 mod frontends;
+mod heartbeat;
 
 use crate::error::ApiError;
 use crate::format::now_ms;
@@ -105,6 +106,7 @@ struct Inner {
     start_time_ms: u64,
     peers: Mutex<BTreeMap<NodeId, PeerStatus>>,
     _prober: CancelOnDrop,
+    _heartbeats: CancelOnDrop,
 }
 
 /// A running FE. Cheap to clone.
@@ -178,7 +180,9 @@ impl FeNodeHandle {
         let peers = Mutex::new(BTreeMap::new());
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
+            let weak2 = weak.clone();
             let task = tokio::spawn(async move { prober_loop(weak).await });
+            let heartbeats = tokio::spawn(async move { heartbeat::heartbeat_loop(weak2).await });
             Inner {
                 cfg,
                 raft,
@@ -187,6 +191,7 @@ impl FeNodeHandle {
                 start_time_ms: now_ms(),
                 peers,
                 _prober: CancelOnDrop(task.abort_handle()),
+                _heartbeats: CancelOnDrop(heartbeats.abort_handle()),
             }
         });
         Ok(FeNodeHandle { inner })

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod blacklist;
 pub mod error;
 pub mod ids;
+pub mod liveness;
 pub mod registry;
 pub mod settings;
 pub mod state;

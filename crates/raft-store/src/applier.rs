@@ -2,7 +2,7 @@
 //! membership crate. Deterministic: time comes from the entry, maps are ordered.
 
 use crate::cmd::{Cmd, Reply, Request, Response};
-use roster_membership::{ClusterState, DomainError, blacklist, registry, users};
+use roster_membership::{ClusterState, DomainError, blacklist, liveness, registry, users};
 
 /// Apply one command to the state. Refusals leave the state unchanged.
 pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
@@ -51,6 +51,7 @@ pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
         Cmd::DeleteBlacklist { frontend, backends } => {
             blacklist::delete(state, *frontend, backends).map(Reply::Changed)
         }
+        Cmd::RecordLiveness { reports } => Ok(Reply::Changed(liveness::record(state, reports))),
     };
     match result {
         Ok(r) => Response::Ok(r),

@@ -2,6 +2,7 @@
 //! remove variants, only append; `tests::encoding_is_pinned` fails if an encoding moves.
 
 use roster_membership::backend::Tombstone;
+use roster_membership::liveness::LivenessReport;
 use roster_membership::users::PasswordHash;
 use roster_membership::{BackendId, BackendRef, DomainError, FrontendId, HostPort, Privilege};
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,11 @@ pub enum Cmd {
         frontend: FrontendId,
         backends: Vec<BackendId>,
     },
+    /// The master's heartbeat verdicts (only changes). Proposed by the leader's own loop,
+    /// never forwarded, so a deposed master's verdicts cannot be applied.
+    RecordLiveness {
+        reports: Vec<LivenessReport>,
+    },
 }
 
 impl Cmd {
@@ -80,6 +86,7 @@ impl Cmd {
             | Cmd::Grant { .. }
             | Cmd::Revoke { .. } => Privilege::AdminPriv,
             Cmd::AddBlacklist { .. } | Cmd::DeleteBlacklist { .. } => Privilege::Blacklist,
+            Cmd::RecordLiveness { .. } => Privilege::AdminPriv,
         }
     }
 }
@@ -236,6 +243,19 @@ mod tests {
                     backends: vec![BackendId(10001)],
                 },
                 "010d000000020000000000000001000000000000001127000000000000",
+            ),
+            (
+                Cmd::RecordLiveness {
+                    reports: vec![LivenessReport {
+                        id: BackendId(10001),
+                        alive: true,
+                        last_heartbeat_ms: Some(5),
+                        failure_counter: 0,
+                        err_msg: String::new(),
+                        info: None,
+                    }],
+                },
+                "010e00000001000000000000001127000000000000010105000000000000000000000000000000000000000000000000",
             ),
         ];
         for (cmd, want) in cases {

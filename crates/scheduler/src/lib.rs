@@ -1,2 +1,5 @@
-//! Leader-only work: backend heartbeats and liveness, the tablet scheduler and the per-FE
-//! blacklist refresher. Empty until the backend-agent and scheduler issues land.
+//! Leader-only decisions as pure functions of state and time: which backend liveness changes
+//! to record after a heartbeat round (and, in later issues, the tablet scheduler's planner).
+//! The loops that run them live with the FE node; nothing here does I/O.
+
+pub mod liveness;

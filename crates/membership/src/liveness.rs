@@ -1,0 +1,62 @@
+//! Liveness of backends as the master observed it. Heartbeats themselves are soft state in
+//! the master's memory; only what changes (alive/dead, a restart, ports, capacity) and an
+//! occasional LastHeartbeat refresh are recorded here, so every FE shows the same Alive.
+
+use crate::ids::BackendId;
+use crate::state::ClusterState;
+use serde::{Deserialize, Serialize};
+
+/// What a successful heartbeat told the master.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatInfo {
+    pub be_port: u16,
+    pub http_port: u16,
+    pub brpc_port: u16,
+    pub version: String,
+    pub start_time_ms: u64,
+    pub total_capacity_bytes: u64,
+    pub avail_capacity_bytes: u64,
+    pub data_used_capacity_bytes: u64,
+}
+
+/// One backend's liveness as the master decided it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LivenessReport {
+    pub id: BackendId,
+    pub alive: bool,
+    /// Time of the last successful heartbeat, if any.
+    pub last_heartbeat_ms: Option<u64>,
+    pub failure_counter: u64,
+    pub err_msg: String,
+    /// From the last successful heartbeat.
+    pub info: Option<HeartbeatInfo>,
+}
+
+/// Record reports; backends dropped meanwhile are skipped. Returns the backends changed.
+pub fn record(state: &mut ClusterState, reports: &[LivenessReport]) -> Vec<BackendId> {
+    let mut changed = Vec::new();
+    for r in reports {
+        let Some(b) = state.backends.get_mut(&r.id) else {
+            continue;
+        };
+        let l = &mut b.liveness;
+        l.alive = r.alive;
+        if r.last_heartbeat_ms.is_some() {
+            l.last_heartbeat_ms = r.last_heartbeat_ms;
+        }
+        l.heartbeat_failure_counter = r.failure_counter;
+        l.err_msg = r.err_msg.clone();
+        if let Some(i) = &r.info {
+            l.be_port = Some(i.be_port);
+            l.http_port = Some(i.http_port);
+            l.brpc_port = Some(i.brpc_port);
+            l.version = i.version.clone();
+            l.last_start_time_ms = Some(i.start_time_ms);
+            l.total_capacity_bytes = i.total_capacity_bytes;
+            l.avail_capacity_bytes = i.avail_capacity_bytes;
+            l.data_used_capacity_bytes = i.data_used_capacity_bytes;
+        }
+        changed.push(r.id);
+    }
+    changed
+}
