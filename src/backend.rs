@@ -73,6 +73,17 @@ impl BackendAgent for Agent {
     }
 }
 
+impl BackendArgs {
+    pub fn new(host: &str, data_dir: PathBuf, heartbeat_port: u16, be_port: u16) -> Self {
+        BackendArgs {
+            host: host.to_string(),
+            data_dir,
+            heartbeat_port,
+            be_port,
+        }
+    }
+}
+
 pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;

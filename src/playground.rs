@@ -47,6 +47,38 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         };
         fes.push(start::launch(&cfg).await?);
     }
+    // Four backend agents in this process, registered through the client library (root has
+    // an empty password in the playground).
+    let mut agents = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..4u16 {
+        let dir = root.join(format!("be{}", i + 1));
+        let args =
+            crate::backend::BackendArgs::new("127.0.0.1", dir, 9050 + 100 * i, 9060 + 100 * i);
+        addrs.push(format!("\"127.0.0.1:{}\"", 9050 + 100 * i));
+        agents.push(tokio::spawn(async move {
+            if let Err(e) = crate::backend::run(args).await {
+                tracing::error!("backend agent stopped: {e:#}");
+            }
+        }));
+    }
+    let endpoints = members
+        .iter()
+        .map(|m| format!("{}:{}", m.host, m.rpc_port))
+        .collect();
+    let client = roster_api::Client::new(roster_api::ClientConfig::new(endpoints))?;
+    let add = format!("ALTER SYSTEM ADD BACKEND {}", addrs.join(", "));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match client.execute(&add).await {
+            Ok(_) => break,
+            Err(e) if e.to_string().contains("Same backend already exists") => break,
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!("registering backends: {e}")
+            }
+            Err(e) => return Err(anyhow::anyhow!("registering the backends failed: {e}")),
+        }
+    }
     println!();
     println!(
         "Roster playground: 3 frontends on 127.0.0.1, data in {}",
@@ -59,10 +91,16 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         "          or:  cargo run --release -- sql --endpoints 127.0.0.1:9020,127.0.0.1:9120,127.0.0.1:9220"
     );
     println!(
-        "Try:           ALTER SYSTEM ADD BACKEND \"127.0.0.1:9050\"; SHOW BACKENDS; SHOW FRONTENDS;"
+        "Backends:      4 agents, heartbeat ports 9050, 9150, 9250, 9350 (alive after the first heartbeat, within 5 s)"
+    );
+    println!(
+        "Try:           SHOW BACKENDS; SHOW FRONTENDS; ALTER SYSTEM DECOMMISSION BACKEND \"10004\";"
     );
     println!("Ctrl-C stops the playground.");
     start::wait_for_signal().await;
+    for a in agents {
+        a.abort();
+    }
     for fe in fes {
         fe.stop().await;
     }

@@ -47,9 +47,10 @@ pub fn record(state: &mut ClusterState, reports: &[LivenessReport]) -> Vec<Backe
         l.heartbeat_failure_counter = r.failure_counter;
         l.err_msg = r.err_msg.clone();
         if let Some(i) = &r.info {
-            l.be_port = Some(i.be_port);
-            l.http_port = Some(i.http_port);
-            l.brpc_port = Some(i.brpc_port);
+            // Port 0 means the agent does not serve that port.
+            l.be_port = (i.be_port != 0).then_some(i.be_port);
+            l.http_port = (i.http_port != 0).then_some(i.http_port);
+            l.brpc_port = (i.brpc_port != 0).then_some(i.brpc_port);
             l.version = i.version.clone();
             l.last_start_time_ms = Some(i.start_time_ms);
             l.total_capacity_bytes = i.total_capacity_bytes;
