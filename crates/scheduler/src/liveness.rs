@@ -63,7 +63,7 @@ impl Tracker {
             let info_changed = match (&s.last_info, l.last_start_time_ms) {
                 (Some(i), recorded_start) => {
                     recorded_start != Some(i.start_time_ms)
-                        || l.be_port != Some(i.be_port)
+                        || l.be_port != (i.be_port != 0).then_some(i.be_port)
                         || l.version != i.version
                         || capacity_moved(l.total_capacity_bytes, i.total_capacity_bytes)
                         || capacity_moved(l.avail_capacity_bytes, i.avail_capacity_bytes)
