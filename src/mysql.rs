@@ -325,6 +325,21 @@ struct LoginErrorRewriter<W> {
 }
 
 impl<W: AsyncWrite + Unpin> LoginErrorRewriter<W> {
+    /// If a replacement is armed, queue it as the packet with sequence `seq` (the ERR packet
+    /// being written is then dropped) and start writing it; true if it swapped.
+    fn swap(&mut self, seq: u8, cx: &mut Context<'_>) -> io::Result<bool> {
+        let Some(payload) = self.replacement.lock().expect("login error lock").take() else {
+            return Ok(false);
+        };
+        let mut packet = (payload.len() as u32).to_le_bytes()[..3].to_vec();
+        packet.push(seq);
+        packet.extend_from_slice(&payload);
+        self.pending = packet;
+        // Whatever is not written now is written by the next poll (each one drains first).
+        let _ = self.drain(cx)?;
+        Ok(true)
+    }
+
     fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.pending.is_empty() {
             match Pin::new(&mut self.inner).poll_write(cx, &self.pending) {
@@ -350,19 +365,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for LoginErrorRewriter<W> {
         if this.drain(cx)?.is_pending() {
             return Poll::Pending;
         }
-        let is_err_packet = buf.len() > 4 && buf[4] == 0xff;
-        let replacement = if is_err_packet {
-            this.replacement.lock().expect("login error lock").take()
-        } else {
-            None
-        };
-        if let Some(payload) = replacement {
-            let len = payload.len() as u32;
-            let mut packet = len.to_le_bytes()[..3].to_vec();
-            packet.push(buf[3]);
-            packet.extend_from_slice(&payload);
-            this.pending = packet;
-            let _ = this.drain(cx)?;
+        if buf.len() > 4 && buf[4] == 0xff && this.swap(buf[3], cx)? {
             return Poll::Ready(Ok(buf.len()));
         }
         Pin::new(&mut this.inner).poll_write(cx, buf)
@@ -379,18 +382,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for LoginErrorRewriter<W> {
             return Poll::Pending;
         }
         let is_err_packet = bufs.len() == 2 && bufs[0].len() == 4 && bufs[1].first() == Some(&0xff);
-        let replacement = if is_err_packet {
-            this.replacement.lock().expect("login error lock").take()
-        } else {
-            None
-        };
-        if let Some(payload) = replacement {
-            let len = payload.len() as u32;
-            let mut packet = len.to_le_bytes()[..3].to_vec();
-            packet.push(bufs[0][3]);
-            packet.extend_from_slice(&payload);
-            this.pending = packet;
-            let _ = this.drain(cx)?;
+        if is_err_packet && this.swap(bufs[0][3], cx)? {
             return Poll::Ready(Ok(bufs[0].len() + bufs[1].len()));
         }
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)

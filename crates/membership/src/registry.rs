@@ -149,6 +149,16 @@ pub fn dropp_backends(
     Ok(out)
 }
 
+/// DECOMMISSIONED is final: statements that would change such a backend are refused.
+fn refuse_decommissioned(state: &ClusterState, ids: &[BackendId]) -> Result<(), DomainError> {
+    match ids.iter().find(|id| {
+        state.backends.get(id).map(|b| b.membership) == Some(BackendMembership::Decommissioned)
+    }) {
+        Some(id) => Err(DomainError::AlreadyDecommissioned(*id)),
+        None => Ok(()),
+    }
+}
+
 /// ALTER SYSTEM DECOMMISSION BACKEND: ACTIVE -> DECOMMISSIONING. Repeating it is harmless.
 /// Returns the backends whose state changed.
 pub fn decommission(
@@ -157,11 +167,7 @@ pub fn decommission(
     refs: &[BackendRef],
 ) -> Result<Vec<BackendId>, DomainError> {
     let ids = resolve(state, refs)?;
-    for id in &ids {
-        if state.backends.get(id).map(|b| b.membership) == Some(BackendMembership::Decommissioned) {
-            return Err(DomainError::AlreadyDecommissioned(*id));
-        }
-    }
+    refuse_decommissioned(state, &ids)?;
     let mut changed = Vec::new();
     for id in ids {
         let b = state.backends.get(&id).expect("resolved above");
@@ -182,11 +188,7 @@ pub fn cancel_decommission(
     refs: &[BackendRef],
 ) -> Result<Vec<BackendId>, DomainError> {
     let ids = resolve(state, refs)?;
-    for id in &ids {
-        if state.backends.get(id).map(|b| b.membership) == Some(BackendMembership::Decommissioned) {
-            return Err(DomainError::AlreadyDecommissioned(*id));
-        }
-    }
+    refuse_decommissioned(state, &ids)?;
     let mut changed = Vec::new();
     for id in ids {
         if state.backends.get(&id).map(|b| b.membership) == Some(BackendMembership::Decommissioning)
@@ -237,11 +239,7 @@ pub fn modify_backends(
 ) -> Result<Vec<BackendId>, DomainError> {
     let changes = parse_modify(props)?;
     let ids = resolve(state, refs)?;
-    for id in &ids {
-        if state.backends.get(id).map(|b| b.membership) == Some(BackendMembership::Decommissioned) {
-            return Err(DomainError::AlreadyDecommissioned(*id));
-        }
-    }
+    refuse_decommissioned(state, &ids)?;
     for id in &ids {
         let b = state.backends.get_mut(id).expect("resolved above");
         for c in &changes {
