@@ -329,8 +329,7 @@ pub async fn exec_retry(
     let deadline = Instant::now() + within;
     loop {
         match c.execute(sql).await {
-            Err(ClientError::Unavailable(e)) if Instant::now() < deadline => {
-                let _ = e;
+            Err(ClientError::Unavailable(_)) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             other => return other,

@@ -7,7 +7,7 @@ use crate::executor::{self, QueryResult, Session};
 use crate::node::FeNodeHandle;
 use crate::pb::v1::{self as pb, roster_server::Roster};
 use openraft::async_runtime::watch::WatchReceiver;
-use roster_membership::{BackendMembership, Privilege};
+use roster_membership::Privilege;
 use tonic::{Request, Response, Status};
 
 pub struct RosterService {
@@ -151,7 +151,6 @@ impl Roster for RosterService {
                 })
                 .collect()
         });
-        let _ = BackendMembership::Active;
         Ok(Response::new(pb::ListBackendsResponse {
             backends,
             error: None,
