@@ -1,108 +1,176 @@
-//! `roster backend`: the reference backend agent. This first version answers the master's
-//! heartbeats with its ports, version, start time and disk capacity; tablet replicas as files
-//! and clones come with the scheduler issues.
+//! `roster backend`: runs the reference backend agent (`crates/agent`). Configuration: built-in
+//! defaults < `--config FILE` (TOML, every key in `config/backend.toml`) < `ROSTER_BACKEND_*`
+//! environment variables < flags. Unknown keys in the file are an error.
 
 use anyhow::Context;
-use roster_api::pb::backend::backend_agent_server::{BackendAgent, BackendAgentServer};
-use roster_api::pb::backend::{HeartbeatRequest, HeartbeatResponse};
-use std::path::{Path, PathBuf};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use roster_agent::{Agent, ReplicaStore};
+use roster_api::pb::backend::backend_agent_server::BackendAgentServer;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status};
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Default)]
 pub struct BackendArgs {
-    /// Address the FEs use to reach this agent.
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
-    /// Where replica files live; also what the capacity report measures.
+    /// TOML file with the keys below (see config/backend.toml).
     #[arg(long)]
-    data_dir: PathBuf,
-    #[arg(long, default_value_t = 9050)]
-    heartbeat_port: u16,
-    /// Port for replica data (reported in heartbeats).
-    #[arg(long, default_value_t = 9060)]
-    be_port: u16,
+    config: Option<PathBuf>,
+    /// Address the agent binds and the FEs use to reach it.
+    #[arg(long)]
+    host: Option<String>,
+    /// Where replica files live.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Port for the master's heartbeats and replica calls.
+    #[arg(long)]
+    heartbeat_port: Option<u16>,
+    /// Port for replica data (clones); reported in heartbeats.
+    #[arg(long)]
+    be_port: Option<u16>,
 }
 
-struct Agent {
-    data_dir: PathBuf,
-    be_port: u16,
-    start_time_ms: u64,
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    pub host: String,
+    pub data_dir: PathBuf,
+    pub heartbeat_port: u16,
+    pub be_port: u16,
 }
 
-/// Total and available bytes of the file system holding `dir`, and bytes under `dir`.
-fn capacity(dir: &Path) -> (u64, u64, u64) {
-    let total = fs2::total_space(dir).unwrap_or(0);
-    let avail = fs2::available_space(dir).unwrap_or(0);
-    (total, avail, walk_size(dir))
-}
-
-fn walk_size(dir: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => walk_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
-#[tonic::async_trait]
-impl BackendAgent for Agent {
-    async fn heartbeat(
-        &self,
-        _req: Request<HeartbeatRequest>,
-    ) -> Result<Response<HeartbeatResponse>, Status> {
-        let dir = self.data_dir.clone();
-        let (total, avail, used) = tokio::task::spawn_blocking(move || capacity(&dir))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(HeartbeatResponse {
-            be_port: self.be_port as u32,
-            http_port: 0,
-            brpc_port: 0,
-            version: roster_api::node::VERSION.to_string(),
-            start_time_ms: self.start_time_ms,
-            total_capacity_bytes: total,
-            avail_capacity_bytes: avail,
-            data_used_capacity_bytes: used,
-        }))
-    }
-}
-
-impl BackendArgs {
-    pub fn new(host: &str, data_dir: PathBuf, heartbeat_port: u16, be_port: u16) -> Self {
-        BackendArgs {
-            host: host.to_string(),
-            data_dir,
-            heartbeat_port,
-            be_port,
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            host: "127.0.0.1".into(),
+            data_dir: PathBuf::from("backend-data"),
+            heartbeat_port: 9050,
+            be_port: 9060,
         }
     }
 }
 
-pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let addr = format!("{}:{}", args.host, args.heartbeat_port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("binding heartbeat_port {addr}"))?;
-    let agent = Agent {
-        data_dir: args.data_dir.clone(),
-        be_port: args.be_port,
-        start_time_ms: roster_api::format::now_ms(),
-    };
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), "backend agent started");
-    let server = tonic::transport::Server::builder()
-        .add_service(BackendAgentServer::new(agent))
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            crate::start::wait_for_signal(),
+const KEYS: [&str; 4] = ["host", "data_dir", "heartbeat_port", "be_port"];
+
+impl BackendArgs {
+    pub fn new(host: &str, data_dir: PathBuf, heartbeat_port: u16, be_port: u16) -> Self {
+        BackendArgs {
+            config: None,
+            host: Some(host.to_string()),
+            data_dir: Some(data_dir),
+            heartbeat_port: Some(heartbeat_port),
+            be_port: Some(be_port),
+        }
+    }
+
+    pub fn load(&self) -> anyhow::Result<BackendConfig> {
+        let mut fig = Figment::from(Serialized::defaults(BackendConfig::default()));
+        if let Some(path) = &self.config {
+            anyhow::ensure!(path.exists(), "config file {} not found", path.display());
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig.merge(
+            Env::prefixed("ROSTER_BACKEND_").filter(|k| KEYS.contains(&k.as_str().to_lowercase().as_str())),
         );
-    server.await?;
+        let mut flags = serde_json::Map::new();
+        if let Some(v) = &self.host {
+            flags.insert("host".into(), v.clone().into());
+        }
+        if let Some(v) = &self.data_dir {
+            flags.insert("data_dir".into(), v.display().to_string().into());
+        }
+        if let Some(v) = self.heartbeat_port {
+            flags.insert("heartbeat_port".into(), v.into());
+        }
+        if let Some(v) = self.be_port {
+            flags.insert("be_port".into(), v.into());
+        }
+        let cfg: BackendConfig = fig
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .context("backend configuration")?;
+        anyhow::ensure!(
+            cfg.heartbeat_port != cfg.be_port,
+            "heartbeat_port and be_port must differ (both are {})",
+            cfg.be_port
+        );
+        Ok(cfg)
+    }
+}
+
+async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListenerStream> {
+    let addr = format!("{host}:{port}");
+    let l = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {what} {addr}"))?;
+    Ok(TcpListenerStream::new(l))
+}
+
+pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
+    let cfg = args.load()?;
+    let store = tokio::task::spawn_blocking({
+        let dir = cfg.data_dir.clone();
+        move || ReplicaStore::open(&dir)
+    })
+    .await?
+    .with_context(|| format!("opening the replica store in {}", cfg.data_dir.display()))?;
+    let store = Arc::new(store);
+    let start_time_ms = roster_api::format::now_ms();
+    let heartbeat = bind(&cfg.host, cfg.heartbeat_port, "heartbeat_port").await?;
+    let data = bind(&cfg.host, cfg.be_port, "be_port").await?;
+    tracing::info!(
+        host = %cfg.host,
+        heartbeat_port = cfg.heartbeat_port,
+        be_port = cfg.be_port,
+        data_dir = %cfg.data_dir.display(),
+        replicas = store.list().len(),
+        "backend agent started"
+    );
+    let service = |store: Arc<ReplicaStore>| {
+        BackendAgentServer::new(Agent::new(store, cfg.be_port, start_time_ms))
+            .max_decoding_message_size(4 << 20)
+    };
+    let control = tonic::transport::Server::builder()
+        .add_service(service(store.clone()))
+        .serve_with_incoming_shutdown(heartbeat, crate::start::wait_for_signal());
+    let clones = tonic::transport::Server::builder()
+        .add_service(service(store))
+        .serve_with_incoming_shutdown(data, crate::start::wait_for_signal());
+    tokio::try_join!(control, clones)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_loads_and_flags_win() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/backend.toml");
+        let args = BackendArgs {
+            config: Some(path.clone()),
+            be_port: Some(9999),
+            ..Default::default()
+        };
+        let cfg = args.load().unwrap();
+        assert_eq!(cfg.heartbeat_port, 9050);
+        assert_eq!(cfg.be_port, 9999);
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("b.toml");
+        std::fs::write(&bad, "heartbeat_port = 1\ncolour = \"red\"\n").unwrap();
+        let err = BackendArgs {
+            config: Some(bad),
+            ..Default::default()
+        }
+        .load()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("colour"), "{err:#}");
+        let same = BackendArgs {
+            config: Some(path),
+            be_port: Some(9050),
+            ..Default::default()
+        };
+        assert!(same.load().is_err());
+    }
 }

@@ -1,9 +1,36 @@
-//! `roster playground`: three FEs on loopback in this process (the ports of config/fe1..fe3),
-//! data in a temporary directory, until Ctrl-C.
+//! `roster playground`: three FEs and four backend agents on loopback in this process (the
+//! ports of config/fe1..fe3), a demo table with data, all in a temporary directory, until Ctrl-C.
 
 use crate::config::{FileConfig, MemberSection};
 use crate::start;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The demo table: real replica files of 2 MiB, so a decommission moves real bytes.
+const DEMO_TABLE: &str = "CREATE TABLE IF NOT EXISTS demo (id BIGINT, name VARCHAR(64)) \
+     DISTRIBUTED BY HASH(id) BUCKETS 8 \
+     PROPERTIES (\"replication_num\" = \"3\", \"fill_bytes_per_tablet\" = \"2097152\")";
+
+/// Run `sql` until it succeeds (or fails with `done_if`), for up to 30 s.
+async fn retry(
+    client: &roster_api::Client,
+    sql: &str,
+    what: &str,
+    done_if: &str,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.execute(sql).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.to_string().contains(done_if) => return Ok(()),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!("{what}: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(anyhow::anyhow!("{what} failed: {e}")),
+        }
+    }
+}
 
 pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let (root, _guard) = match data_dir {
@@ -47,15 +74,15 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         };
         fes.push(start::launch(&cfg).await?);
     }
-    // Four backend agents in this process, registered through the client library (root has
-    // an empty password in the playground).
+    // Four backend agents in this process, each on its own loopback address (127.0.0.1-4) so
+    // that the rule "replicas of a tablet on distinct hosts" can be met on one machine.
     let mut agents = Vec::new();
     let mut addrs = Vec::new();
     for i in 0..4u16 {
         let dir = root.join(format!("be{}", i + 1));
-        let args =
-            crate::backend::BackendArgs::new("127.0.0.1", dir, 9050 + 100 * i, 9060 + 100 * i);
-        addrs.push(format!("\"127.0.0.1:{}\"", 9050 + 100 * i));
+        let host = format!("127.0.0.{}", i + 1);
+        let args = crate::backend::BackendArgs::new(&host, dir, 9050 + 100 * i, 9060 + 100 * i);
+        addrs.push(format!("\"{host}:{}\"", 9050 + 100 * i));
         agents.push(tokio::spawn(async move {
             if let Err(e) = crate::backend::run(args).await {
                 tracing::error!("backend agent stopped: {e:#}");
@@ -68,17 +95,9 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         .collect();
     let client = roster_api::Client::new(roster_api::ClientConfig::new(endpoints))?;
     let add = format!("ALTER SYSTEM ADD BACKEND {}", addrs.join(", "));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        match client.execute(&add).await {
-            Ok(_) => break,
-            Err(e) if e.to_string().contains("Same backend already exists") => break,
-            Err(e) if std::time::Instant::now() < deadline => {
-                tracing::debug!("registering backends: {e}")
-            }
-            Err(e) => return Err(anyhow::anyhow!("registering the backends failed: {e}")),
-        }
-    }
+    retry(&client, &add, "registering the backends", "Same backend already exists").await?;
+    // Placement needs alive backends: retry until the first heartbeats have landed.
+    retry(&client, DEMO_TABLE, "creating the demo table", "already exists").await?;
     println!();
     println!(
         "Roster playground: 3 frontends on 127.0.0.1, data in {}",
@@ -91,7 +110,10 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         "          or:  cargo run --release -- sql --endpoints 127.0.0.1:9020,127.0.0.1:9120,127.0.0.1:9220"
     );
     println!(
-        "Backends:      4 agents, heartbeat ports 9050, 9150, 9250, 9350 (alive after the first heartbeat, within 5 s)"
+        "Backends:      4 agents on 127.0.0.1-4, heartbeat ports 9050, 9150, 9250, 9350"
+    );
+    println!(
+        "Demo table:    demo, 8 tablets x 3 replicas of 2 MiB each (SHOW TABLETS FROM demo)"
     );
     println!(
         "Try:           SHOW BACKENDS; SHOW FRONTENDS; ALTER SYSTEM DECOMMISSION BACKEND \"10004\";"

@@ -3,12 +3,14 @@
 
 mod render;
 mod session;
+mod tables;
 
 use crate::auth;
 use crate::error::ApiError;
 use crate::node::FeNodeHandle;
 use crate::wire::{LeaderOp, LeaderReply};
 use openraft::async_runtime::watch::WatchReceiver;
+use roster_membership::catalog::TableDef;
 use roster_membership::{BackendId, BackendRef, DomainError, FrontendId, HostPort, Privilege};
 use roster_raft_store::{Cmd, Reply, Response};
 use roster_sql::{FrontendRole, Statement};
@@ -193,13 +195,15 @@ pub async fn execute(
                 )
                 .await?,
             )? {
-                Reply::Dropped(t) => {
-                    let ids: Vec<BackendId> = t.iter().map(|t| t.id).collect();
-                    // Tablets arrive with the catalog; until then no replica can be lost.
+                Reply::Dropped {
+                    tombstones,
+                    tablets_lost,
+                } => {
+                    let ids: Vec<BackendId> = tombstones.iter().map(|t| t.id).collect();
                     Ok(QueryResult::ok(
-                        t.len() as u64,
+                        tombstones.len() as u64,
                         format!(
-                            "dropped backends {}; 0 tablets lost their last replica",
+                            "dropped backends {}; {tablets_lost} tablets lost their last replica",
                             ids_text(&ids)
                         ),
                     ))
@@ -351,6 +355,39 @@ pub async fn execute(
         }
         Statement::ShowBlacklist { all_frontends } => {
             Ok(with_note(render::show_blacklist(fe, *all_frontends), note))
+        }
+        Statement::CreateTable {
+            name,
+            if_not_exists,
+            columns,
+            hash_columns,
+            buckets,
+            properties,
+        } => {
+            let def = TableDef {
+                name: name.clone(),
+                if_not_exists: *if_not_exists,
+                columns: columns.clone(),
+                hash_columns: hash_columns.clone(),
+                buckets: *buckets,
+                properties: properties.clone(),
+            };
+            tables::create_table(fe, who, def).await
+        }
+        Statement::DropTable {
+            name,
+            if_exists,
+            force,
+        } => tables::drop_table(fe, who, name, *if_exists, *force).await,
+        Statement::RecoverTable { name } => tables::recover_table(fe, who, name).await,
+        Statement::ShowTables => Ok(with_note(tables::show_tables(fe), note)),
+        Statement::ShowRecycleBin => Ok(with_note(tables::show_recycle_bin(fe), note)),
+        Statement::ShowTablet { id } => tables::show_tablet(fe, *id).map(|r| with_note(r, note)),
+        Statement::ShowTablets { table } => {
+            tables::show_tablets(fe, table).map(|r| with_note(r, note))
+        }
+        Statement::ShowReplicaDistribution { table } => {
+            tables::show_replica_distribution(fe, table).map(|r| with_note(r, note))
         }
         Statement::SetVariables { assignments } => session.set(assignments),
         Statement::Select { items, .. } => session.select(items),

@@ -6,6 +6,7 @@
 mod authz;
 mod frontends;
 mod heartbeat;
+mod replicas;
 
 use crate::error::ApiError;
 use crate::format::now_ms;
@@ -107,6 +108,7 @@ struct Inner {
     peers: Mutex<BTreeMap<NodeId, PeerStatus>>,
     _prober: CancelOnDrop,
     _heartbeats: CancelOnDrop,
+    _replicas: CancelOnDrop,
 }
 
 /// A running FE. Cheap to clone.
@@ -181,8 +183,10 @@ impl FeNodeHandle {
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
             let weak2 = weak.clone();
+            let weak3 = weak.clone();
             let task = tokio::spawn(async move { prober_loop(weak).await });
             let heartbeats = tokio::spawn(async move { heartbeat::heartbeat_loop(weak2).await });
+            let replicas = tokio::spawn(async move { replicas::replica_loop(weak3).await });
             Inner {
                 cfg,
                 raft,
@@ -192,6 +196,7 @@ impl FeNodeHandle {
                 peers,
                 _prober: CancelOnDrop(task.abort_handle()),
                 _heartbeats: CancelOnDrop(heartbeats.abort_handle()),
+                _replicas: CancelOnDrop(replicas.abort_handle()),
             }
         });
         Ok(FeNodeHandle { inner })

@@ -1,7 +1,7 @@
 //! Refusals of the domain. These are answers, not failures: apply returns them as `Ok` replies.
 
 use crate::backend::HostPort;
-use crate::ids::{BackendId, FrontendId};
+use crate::ids::{BackendId, FrontendId, TabletId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -51,5 +51,23 @@ pub enum DomainError {
         key: String,
         value: String,
         reason: String,
+    },
+    #[error("Unknown table '{0}'")]
+    UnknownTable(String),
+    #[error("Table '{0}' already exists")]
+    TableExists(String),
+    #[error("table '{0}' is not in the catalog recycle bin")]
+    NotInRecycleBin(String),
+    #[error("invalid table definition: {0}")]
+    InvalidTable(String),
+    #[error(
+        "Failed to find enough backends for tag {{\"location\" : \"{tag}\"}}: tablet {tablet} needs {needed} replica(s) there on distinct backends and distinct hosts, but only {eligible} qualify (alive, ACTIVE, load enabled, with free capacity){detail}"
+    )]
+    NotEnoughBackends {
+        tag: String,
+        tablet: TabletId,
+        needed: usize,
+        eligible: usize,
+        detail: String,
     },
 }

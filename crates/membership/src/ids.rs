@@ -11,6 +11,17 @@ pub struct BackendId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct FrontendId(pub u64);
 
+/// Id of a table; tables and tablets share one counter that only grows (Doris numbering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TableId(pub u64);
+
+/// Id of a tablet, unique cluster-wide and never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TabletId(pub u64);
+
+/// The first table or tablet id the catalog hands out.
+pub const FIRST_CATALOG_ID: u64 = 100_001;
+
 impl BackendId {
     /// The first id the registry hands out.
     pub const FIRST: BackendId = BackendId(10001);
@@ -23,6 +34,18 @@ impl fmt::Display for BackendId {
 }
 
 impl fmt::Display for FrontendId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for TableId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Display for TabletId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
     }

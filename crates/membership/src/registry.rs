@@ -11,13 +11,17 @@ const ADD_PROPERTIES: &str =
     "tag.location, tag.compute_group_name, tag.public_endpoint, tag.private_endpoint";
 const MODIFY_PROPERTIES: &str = "tag.location, disable_query, disable_load";
 
-fn check_tag_value(key: &str, value: &str) -> Result<String, DomainError> {
-    let ok = !value.is_empty()
+/// Tag values: 1-128 letters, digits, '_', '-', '.', ':' or '/'.
+pub fn is_valid_tag(value: &str) -> bool {
+    !value.is_empty()
         && value.len() <= 128
         && value
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.:/".contains(c));
-    if ok {
+            .all(|c| c.is_ascii_alphanumeric() || "_-.:/".contains(c))
+}
+
+fn check_tag_value(key: &str, value: &str) -> Result<String, DomainError> {
+    if is_valid_tag(value) {
         Ok(value.to_string())
     } else {
         Err(DomainError::InvalidProperty {
@@ -127,17 +131,20 @@ pub fn resolve(state: &ClusterState, refs: &[BackendRef]) -> Result<Vec<BackendI
     Ok(out)
 }
 
-/// ALTER SYSTEM DROPP BACKEND: removes at once and leaves tombstones.
+/// ALTER SYSTEM DROPP BACKEND: removes at once and leaves tombstones; the replicas on it are
+/// forgotten. Returns the tombstones and how many tablets lost their last replica.
 pub fn dropp_backends(
     state: &mut ClusterState,
     now_ms: u64,
     refs: &[BackendRef],
-) -> Result<Vec<Tombstone>, DomainError> {
+) -> Result<(Vec<Tombstone>, usize), DomainError> {
     let ids = resolve(state, refs)?;
     let mut out = Vec::with_capacity(ids.len());
+    let mut lost = 0;
     for id in ids {
         let b = state.backends.remove(&id).expect("resolved above");
         crate::blacklist::forget_backend(state, id);
+        lost += crate::catalog::forget_backend(state, id);
         let t = Tombstone {
             id,
             addr: b.addr,
@@ -146,7 +153,7 @@ pub fn dropp_backends(
         state.tombstones.insert(id, t.clone());
         out.push(t);
     }
-    Ok(out)
+    Ok((out, lost))
 }
 
 /// DECOMMISSIONED is final: statements that would change such a backend are refused.

@@ -2,7 +2,8 @@
 
 use crate::backend::{Backend, HostPort, Tombstone};
 use crate::blacklist::{BlacklistEntry, BlacklistKey};
-use crate::ids::{BackendId, FrontendId};
+use crate::catalog::{Table, Tablet};
+use crate::ids::{BackendId, FIRST_CATALOG_ID, FrontendId, TableId, TabletId};
 use crate::settings::Settings;
 use crate::tracked::TrackedMap;
 use crate::users::User;
@@ -19,6 +20,8 @@ pub struct Meta {
     pub settings: Settings,
     /// Every frontend id that was ever a Raft member, so a removed id is never admitted again.
     pub frontends_ever: BTreeSet<FrontendId>,
+    /// Next table or tablet id; only grows.
+    pub next_catalog_id: u64,
 }
 
 impl Default for Meta {
@@ -28,6 +31,7 @@ impl Default for Meta {
             clock_ms: 0,
             settings: Settings::default(),
             frontends_ever: BTreeSet::new(),
+            next_catalog_id: FIRST_CATALOG_ID,
         }
     }
 }
@@ -38,6 +42,8 @@ pub struct ClusterState {
     pub tombstones: TrackedMap<BackendId, Tombstone>,
     pub users: TrackedMap<String, User>,
     pub blacklist: TrackedMap<BlacklistKey, BlacklistEntry>,
+    pub tables: TrackedMap<TableId, Table>,
+    pub tablets: TrackedMap<TabletId, Tablet>,
     pub meta: Meta,
 }
 

@@ -2,7 +2,7 @@
 //! membership crate. Deterministic: time comes from the entry, maps are ordered.
 
 use crate::cmd::{Cmd, Reply, Request, Response};
-use roster_membership::{ClusterState, DomainError, blacklist, liveness, registry, users};
+use roster_membership::{ClusterState, DomainError, blacklist, catalog, liveness, registry, users};
 
 /// Apply one command to the state. Refusals leave the state unchanged.
 pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
@@ -18,7 +18,10 @@ pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
             registry::add_backends(state, now, addrs, properties).map(Reply::Added)
         }
         Cmd::DroppBackends { targets } => {
-            registry::dropp_backends(state, now, targets).map(Reply::Dropped)
+            registry::dropp_backends(state, now, targets).map(|(tombstones, lost)| Reply::Dropped {
+                tombstones,
+                tablets_lost: lost as u64,
+            })
         }
         Cmd::DecommissionBackends { targets } => {
             registry::decommission(state, now, targets).map(Reply::Changed)
@@ -52,6 +55,27 @@ pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
             blacklist::delete(state, *frontend, backends).map(Reply::Changed)
         }
         Cmd::RecordLiveness { reports } => Ok(Reply::Changed(liveness::record(state, reports))),
+        Cmd::CreateTable(def) => {
+            catalog::create_table(state, now, def).map(|(id, created)| Reply::Table {
+                id: Some(id),
+                created,
+            })
+        }
+        Cmd::DropTable {
+            name,
+            if_exists,
+            force,
+        } => catalog::drop_table(state, now, name, *if_exists, *force)
+            .map(|id| Reply::Table { id, created: false }),
+        Cmd::RecoverTable { name } => catalog::recover_table(state, name).map(|id| Reply::Table {
+            id: Some(id),
+            created: false,
+        }),
+        Cmd::ExpireRecycleBin => Ok(Reply::Expired(catalog::expire_recycle_bin(state, now))),
+        Cmd::RecordReplicas { reports } => {
+            catalog::record_replicas(state, reports);
+            Ok(Reply::Done)
+        }
     };
     match result {
         Ok(r) => Response::Ok(r),

@@ -2,9 +2,12 @@
 //! remove variants, only append; `tests::encoding_is_pinned` fails if an encoding moves.
 
 use roster_membership::backend::Tombstone;
+use roster_membership::catalog::{ReplicaReport, TableDef};
 use roster_membership::liveness::LivenessReport;
 use roster_membership::users::PasswordHash;
-use roster_membership::{BackendId, BackendRef, DomainError, FrontendId, HostPort, Privilege};
+use roster_membership::{
+    BackendId, BackendRef, DomainError, FrontendId, HostPort, Privilege, TableId,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -67,6 +70,22 @@ pub enum Cmd {
     RecordLiveness {
         reports: Vec<LivenessReport>,
     },
+    /// CREATE TABLE: placement is decided at apply, from the replicated state.
+    CreateTable(TableDef),
+    DropTable {
+        name: String,
+        if_exists: bool,
+        force: bool,
+    },
+    RecoverTable {
+        name: String,
+    },
+    /// Remove recycle-bin tables past `catalog_trash_expire_second`, by the entry's time.
+    ExpireRecycleBin,
+    /// What the backends reported of the replicas they hold (only changes), from the master.
+    RecordReplicas {
+        reports: Vec<ReplicaReport>,
+    },
 }
 
 impl Cmd {
@@ -78,7 +97,10 @@ impl Cmd {
             | Cmd::DroppBackends { .. }
             | Cmd::DecommissionBackends { .. }
             | Cmd::CancelDecommission { .. }
-            | Cmd::ModifyBackends { .. } => Privilege::NodePriv,
+            | Cmd::ModifyBackends { .. }
+            | Cmd::CreateTable(_)
+            | Cmd::DropTable { .. }
+            | Cmd::RecoverTable { .. } => Privilege::NodePriv,
             Cmd::SetConfig { .. }
             | Cmd::EnsureRoot { .. }
             | Cmd::CreateUser { .. }
@@ -86,7 +108,9 @@ impl Cmd {
             | Cmd::Grant { .. }
             | Cmd::Revoke { .. } => Privilege::AdminPriv,
             Cmd::AddBlacklist { .. } | Cmd::DeleteBlacklist { .. } => Privilege::Blacklist,
-            Cmd::RecordLiveness { .. } => Privilege::AdminPriv,
+            Cmd::RecordLiveness { .. } | Cmd::ExpireRecycleBin | Cmd::RecordReplicas { .. } => {
+                Privilege::AdminPriv
+            }
         }
     }
 }
@@ -128,9 +152,18 @@ pub enum Response {
 pub enum Reply {
     Done,
     Added(Vec<BackendId>),
-    Dropped(Vec<Tombstone>),
+    /// DROPP BACKEND: the tombstones, and how many tablets lost their last replica.
+    Dropped {
+        tombstones: Vec<Tombstone>,
+        tablets_lost: u64,
+    },
     /// The backends whose record changed.
     Changed(Vec<BackendId>),
+    /// The table a catalog statement acted on (`None`: IF EXISTS found nothing), and whether
+    /// CREATE made it (false: IF NOT EXISTS found it).
+    Table { id: Option<TableId>, created: bool },
+    /// Tables removed from the recycle bin.
+    Expired(Vec<TableId>),
 }
 
 #[cfg(test)]
@@ -256,6 +289,38 @@ mod tests {
                     }],
                 },
                 "010e00000001000000000000001127000000000000010105000000000000000000000000000000000000000000000000",
+            ),
+            (
+                Cmd::CreateTable(TableDef {
+                    name: "t".into(),
+                    if_not_exists: true,
+                    columns: vec![("k".into(), "INT".into())],
+                    hash_columns: vec!["k".into()],
+                    buckets: 2,
+                    properties: vec![("replication_num".into(), "1".into())],
+                }),
+                "010f00000001000000000000007401010000000000000001000000000000006b0300000000000000494e54010000000000000001000000000000006b0200000001000000000000000f000000000000007265706c69636174696f6e5f6e756d010000000000000031",
+            ),
+            (
+                Cmd::DropTable {
+                    name: "t".into(),
+                    if_exists: false,
+                    force: true,
+                },
+                "01100000000100000000000000740001",
+            ),
+            (Cmd::RecoverTable { name: "t".into() }, "0111000000010000000000000074"),
+            (Cmd::ExpireRecycleBin, "0112000000"),
+            (
+                Cmd::RecordReplicas {
+                    reports: vec![ReplicaReport {
+                        tablet: roster_membership::TabletId(100002),
+                        backend: BackendId(10001),
+                        bytes: 3,
+                        checksum: 4,
+                    }],
+                },
+                "01130000000100000000000000a2860100000000001127000000000000030000000000000004000000",
             ),
         ];
         for (cmd, want) in cases {

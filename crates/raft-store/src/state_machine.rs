@@ -16,7 +16,7 @@ use openraft::{EntryPayload, OptionalSend};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use roster_membership::state::Meta;
 use roster_membership::tracked::TrackedMap;
-use roster_membership::{BackendId, ClusterState, FrontendId};
+use roster_membership::{BackendId, ClusterState, FrontendId, TableId, TabletId};
 use serde::{Serialize, de::DeserializeOwned};
 use std::collections::BTreeMap;
 use std::io;
@@ -29,7 +29,9 @@ const BACKENDS: &str = "backends";
 const TOMBSTONES: &str = "tombstones";
 const USERS: &str = "users";
 const BLACKLIST: &str = "blacklist";
-const ENTITY_TABLES: [&str; 4] = [BACKENDS, TOMBSTONES, USERS, BLACKLIST];
+const TABLES: &str = "tables";
+const TABLETS: &str = "tablets";
+const ENTITY_TABLES: [&str; 6] = [BACKENDS, TOMBSTONES, USERS, BLACKLIST, TABLES, TABLETS];
 const KEY_META: &str = "meta";
 const KEY_APPLIED: &str = "last_applied";
 const KEY_MEMBERSHIP: &str = "last_membership";
@@ -49,17 +51,24 @@ pub trait TableKey: Ord + Clone {
     fn decode_key(b: &[u8]) -> io::Result<Self>;
 }
 
-impl TableKey for BackendId {
-    fn encode_key(&self) -> Vec<u8> {
-        self.0.to_be_bytes().to_vec()
-    }
-    fn decode_key(b: &[u8]) -> io::Result<Self> {
-        let a: [u8; 8] = b
-            .try_into()
-            .map_err(|_| io_err("backend key is not 8 bytes"))?;
-        Ok(BackendId(u64::from_be_bytes(a)))
-    }
+/// Ids that are one u64: 8 big-endian bytes.
+macro_rules! u64_key {
+    ($($t:ident),*) => {$(
+        impl TableKey for $t {
+            fn encode_key(&self) -> Vec<u8> {
+                self.0.to_be_bytes().to_vec()
+            }
+            fn decode_key(b: &[u8]) -> io::Result<Self> {
+                let a: [u8; 8] = b
+                    .try_into()
+                    .map_err(|_| io_err(concat!(stringify!($t), " key is not 8 bytes")))?;
+                Ok($t(u64::from_be_bytes(a)))
+            }
+        }
+    )*};
 }
+
+u64_key!(BackendId, TableId, TabletId);
 
 /// (frontend, backend): 16 bytes, frontend first, so one FE's entries are contiguous.
 impl TableKey for (FrontendId, BackendId) {
@@ -144,6 +153,8 @@ fn entity_rows(state: &mut ClusterState, all: bool) -> io::Result<Vec<(&'static 
             (TOMBSTONES, all_rows(&state.tombstones)?),
             (USERS, all_rows(&state.users)?),
             (BLACKLIST, all_rows(&state.blacklist)?),
+            (TABLES, all_rows(&state.tables)?),
+            (TABLETS, all_rows(&state.tablets)?),
         ]
     } else {
         vec![
@@ -151,6 +162,8 @@ fn entity_rows(state: &mut ClusterState, all: bool) -> io::Result<Vec<(&'static 
             (TOMBSTONES, dirty_rows(&mut state.tombstones)?),
             (USERS, dirty_rows(&mut state.users)?),
             (BLACKLIST, dirty_rows(&mut state.blacklist)?),
+            (TABLES, dirty_rows(&mut state.tables)?),
+            (TABLETS, dirty_rows(&mut state.tablets)?),
         ]
     })
 }
@@ -224,6 +237,8 @@ impl StateMachineStore {
                 tombstones: load_map(&r, TOMBSTONES)?,
                 users: load_map(&r, USERS)?,
                 blacklist: load_map(&r, BLACKLIST)?,
+                tables: load_map(&r, TABLES)?,
+                tablets: load_map(&r, TABLETS)?,
                 meta: get_meta::<Meta>(&r, KEY_META)?.unwrap_or_default(),
             };
             let applied = AppliedState {

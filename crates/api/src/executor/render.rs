@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::format::{bytes, datetime, now_ms};
 use crate::node::{FeNodeHandle, VERSION};
 use roster_membership::settings::SETTINGS;
-use roster_membership::{BackendMembership, BackendRef, registry};
+use roster_membership::{BackendMembership, BackendRef, catalog, registry};
 
 /// SPEC section 2 column order.
 pub const BACKEND_COLUMNS: &[&str] = &[
@@ -62,6 +62,7 @@ fn port(p: Option<u16>) -> Option<String> {
 
 pub fn show_backends(fe: &FeNodeHandle) -> QueryResult {
     let rows = fe.store().read(|state, _| {
+        let tablets = catalog::replica_counts(state);
         state
             .backends
             .values()
@@ -90,7 +91,7 @@ pub fn show_backends(fe: &FeNodeHandle) -> QueryResult {
                     l.last_heartbeat_ms.map(datetime),
                     s(l.alive),
                     s(b.membership != BackendMembership::Active),
-                    s(0),
+                    s(tablets.get(&b.id).copied().unwrap_or(0)),
                     s(bytes(l.data_used_capacity_bytes)),
                     s(bytes(l.avail_capacity_bytes)),
                     s(bytes(l.total_capacity_bytes)),

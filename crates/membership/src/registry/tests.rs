@@ -72,7 +72,8 @@ fn properties_become_tags_and_unknown_ones_are_refused() {
 fn dropp_leaves_a_tombstone_and_ids_are_never_reused() {
     let mut s = ClusterState::default();
     add_backends(&mut s, 0, &[hp("a", 1), hp("b", 1)], &[]).unwrap();
-    let t = dropp_backends(&mut s, 7, &[BackendRef::Addr(hp("b", 1))]).unwrap();
+    let (t, lost) = dropp_backends(&mut s, 7, &[BackendRef::Addr(hp("b", 1))]).unwrap();
+    assert_eq!(lost, 0);
     assert_eq!(t[0].id, BackendId(10002));
     assert!(s.backends.get(&BackendId(10002)).is_none());
     let err = decommission(&mut s, 8, &[id(10002)]).unwrap_err();

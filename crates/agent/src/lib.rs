@@ -1,0 +1,8 @@
+//! The reference backend agent (`roster backend`): stores tablet replicas as files with
+//! checksums and serves the master's heartbeats and replica calls, and other agents' clones.
+
+pub mod service;
+pub mod store;
+
+pub use service::Agent;
+pub use store::{ReplicaMeta, ReplicaStore, StoreError};

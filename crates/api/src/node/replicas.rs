@@ -1,0 +1,225 @@
+//! The master's replica reconciler: every half second it compares the catalog with what each
+//! alive backend reports holding (`ListReplicas`) and closes the gap: it asks agents to create
+//! replicas the catalog placed on them, records what they report (CREATING -> NORMAL, sizes,
+//! checksums) through Raft, and deletes files of replicas the catalog no longer has there
+//! (DROP TABLE FORCE, recycle-bin expiry, DROPP of a table's last use). It also proposes the
+//! recycle-bin expiry when a dropped table's time is up. Decisions are proposed on this FE only,
+//! like heartbeat verdicts. Each round costs one list call per alive backend.
+
+use super::{FeNodeHandle, Inner};
+use crate::format::now_ms;
+use crate::pb::backend::backend_agent_client::BackendAgentClient;
+use crate::pb::backend::{CreateReplicaRequest, DropReplicaRequest, ListReplicasRequest};
+use crate::wire::LeaderOp;
+use openraft::async_runtime::watch::WatchReceiver;
+use roster_membership::catalog::{self, ReplicaReport, ReplicaState};
+use roster_membership::{BackendId, HostPort, TabletId};
+use roster_raft_store::Cmd;
+use std::collections::BTreeMap;
+use std::sync::Weak;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+const ROUND: Duration = Duration::from_millis(500);
+const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// Creating a filled replica writes real bytes: allow for a slow disk (10 MB/s) on top.
+const FILL_BYTES_PER_SEC_FLOOR: u64 = 10 << 20;
+
+/// What the catalog expects one backend to hold.
+#[derive(Debug, Clone)]
+struct Expected {
+    table_id: u64,
+    fill_bytes: u64,
+    state: ReplicaState,
+    bytes: u64,
+    checksum: Option<u32>,
+}
+
+struct BackendWork {
+    id: BackendId,
+    addr: HostPort,
+    expected: BTreeMap<TabletId, Expected>,
+}
+
+fn plan(fe: &FeNodeHandle) -> (Vec<BackendWork>, u64) {
+    fe.store().read(|s, _| {
+        let mut work: BTreeMap<BackendId, BackendWork> = s
+            .backends
+            .values()
+            .filter(|b| b.liveness.alive)
+            .map(|b| {
+                (
+                    b.id,
+                    BackendWork {
+                        id: b.id,
+                        addr: b.addr.clone(),
+                        expected: BTreeMap::new(),
+                    },
+                )
+            })
+            .collect();
+        for t in s.tablets.values() {
+            let fill_bytes = s
+                .tables
+                .get(&t.table)
+                .map(|x| x.fill_bytes_per_tablet)
+                .unwrap_or(0);
+            for r in &t.replicas {
+                if let Some(w) = work.get_mut(&r.backend) {
+                    w.expected.insert(
+                        t.id,
+                        Expected {
+                            table_id: t.table.0,
+                            fill_bytes,
+                            state: r.state,
+                            bytes: r.bytes,
+                            checksum: r.checksum,
+                        },
+                    );
+                }
+            }
+        }
+        (work.into_values().collect(), s.meta.next_catalog_id)
+    })
+}
+
+fn client(fe: &FeNodeHandle, addr: &HostPort) -> Result<BackendAgentClient<Channel>, String> {
+    fe.channels()
+        .get(&addr.to_string())
+        .map(BackendAgentClient::new)
+        .map_err(|e| e.to_string())
+}
+
+fn timed<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(timeout);
+    r
+}
+
+/// Bring one backend in line with the catalog; returns what to record.
+async fn reconcile_backend(
+    fe: &FeNodeHandle,
+    w: BackendWork,
+    next_catalog_id: u64,
+) -> Vec<ReplicaReport> {
+    let mut reports = Vec::new();
+    let mut c = match client(fe, &w.addr) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(backend = %w.id, "no channel: {e}");
+            return reports;
+        }
+    };
+    let held = match c
+        .list_replicas(timed(ListReplicasRequest {}, CALL_TIMEOUT))
+        .await
+    {
+        Ok(r) => r.into_inner().replicas,
+        Err(s) => {
+            tracing::debug!(backend = %w.id, "tablet report failed: {}", s.message());
+            return reports;
+        }
+    };
+    let held: BTreeMap<TabletId, _> = held.into_iter().map(|r| (TabletId(r.tablet_id), r)).collect();
+    let report = |tablet: TabletId, bytes: u64, checksum: u32| ReplicaReport {
+        tablet,
+        backend: w.id,
+        bytes,
+        checksum,
+    };
+    for (tablet, exp) in &w.expected {
+        match held.get(tablet) {
+            Some(h) => {
+                if exp.state != ReplicaState::Normal
+                    || exp.bytes != h.bytes
+                    || exp.checksum != Some(h.checksum)
+                {
+                    reports.push(report(*tablet, h.bytes, h.checksum));
+                }
+            }
+            None if exp.state == ReplicaState::Creating => {
+                let timeout = CALL_TIMEOUT
+                    + Duration::from_secs(exp.fill_bytes / FILL_BYTES_PER_SEC_FLOOR);
+                let req = CreateReplicaRequest {
+                    tablet_id: tablet.0,
+                    table_id: exp.table_id,
+                    fill_bytes: exp.fill_bytes,
+                };
+                match c.create_replica(timed(req, timeout)).await {
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        reports.push(report(*tablet, r.bytes, r.checksum));
+                    }
+                    Err(s) => tracing::warn!(
+                        backend = %w.id, %tablet,
+                        "creating replica failed: {}", s.message()
+                    ),
+                }
+            }
+            // A NORMAL replica whose files are gone is the repair scheduler's business.
+            None => {}
+        }
+    }
+    for tablet in held.keys() {
+        // Ids at or past `next_catalog_id` belong to tables created after our read.
+        if !w.expected.contains_key(tablet) && tablet.0 < next_catalog_id {
+            let req = DropReplicaRequest {
+                tablet_id: tablet.0,
+            };
+            match c.drop_replica(timed(req, CALL_TIMEOUT)).await {
+                Ok(_) => tracing::info!(backend = %w.id, %tablet, "deleted a replica the catalog no longer has"),
+                Err(s) => tracing::warn!(backend = %w.id, %tablet, "deleting replica failed: {}", s.message()),
+            }
+        }
+    }
+    reports
+}
+
+async fn propose(fe: &FeNodeHandle, cmd: Cmd, what: &str) {
+    let op = LeaderOp::Write { user: None, cmd };
+    if let Err(e) = fe
+        .run_as_leader(&op, Instant::now() + Duration::from_secs(5))
+        .await
+    {
+        tracing::warn!("{what} failed: {e}");
+    }
+}
+
+async fn round(fe: &FeNodeHandle) {
+    let (work, next_catalog_id) = plan(fe);
+    let reports: Vec<ReplicaReport> = futures::future::join_all(
+        work.into_iter()
+            .map(|w| reconcile_backend(fe, w, next_catalog_id)),
+    )
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
+    if !reports.is_empty() {
+        propose(fe, Cmd::RecordReplicas { reports }, "recording replica reports").await;
+    }
+    let due = fe.store().read(|s, _| {
+        let expire = s.meta.settings.u64("catalog_trash_expire_second");
+        !catalog::expired_tables(s, now_ms(), expire).is_empty()
+    });
+    if due {
+        propose(fe, Cmd::ExpireRecycleBin, "expiring the recycle bin").await;
+    }
+}
+
+pub(super) async fn replica_loop(weak: Weak<Inner>) {
+    let mut tick = tokio::time::interval(ROUND);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        // Not yet upgradable while the node is being built; aborted when it is dropped.
+        let Some(inner) = weak.upgrade() else {
+            continue;
+        };
+        let fe = FeNodeHandle { inner };
+        let leader = fe.raft().metrics().borrow_watched().current_leader;
+        if leader == Some(fe.id()) {
+            round(&fe).await;
+        }
+    }
+}

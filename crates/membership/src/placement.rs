@@ -1,0 +1,79 @@
+//! Where new replicas go (SPEC section 4, "Placement rules"): on alive, ACTIVE, load-enabled
+//! backends with free capacity in the replica's tag; a tablet's replicas on distinct backends
+//! and distinct hosts; the least loaded backend first. Deterministic (ties go to the lower
+//! backend id), so every FE applying CREATE TABLE places alike. Cost: O(tablets × replicas ×
+//! backends).
+
+use crate::backend::{Backend, BackendMembership};
+use crate::catalog::{self, ReplicaAllocation};
+use crate::error::DomainError;
+use crate::ids::{BackendId, TabletId};
+use crate::state::ClusterState;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Whether a backend may receive a new replica (of any tag).
+pub fn is_schedulable(b: &Backend) -> bool {
+    let full = b.liveness.total_capacity_bytes > 0 && b.liveness.avail_capacity_bytes == 0;
+    b.liveness.alive && b.membership == BackendMembership::Active && !b.disable_load && !full
+}
+
+/// Choose backends for each tablet's replicas, following `alloc` tag by tag. Load counts every
+/// replica already in the catalog plus the ones placed so far, so tables spread over backends.
+pub fn place_tablets(
+    state: &ClusterState,
+    alloc: &ReplicaAllocation,
+    tablets: &[TabletId],
+) -> Result<Vec<Vec<BackendId>>, DomainError> {
+    let mut load: BTreeMap<BackendId, usize> = catalog::replica_counts(state);
+    let by_tag: BTreeMap<&str, Vec<&Backend>> = alloc
+        .0
+        .keys()
+        .map(|tag| {
+            let c = state
+                .backends
+                .values()
+                .filter(|b| is_schedulable(b) && b.tags.location == *tag)
+                .collect();
+            (tag.as_str(), c)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tablets.len());
+    for tablet in tablets {
+        let mut chosen: Vec<BackendId> = Vec::with_capacity(alloc.total());
+        let mut hosts: BTreeSet<&str> = BTreeSet::new();
+        for (tag, n) in &alloc.0 {
+            let candidates = &by_tag[tag.as_str()];
+            for _ in 0..*n {
+                let pick = candidates
+                    .iter()
+                    .filter(|b| !chosen.contains(&b.id) && !hosts.contains(b.addr.host.as_str()))
+                    .min_by_key(|b| (load.get(&b.id).copied().unwrap_or(0), b.id));
+                let Some(b) = pick else {
+                    return Err(not_enough(tag, *tablet, *n, candidates));
+                };
+                chosen.push(b.id);
+                hosts.insert(b.addr.host.as_str());
+                *load.entry(b.id).or_insert(0) += 1;
+            }
+        }
+        out.push(chosen);
+    }
+    Ok(out)
+}
+
+fn not_enough(tag: &str, tablet: TabletId, needed: usize, eligible: &[&Backend]) -> DomainError {
+    let hosts: BTreeSet<&str> = eligible.iter().map(|b| b.addr.host.as_str()).collect();
+    let ids: Vec<String> = eligible.iter().map(|b| b.id.to_string()).collect();
+    let detail = if eligible.is_empty() {
+        String::new()
+    } else {
+        format!(": [{}] on {} distinct host(s)", ids.join(", "), hosts.len())
+    };
+    DomainError::NotEnoughBackends {
+        tag: tag.to_string(),
+        tablet,
+        needed,
+        eligible: eligible.len(),
+        detail,
+    }
+}
