@@ -71,7 +71,8 @@ impl BackendArgs {
             fig = fig.merge(Toml::file(path));
         }
         fig = fig.merge(
-            Env::prefixed("ROSTER_BACKEND_").filter(|k| KEYS.contains(&k.as_str().to_lowercase().as_str())),
+            Env::prefixed("ROSTER_BACKEND_")
+                .filter(|k| KEYS.contains(&k.as_str().to_lowercase().as_str())),
         );
         let mut flags = serde_json::Map::new();
         if let Some(v) = &self.host {

@@ -95,9 +95,21 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         .collect();
     let client = roster_api::Client::new(roster_api::ClientConfig::new(endpoints))?;
     let add = format!("ALTER SYSTEM ADD BACKEND {}", addrs.join(", "));
-    retry(&client, &add, "registering the backends", "Same backend already exists").await?;
+    retry(
+        &client,
+        &add,
+        "registering the backends",
+        "Same backend already exists",
+    )
+    .await?;
     // Placement needs alive backends: retry until the first heartbeats have landed.
-    retry(&client, DEMO_TABLE, "creating the demo table", "already exists").await?;
+    retry(
+        &client,
+        DEMO_TABLE,
+        "creating the demo table",
+        "already exists",
+    )
+    .await?;
     println!();
     println!(
         "Roster playground: 3 frontends on 127.0.0.1, data in {}",
@@ -109,12 +121,8 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     println!(
         "          or:  cargo run --release -- sql --endpoints 127.0.0.1:9020,127.0.0.1:9120,127.0.0.1:9220"
     );
-    println!(
-        "Backends:      4 agents on 127.0.0.1-4, heartbeat ports 9050, 9150, 9250, 9350"
-    );
-    println!(
-        "Demo table:    demo, 8 tablets x 3 replicas of 2 MiB each (SHOW TABLETS FROM demo)"
-    );
+    println!("Backends:      4 agents on 127.0.0.1-4, heartbeat ports 9050, 9150, 9250, 9350");
+    println!("Demo table:    demo, 8 tablets x 3 replicas of 2 MiB each (SHOW TABLETS FROM demo)");
     println!(
         "Try:           SHOW BACKENDS; SHOW FRONTENDS; ALTER SYSTEM DECOMMISSION BACKEND \"10004\";"
     );

@@ -4,91 +4,10 @@
 
 mod common;
 
+use common::agents::*;
 use common::*;
 use roster_api::QueryResult;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Agent {
-    port: u16,
-    be_port: u16,
-    dir: std::path::PathBuf,
-    log: std::path::PathBuf,
-    child: Option<Child>,
-}
-
-impl Agent {
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(BIN)
-            .args(["backend", "--data-dir"])
-            .arg(&self.dir)
-            .args([
-                "--heartbeat-port",
-                &self.port.to_string(),
-                "--be-port",
-                &self.be_port.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn column(r: &QueryResult, row: usize, name: &str) -> String {
-    let i = r.columns.iter().position(|c| c == name).unwrap();
-    r.rows[row][i].clone().unwrap_or_default()
-}
-
-/// Wait until `pred` holds for SHOW BACKENDS on every FE in `fes`.
-async fn wait_all(
-    cluster: &Cluster,
-    fes: &[usize],
-    within: Duration,
-    what: &str,
-    pred: impl Fn(&QueryResult) -> bool,
-) {
-    let deadline = Instant::now() + within;
-    'outer: loop {
-        for &i in fes {
-            let ok = match cluster.client(i).execute("SHOW BACKENDS").await {
-                Ok(r) => pred(&r),
-                Err(_) => false,
-            };
-            if !ok {
-                assert!(
-                    Instant::now() < deadline,
-                    "{what}: not reached within {within:?}\n{}",
-                    cluster.logs()
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue 'outer;
-            }
-        }
-        return;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_turn_alive_dead_and_alive_again_on_every_fe() {
@@ -99,30 +18,8 @@ async fn agents_turn_alive_dead_and_alive_again_on_every_fe() {
         .await
         .unwrap();
 
-    let held: Vec<TcpListener> = (0..8)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let ports: Vec<u16> = held
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
-    drop(held);
-    let mut agents: Vec<Agent> = (0..4)
-        .map(|i| Agent {
-            port: ports[2 * i],
-            be_port: ports[2 * i + 1],
-            dir: cluster.dir.path().join(format!("be{i}")),
-            log: cluster.dir.path().join(format!("be{i}.log")),
-            child: None,
-        })
-        .collect();
-    for a in agents.iter_mut() {
-        a.spawn();
-    }
-    let addrs: Vec<String> = agents
-        .iter()
-        .map(|a| format!("\"127.0.0.1:{}\"", a.port))
-        .collect();
+    let mut agents = start_agents(&cluster, 4);
+    let addrs: Vec<String> = agents.iter().map(|a| format!("\"{}\"", a.addr())).collect();
     c.execute(&format!("ALTER SYSTEM ADD BACKEND {}", addrs.join(", ")))
         .await
         .unwrap();
@@ -132,6 +29,7 @@ async fn agents_turn_alive_dead_and_alive_again_on_every_fe() {
     wait_all(
         &cluster,
         &all,
+        "SHOW BACKENDS",
         Duration::from_secs(15),
         "all four alive",
         |r| r.rows.len() == 4 && (0..4).all(|i| alive(r, i)),
@@ -155,6 +53,7 @@ async fn agents_turn_alive_dead_and_alive_again_on_every_fe() {
     wait_all(
         &cluster,
         &all,
+        "SHOW BACKENDS",
         Duration::from_secs(10),
         "agent 0 dead",
         |r| !alive(r, 0) && (1..4).all(|i| alive(r, i)),
@@ -175,6 +74,7 @@ async fn agents_turn_alive_dead_and_alive_again_on_every_fe() {
     wait_all(
         &cluster,
         &all,
+        "SHOW BACKENDS",
         Duration::from_secs(15),
         "agent 0 alive again with a new start time",
         |r| alive(r, 0) && column(r, 0, "LastStartTime") != first_start,
@@ -205,6 +105,7 @@ async fn agents_turn_alive_dead_and_alive_again_on_every_fe() {
     wait_all(
         &cluster,
         &survivors,
+        "SHOW BACKENDS",
         Duration::from_secs(10),
         "agent 3 dead under the new master",
         |r| !alive(r, 3),

@@ -3,6 +3,8 @@
 //! process. Waits are for conditions with deadlines, never bare sleeps.
 #![allow(dead_code)]
 
+pub mod agents;
+
 use roster_api::{Client, ClientConfig, ClientError, QueryResult};
 use std::net::TcpListener;
 use std::path::PathBuf;

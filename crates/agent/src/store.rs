@@ -118,7 +118,9 @@ impl ReplicaStore {
                 Some(m) => {
                     index.insert(id, m);
                 }
-                None => tracing::warn!(path = %meta_path.display(), "ignoring a replica without readable meta"),
+                None => {
+                    tracing::warn!(path = %meta_path.display(), "ignoring a replica without readable meta")
+                }
             }
         }
         Ok(ReplicaStore {
@@ -316,8 +318,12 @@ mod tests {
         let b = tempfile::tempdir().unwrap();
         let sa = ReplicaStore::open(a.path()).unwrap();
         let sb = ReplicaStore::open(b.path()).unwrap();
-        let ma = sa.create(100002, 100001, 3 * CHUNK_BYTES as u64 + 5).unwrap();
-        let mb = sb.create(100002, 100001, 3 * CHUNK_BYTES as u64 + 5).unwrap();
+        let ma = sa
+            .create(100002, 100001, 3 * CHUNK_BYTES as u64 + 5)
+            .unwrap();
+        let mb = sb
+            .create(100002, 100001, 3 * CHUNK_BYTES as u64 + 5)
+            .unwrap();
         assert_eq!(ma, mb, "replicas of one tablet hold the same bytes");
         assert_eq!(ma.bytes, 3 * CHUNK_BYTES as u64 + 5);
         assert_ne!(sa.create(100003, 100001, 64).unwrap().checksum, ma.checksum);

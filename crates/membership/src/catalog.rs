@@ -94,7 +94,9 @@ impl fmt::Display for ReplicaAllocation {
 pub enum TableState {
     Normal,
     /// In the recycle bin since this leader-stamped time; still holds its replicas.
-    Recycled { dropped_at_ms: u64 },
+    Recycled {
+        dropped_at_ms: u64,
+    },
 }
 
 /// What CREATE TABLE says; the statement as replicated.
@@ -248,16 +250,15 @@ fn check_columns(def: &TableDef) -> Result<(), DomainError> {
             )));
         }
     }
-    if !def.columns.is_empty() {
-        if let Some(h) = def
+    if !def.columns.is_empty()
+        && let Some(h) = def
             .hash_columns
             .iter()
             .find(|h| !seen.contains(&h.to_ascii_lowercase()))
-        {
-            return Err(DomainError::InvalidTable(format!(
-                "distribution column '{h}' is not a column of the table"
-            )));
-        }
+    {
+        return Err(DomainError::InvalidTable(format!(
+            "distribution column '{h}' is not a column of the table"
+        )));
     }
     if def.buckets == 0 || def.buckets > MAX_BUCKETS {
         return Err(DomainError::InvalidTable(format!(

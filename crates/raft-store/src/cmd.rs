@@ -161,7 +161,10 @@ pub enum Reply {
     Changed(Vec<BackendId>),
     /// The table a catalog statement acted on (`None`: IF EXISTS found nothing), and whether
     /// CREATE made it (false: IF NOT EXISTS found it).
-    Table { id: Option<TableId>, created: bool },
+    Table {
+        id: Option<TableId>,
+        created: bool,
+    },
     /// Tables removed from the recycle bin.
     Expired(Vec<TableId>),
 }
@@ -309,7 +312,10 @@ mod tests {
                 },
                 "01100000000100000000000000740001",
             ),
-            (Cmd::RecoverTable { name: "t".into() }, "0111000000010000000000000074"),
+            (
+                Cmd::RecoverTable { name: "t".into() },
+                "0111000000010000000000000074",
+            ),
             (Cmd::ExpireRecycleBin, "0112000000"),
             (
                 Cmd::RecordReplicas {

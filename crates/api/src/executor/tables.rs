@@ -78,7 +78,12 @@ pub async fn create_table(
                 ));
             }
             // Dropped meanwhile by someone else.
-            None => return Ok(QueryResult::ok(0, format!("created table {name} (id {id})"))),
+            None => {
+                return Ok(QueryResult::ok(
+                    0,
+                    format!("created table {name} (id {id})"),
+                ));
+            }
             Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
@@ -104,7 +109,9 @@ pub async fn drop_table(
         )),
         Reply::Table { id: Some(id), .. } => Ok(QueryResult::ok(
             0,
-            format!("table {name} (id {id}) is in the recycle bin; RECOVER TABLE {name} brings it back"),
+            format!(
+                "table {name} (id {id}) is in the recycle bin; RECOVER TABLE {name} brings it back"
+            ),
         )),
         other => Err(unexpected(other)),
     }
@@ -119,9 +126,10 @@ pub async fn recover_table(
         name: name.to_string(),
     };
     match applied(fe.propose(who, cmd).await?)? {
-        Reply::Table { id: Some(id), .. } => {
-            Ok(QueryResult::ok(0, format!("recovered table {name} (id {id})")))
-        }
+        Reply::Table { id: Some(id), .. } => Ok(QueryResult::ok(
+            0,
+            format!("recovered table {name} (id {id})"),
+        )),
         other => Err(unexpected(other)),
     }
 }
@@ -232,7 +240,10 @@ fn replica_rows(st: &ClusterState, tablet: TabletId) -> Vec<Vec<Option<String>>>
 pub fn show_tablets(fe: &FeNodeHandle, name: &str) -> Result<QueryResult, ApiError> {
     let rows = fe.store().read(|st, _| -> Result<_, ApiError> {
         let t = table_named(st, name)?;
-        Ok(t.tablets.iter().flat_map(|id| replica_rows(st, *id)).collect())
+        Ok(t.tablets
+            .iter()
+            .flat_map(|id| replica_rows(st, *id))
+            .collect())
     })?;
     Ok(QueryResult::rows(REPLICA_COLUMNS, rows))
 }
@@ -275,7 +286,10 @@ fn graph(part: u64, total: u64) -> (String, String) {
     } else {
         100.0 * part as f64 / total as f64
     };
-    ("#".repeat((pct / 2.0).round() as usize), format!("{pct:.2} %"))
+    (
+        "#".repeat((pct / 2.0).round() as usize),
+        format!("{pct:.2} %"),
+    )
 }
 
 /// ADMIN SHOW REPLICA DISTRIBUTION FROM name: replicas and bytes per backend (every backend,

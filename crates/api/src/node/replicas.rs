@@ -120,7 +120,10 @@ async fn reconcile_backend(
             return reports;
         }
     };
-    let held: BTreeMap<TabletId, _> = held.into_iter().map(|r| (TabletId(r.tablet_id), r)).collect();
+    let held: BTreeMap<TabletId, _> = held
+        .into_iter()
+        .map(|r| (TabletId(r.tablet_id), r))
+        .collect();
     let report = |tablet: TabletId, bytes: u64, checksum: u32| ReplicaReport {
         tablet,
         backend: w.id,
@@ -129,17 +132,17 @@ async fn reconcile_backend(
     };
     for (tablet, exp) in &w.expected {
         match held.get(tablet) {
-            Some(h) => {
+            Some(h)
                 if exp.state != ReplicaState::Normal
                     || exp.bytes != h.bytes
-                    || exp.checksum != Some(h.checksum)
-                {
-                    reports.push(report(*tablet, h.bytes, h.checksum));
-                }
+                    || exp.checksum != Some(h.checksum) =>
+            {
+                reports.push(report(*tablet, h.bytes, h.checksum));
             }
+            Some(_) => {}
             None if exp.state == ReplicaState::Creating => {
-                let timeout = CALL_TIMEOUT
-                    + Duration::from_secs(exp.fill_bytes / FILL_BYTES_PER_SEC_FLOOR);
+                let timeout =
+                    CALL_TIMEOUT + Duration::from_secs(exp.fill_bytes / FILL_BYTES_PER_SEC_FLOOR);
                 let req = CreateReplicaRequest {
                     tablet_id: tablet.0,
                     table_id: exp.table_id,
@@ -167,8 +170,12 @@ async fn reconcile_backend(
                 tablet_id: tablet.0,
             };
             match c.drop_replica(timed(req, CALL_TIMEOUT)).await {
-                Ok(_) => tracing::info!(backend = %w.id, %tablet, "deleted a replica the catalog no longer has"),
-                Err(s) => tracing::warn!(backend = %w.id, %tablet, "deleting replica failed: {}", s.message()),
+                Ok(_) => {
+                    tracing::info!(backend = %w.id, %tablet, "deleted a replica the catalog no longer has")
+                }
+                Err(s) => {
+                    tracing::warn!(backend = %w.id, %tablet, "deleting replica failed: {}", s.message())
+                }
             }
         }
     }
@@ -196,7 +203,12 @@ async fn round(fe: &FeNodeHandle) {
     .flatten()
     .collect();
     if !reports.is_empty() {
-        propose(fe, Cmd::RecordReplicas { reports }, "recording replica reports").await;
+        propose(
+            fe,
+            Cmd::RecordReplicas { reports },
+            "recording replica reports",
+        )
+        .await;
     }
     let due = fe.store().read(|s, _| {
         let expire = s.meta.settings.u64("catalog_trash_expire_second");

@@ -29,7 +29,12 @@ fn def(name: &str, buckets: u32, props: &[(&str, &str)]) -> TableDef {
 }
 
 fn four() -> ClusterState {
-    cluster(&[("h1", "default"), ("h2", "default"), ("h3", "default"), ("h4", "default")])
+    cluster(&[
+        ("h1", "default"),
+        ("h2", "default"),
+        ("h3", "default"),
+        ("h4", "default"),
+    ])
 }
 
 fn hosts_of(s: &ClusterState, t: &Tablet) -> Vec<String> {
@@ -42,7 +47,8 @@ fn hosts_of(s: &ClusterState, t: &Tablet) -> Vec<String> {
 #[test]
 fn twelve_buckets_three_replicas_spread_evenly_on_distinct_backends() {
     let mut s = four();
-    let (id, created) = create_table(&mut s, 5, &def("t", 12, &[("replication_num", "3")])).unwrap();
+    let (id, created) =
+        create_table(&mut s, 5, &def("t", 12, &[("replication_num", "3")])).unwrap();
     assert!(created);
     let table = s.tables.get(&id).unwrap();
     assert_eq!(table.tablets.len(), 12);
@@ -56,7 +62,10 @@ fn twelve_buckets_three_replicas_spread_evenly_on_distinct_backends() {
     }
     let counts = replica_counts(&s);
     assert_eq!(counts.len(), 4);
-    let (min, max) = (counts.values().min().unwrap(), counts.values().max().unwrap());
+    let (min, max) = (
+        counts.values().min().unwrap(),
+        counts.values().max().unwrap(),
+    );
     assert!(max - min <= 1, "{counts:?}");
     assert_eq!(counts.values().sum::<usize>(), 36);
 }
@@ -70,7 +79,10 @@ fn too_few_backends_is_refused_naming_the_tag_and_changes_nothing() {
         matches!(&err, DomainError::NotEnoughBackends { tag, needed: 5, eligible: 4, .. } if tag == "default"),
         "{err:?}"
     );
-    assert!(err.to_string().contains("\"location\" : \"default\""), "{err}");
+    assert!(
+        err.to_string().contains("\"location\" : \"default\""),
+        "{err}"
+    );
     assert_eq!(s, before);
 }
 
@@ -80,10 +92,7 @@ fn replicas_never_share_a_host() {
     let ids = registry::add_backends(&mut s, 0, &[HostPort::new("a", 9051)], &[]).unwrap();
     s.backends.get_mut(&ids[0]).unwrap().liveness.alive = true;
     let err = create_table(&mut s, 5, &def("t", 1, &[("replication_num", "3")])).unwrap_err();
-    assert!(
-        err.to_string().contains("on 2 distinct host(s)"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("on 2 distinct host(s)"), "{err}");
     create_table(&mut s, 5, &def("t", 4, &[("replication_num", "2")])).unwrap();
     for t in s.tablets.values() {
         let h = hosts_of(&s, t);
@@ -101,7 +110,12 @@ fn allocation_follows_tags() {
         ("h5", "g2"),
     ]);
     let alloc = "tag.location.g1: 2, tag.location.g2: 1";
-    let (id, _) = create_table(&mut s, 5, &def("t", 6, &[("replication_allocation", alloc)])).unwrap();
+    let (id, _) = create_table(
+        &mut s,
+        5,
+        &def("t", 6, &[("replication_allocation", alloc)]),
+    )
+    .unwrap();
     assert_eq!(s.tables.get(&id).unwrap().allocation.to_string(), alloc);
     for t in s.tablets.values() {
         let tags: Vec<&str> = t
@@ -131,12 +145,25 @@ fn only_schedulable_backends_receive_replicas() {
         ("h5", "default"),
         ("h6", "default"),
     ]);
-    s.backends.get_mut(&crate::BackendId(10001)).unwrap().liveness.alive = false;
-    s.backends.get_mut(&crate::BackendId(10002)).unwrap().membership =
-        BackendMembership::Decommissioning;
-    s.backends.get_mut(&crate::BackendId(10003)).unwrap().disable_load = true;
+    s.backends
+        .get_mut(&crate::BackendId(10001))
+        .unwrap()
+        .liveness
+        .alive = false;
+    s.backends
+        .get_mut(&crate::BackendId(10002))
+        .unwrap()
+        .membership = BackendMembership::Decommissioning;
+    s.backends
+        .get_mut(&crate::BackendId(10003))
+        .unwrap()
+        .disable_load = true;
     {
-        let full = &mut s.backends.get_mut(&crate::BackendId(10004)).unwrap().liveness;
+        let full = &mut s
+            .backends
+            .get_mut(&crate::BackendId(10004))
+            .unwrap()
+            .liveness;
         full.total_capacity_bytes = 100;
         full.avail_capacity_bytes = 0;
     }
@@ -144,7 +171,10 @@ fn only_schedulable_backends_receive_replicas() {
     let used: std::collections::BTreeSet<u64> = replica_counts(&s).keys().map(|b| b.0).collect();
     assert_eq!(used, [10005, 10006].into());
     let err = create_table(&mut s, 5, &def("u", 1, &[("replication_num", "3")])).unwrap_err();
-    assert!(matches!(err, DomainError::NotEnoughBackends { eligible: 2, .. }), "{err}");
+    assert!(
+        matches!(err, DomainError::NotEnoughBackends { eligible: 2, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -154,7 +184,10 @@ fn bad_definitions_are_refused_and_change_nothing() {
     let cases: Vec<(TableDef, &str)> = vec![
         (def("t", 0, &[]), "BUCKETS must be from 1"),
         (def("t", 769, &[]), "BUCKETS must be from 1"),
-        (def("t", 1, &[("colour", "red")]), "unknown property \"colour\""),
+        (
+            def("t", 1, &[("colour", "red")]),
+            "unknown property \"colour\"",
+        ),
         (def("t", 1, &[("replication_num", "0")]), "replication_num"),
         (def("t", 1, &[("replication_num", "x")]), "replication_num"),
         (
@@ -170,19 +203,32 @@ fn bad_definitions_are_refused_and_change_nothing() {
             "not a count of at least 1",
         ),
         (
-            def("t", 1, &[("replication_allocation", "tag.location.a: 1, tag.location.a: 1")]),
+            def(
+                "t",
+                1,
+                &[(
+                    "replication_allocation",
+                    "tag.location.a: 1, tag.location.a: 1",
+                )],
+            ),
             "named twice",
         ),
         (
             def(
                 "t",
                 1,
-                &[("replication_num", "1"), ("replication_allocation", "tag.location.a: 1")],
+                &[
+                    ("replication_num", "1"),
+                    ("replication_allocation", "tag.location.a: 1"),
+                ],
             ),
             "not both",
         ),
         (def("1t", 1, &[]), "must start with a letter"),
-        (def("t", 1, &[("fill_bytes_per_tablet", "-1")]), "fill_bytes_per_tablet"),
+        (
+            def("t", 1, &[("fill_bytes_per_tablet", "-1")]),
+            "fill_bytes_per_tablet",
+        ),
     ];
     for (d, want) in cases {
         let err = create_table(&mut s, 5, &d).unwrap_err();
@@ -209,7 +255,11 @@ fn drop_recover_force_and_expiry() {
 
     assert_eq!(drop_table(&mut s, 10, "t", false, false).unwrap(), Some(id));
     assert!(table_by_name(&s, "t").is_none());
-    assert_eq!(replica_counts(&s).values().sum::<usize>(), 12, "recycled replicas still count");
+    assert_eq!(
+        replica_counts(&s).values().sum::<usize>(),
+        12,
+        "recycled replicas still count"
+    );
     assert_eq!(recover_table(&mut s, "t").unwrap(), id);
     assert_eq!(table_by_name(&s, "t").unwrap().id, id);
 
@@ -228,7 +278,10 @@ fn drop_recover_force_and_expiry() {
     assert!(expire_recycle_bin(&mut s, 20 + 86_400_000 - 1).is_empty());
     assert_eq!(expire_recycle_bin(&mut s, 20 + 86_400_000), vec![id]);
     assert!(s.tables.is_empty() && s.tablets.is_empty());
-    assert_eq!(recover_table(&mut s, "t").unwrap_err(), DomainError::NotInRecycleBin("t".into()));
+    assert_eq!(
+        recover_table(&mut s, "t").unwrap_err(),
+        DomainError::NotInRecycleBin("t".into())
+    );
 }
 
 #[test]
@@ -274,7 +327,10 @@ fn reports_turn_replicas_normal_and_dropp_counts_lost_tablets() {
     );
     assert_eq!(changed, vec![t.id]);
     let r = &s.tablets.get(&t.id).unwrap().replicas[0];
-    assert_eq!((r.state, r.bytes, r.checksum), (ReplicaState::Normal, 42, Some(7)));
+    assert_eq!(
+        (r.state, r.bytes, r.checksum),
+        (ReplicaState::Normal, 42, Some(7))
+    );
     let (_, lost) = registry::dropp_backends(&mut s, 9, &[crate::BackendRef::Id(b)]).unwrap();
     assert_eq!(lost, 1);
     assert!(!replica_counts(&s).contains_key(&b));

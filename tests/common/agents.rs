@@ -1,0 +1,166 @@
+//! Real `roster backend` agent processes for tests, each on its own loopback address
+//! (127.0.0.N) so that replicas can be placed on distinct hosts on one machine.
+
+use super::{BIN, Cluster};
+use roster_api::QueryResult;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Agent {
+    pub host: String,
+    pub port: u16,
+    pub be_port: u16,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["backend", "--host", &self.host, "--data-dir"])
+            .arg(&self.dir)
+            .args([
+                "--heartbeat-port",
+                &self.port.to_string(),
+                "--be-port",
+                &self.be_port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Still running (not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Tablet ids of the replica directories on disk.
+    pub fn tablet_dirs(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = std::fs::read_dir(self.dir.join("tablets"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Start `n` agents (not yet registered) with data and logs in the cluster's directory.
+pub fn start_agents(cluster: &Cluster, n: usize) -> Vec<Agent> {
+    let held: Vec<TcpListener> = (0..2 * n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<u16> = held
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    drop(held);
+    let mut agents: Vec<Agent> = (0..n)
+        .map(|i| Agent {
+            host: format!("127.0.0.{}", i + 1),
+            port: ports[2 * i],
+            be_port: ports[2 * i + 1],
+            dir: cluster.dir.path().join(format!("be{i}")),
+            log: cluster.dir.path().join(format!("be{i}.log")),
+            child: None,
+        })
+        .collect();
+    for a in agents.iter_mut() {
+        a.spawn();
+    }
+    agents
+}
+
+/// The value of `name` in row `row`.
+pub fn column(r: &QueryResult, row: usize, name: &str) -> String {
+    let i = r
+        .columns
+        .iter()
+        .position(|c| c == name)
+        .unwrap_or_else(|| panic!("no column {name} in {:?}", r.columns));
+    r.rows[row][i].clone().unwrap_or_default()
+}
+
+/// Wait until `pred` holds for `sql` on every FE in `fes`.
+pub async fn wait_all(
+    cluster: &Cluster,
+    fes: &[usize],
+    sql: &str,
+    within: Duration,
+    what: &str,
+    pred: impl Fn(&QueryResult) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    'outer: loop {
+        for &i in fes {
+            let ok = match cluster.client(i).execute(sql).await {
+                Ok(r) => pred(&r),
+                Err(_) => false,
+            };
+            if !ok {
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: not reached within {within:?}\n{}",
+                    cluster.logs()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue 'outer;
+            }
+        }
+        return;
+    }
+}
+
+/// Register the agents and wait until every FE in `fes` shows them all alive.
+pub async fn register(cluster: &Cluster, fes: &[usize], agents: &[Agent]) {
+    let addrs: Vec<String> = agents.iter().map(|a| format!("\"{}\"", a.addr())).collect();
+    cluster
+        .client_of(fes)
+        .execute(&format!("ALTER SYSTEM ADD BACKEND {}", addrs.join(", ")))
+        .await
+        .unwrap();
+    let n = agents.len();
+    wait_all(
+        cluster,
+        fes,
+        "SHOW BACKENDS",
+        Duration::from_secs(20),
+        "every backend alive",
+        |r| r.rows.len() == n && (0..n).all(|i| column(r, i, "Alive") == "true"),
+    )
+    .await;
+}
