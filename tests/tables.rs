@@ -9,6 +9,8 @@ mod common;
 use common::agents::*;
 use common::*;
 use roster_api::QueryResult;
+use roster_api::pb::backend::SendReplicaRequest;
+use roster_api::pb::backend::backend_agent_client::BackendAgentClient;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::Duration;
@@ -234,6 +236,56 @@ async fn tables_are_placed_created_dropped_and_recovered_on_real_agents() {
     )
     .await;
     assert_eq!(agents[0].tablet_dirs(), before);
+
+    // The clone source call: stream a replica from the agent's data port; the bytes hash to
+    // the checksum the catalog holds.
+    let kept = placement(&c.execute("SHOW TABLETS FROM kept").await.unwrap());
+    let (tablet, replica) = kept
+        .iter()
+        .find_map(|(t, rs)| rs.iter().find(|r| r.0 == "10001").map(|r| (t, r)))
+        .expect("agent 0 holds a replica of kept");
+    let mut agent =
+        BackendAgentClient::connect(format!("http://{}:{}", agents[0].host, agents[0].be_port))
+            .await
+            .unwrap();
+    let mut stream = agent
+        .send_replica(SendReplicaRequest {
+            tablet_id: tablet.parse().unwrap(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(first.info.unwrap().bytes, replica.3);
+    let mut data = Vec::new();
+    while let Some(chunk) = stream.message().await.unwrap() {
+        data.extend_from_slice(&chunk.data);
+    }
+    assert_eq!(data.len() as u64, replica.3);
+    assert_eq!(format!("{:08x}", crc32fast::hash(&data)), replica.4);
+    let missing = agent
+        .send_replica(SendReplicaRequest { tablet_id: 999_999 })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+
+    // DROPP says how many tablets lost their last replica.
+    c.execute(r#"CREATE TABLE single (k INT) BUCKETS 4 PROPERTIES ("replication_num" = "1")"#)
+        .await
+        .unwrap();
+    let single = placement(&c.execute("SHOW TABLETS FROM single").await.unwrap());
+    let on_10002 = single.values().filter(|rs| rs[0].0 == "10002").count();
+    assert!(on_10002 > 0, "{single:?}");
+    let r = c
+        .execute(r#"ALTER SYSTEM DROPP BACKEND "10002""#)
+        .await
+        .unwrap();
+    assert!(
+        r.message
+            .contains(&format!("{on_10002} tablets lost their last replica")),
+        "{}",
+        r.message
+    );
 }
 
 /// Wait until `pred` holds for the set of replica directories across all agents.

@@ -201,8 +201,8 @@ pub fn show_config(fe: &FeNodeHandle, pattern: Option<&str>) -> QueryResult {
     )
 }
 
-/// The pre-check alone. Until tablets exist (the catalog arrives later) there is nothing to
-/// move, so every ACTIVE or DECOMMISSIONING backend is ready.
+/// The pre-check alone: what a decommission of these backends would move. Blockers (no
+/// destination with the tag, and the like) come with the decommission scheduler.
 pub fn explain_decommission(
     fe: &FeNodeHandle,
     targets: &[BackendRef],
@@ -214,6 +214,12 @@ pub fn explain_decommission(
             .filter_map(|id| state.backends.get(id))
             .map(|b| {
                 let ready = b.membership != BackendMembership::Decommissioned;
+                let (tablets, bytes) = state
+                    .tablets
+                    .values()
+                    .flat_map(|t| &t.replicas)
+                    .filter(|r| r.backend == b.id)
+                    .fold((0u64, 0u64), |(n, s), r| (n + 1, s + r.bytes));
                 vec![
                     s(b.id),
                     s(&b.addr),
@@ -223,8 +229,8 @@ pub fn explain_decommission(
                     } else {
                         "REFUSED: already DECOMMISSIONED"
                     }),
-                    s(0),
-                    s(0),
+                    s(tablets),
+                    s(bytes),
                     s(0),
                     s(""),
                 ]
