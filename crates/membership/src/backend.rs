@@ -117,6 +117,8 @@ pub struct Liveness {
     pub total_capacity_bytes: u64,
     pub avail_capacity_bytes: u64,
     pub data_used_capacity_bytes: u64,
+    /// Leader-stamped time the backend was recorded dead (repair waits from here).
+    pub dead_since_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,7 +133,18 @@ pub struct Backend {
     pub added_at_ms: u64,
     /// Leader-stamped time of the current decommission, if any.
     pub decommission_started_ms: Option<u64>,
+    /// What the current decommission has to move and has moved (SHOW DECOMMISSION).
+    pub drain: DrainProgress,
     pub liveness: Liveness,
+}
+
+/// A decommission's totals, fixed when it starts, and what finished moves have carried off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainProgress {
+    pub tablets_total: u64,
+    pub bytes_total: u64,
+    pub tablets_moved: u64,
+    pub bytes_moved: u64,
 }
 
 /// What remains of a dropped backend: its id is never reused and statements naming it say so.

@@ -132,6 +132,8 @@ pub enum ReplicaState {
     Creating,
     /// The backend reported the replica's files.
     Normal,
+    /// The destination of a move, being filled by a clone; not yet a healthy replica.
+    Cloning,
 }
 
 impl ReplicaState {
@@ -139,6 +141,7 @@ impl ReplicaState {
         match self {
             ReplicaState::Creating => "CREATING",
             ReplicaState::Normal => "NORMAL",
+            ReplicaState::Cloning => "CLONING",
         }
     }
 }
@@ -157,6 +160,18 @@ pub struct Tablet {
     pub id: TabletId,
     pub table: TableId,
     pub replicas: Vec<Replica>,
+    /// Failed clones of this tablet since its last successful move (bounded retries).
+    pub failures: CloneFailures,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneFailures {
+    pub count: u32,
+    pub last_reason: String,
+    /// Leader-stamped time of the last failure (retries back off from here).
+    pub last_at_ms: u64,
+    /// Destinations that failed; the planner tries others first.
+    pub failed_dests: Vec<BackendId>,
 }
 
 /// What a backend told the master about one replica it holds.
@@ -317,6 +332,7 @@ pub fn create_table(
                 id: *id,
                 table: table_id,
                 replicas,
+                failures: CloneFailures::default(),
             },
         );
     }
@@ -420,14 +436,16 @@ pub fn expire_recycle_bin(state: &mut ClusterState, now_ms: u64) -> Vec<TableId>
 
 /// Backends' reports of replicas they hold: a CREATING replica becomes NORMAL, sizes and
 /// checksums are updated. Reports of replicas the catalog does not place there are ignored
-/// (the master deletes such files). Returns the tablets changed.
+/// (the master deletes such files), and so are CLONING ones: a move finishes only through
+/// `moves::finish_move`, which checks the checksum. Returns the tablets changed.
 pub fn record_replicas(state: &mut ClusterState, reports: &[ReplicaReport]) -> Vec<TabletId> {
     let mut changed = Vec::new();
     for r in reports {
-        let known = state
-            .tablets
-            .get(&r.tablet)
-            .is_some_and(|t| t.replicas.iter().any(|x| x.backend == r.backend));
+        let known = state.tablets.get(&r.tablet).is_some_and(|t| {
+            t.replicas
+                .iter()
+                .any(|x| x.backend == r.backend && x.state != ReplicaState::Cloning)
+        });
         if !known {
             continue;
         }
@@ -445,6 +463,14 @@ pub fn record_replicas(state: &mut ClusterState, reports: &[ReplicaReport]) -> V
         }
     }
     changed
+}
+
+/// Whether the tablet's table is in normal use (not in the recycle bin).
+pub fn is_live(state: &ClusterState, tablet: &Tablet) -> bool {
+    state
+        .tables
+        .get(&tablet.table)
+        .is_some_and(|t| t.state == TableState::Normal)
 }
 
 /// Remove every replica on a dropped backend. Returns how many tablets now have none.
@@ -469,8 +495,19 @@ pub fn forget_backend(state: &mut ClusterState, backend: BackendId) -> usize {
 /// Replicas per backend (TabletNum of SHOW BACKENDS): every replica in the catalog, including
 /// those of tables in the recycle bin, which still hold data.
 pub fn replica_counts(state: &ClusterState) -> BTreeMap<BackendId, usize> {
+    replica_counts_where(state, |_| true)
+}
+
+/// Replicas per backend of the tables `keep` accepts.
+pub fn replica_counts_where(
+    state: &ClusterState,
+    keep: impl Fn(&Table) -> bool,
+) -> BTreeMap<BackendId, usize> {
     let mut counts = BTreeMap::new();
     for t in state.tablets.values() {
+        if !state.tables.get(&t.table).is_some_and(&keep) {
+            continue;
+        }
         for r in &t.replicas {
             *counts.entry(r.backend).or_insert(0) += 1;
         }

@@ -70,4 +70,12 @@ pub enum DomainError {
         eligible: usize,
         detail: String,
     },
+    #[error(
+        "cannot decommission backend(s) {backends}: {count} tablet(s) could not be moved; first: {first}. EXPLAIN ALTER SYSTEM DECOMMISSION BACKEND ... lists them all"
+    )]
+    DecommissionBlocked {
+        backends: String,
+        count: usize,
+        first: String,
+    },
 }

@@ -5,9 +5,11 @@
 pub mod backend;
 pub mod blacklist;
 pub mod catalog;
+pub mod drain;
 pub mod error;
 pub mod ids;
 pub mod liveness;
+pub mod moves;
 pub mod placement;
 pub mod registry;
 pub mod settings;
@@ -17,7 +19,7 @@ pub mod users;
 
 pub use backend::{Backend, BackendMembership, BackendRef, HostPort, Tags};
 pub use error::DomainError;
-pub use ids::{BackendId, FrontendId, TableId, TabletId};
+pub use ids::{BackendId, FrontendId, MoveId, TableId, TabletId};
 pub use settings::Settings;
 pub use state::ClusterState;
 pub use users::{Privilege, User};

@@ -33,13 +33,18 @@ pub struct LivenessReport {
 }
 
 /// Record reports; backends dropped meanwhile are skipped. Returns the backends changed.
-pub fn record(state: &mut ClusterState, reports: &[LivenessReport]) -> Vec<BackendId> {
+pub fn record(state: &mut ClusterState, now_ms: u64, reports: &[LivenessReport]) -> Vec<BackendId> {
     let mut changed = Vec::new();
     for r in reports {
         let Some(b) = state.backends.get_mut(&r.id) else {
             continue;
         };
         let l = &mut b.liveness;
+        if r.alive {
+            l.dead_since_ms = None;
+        } else {
+            l.dead_since_ms.get_or_insert(now_ms);
+        }
         l.alive = r.alive;
         if r.last_heartbeat_ms.is_some() {
             l.last_heartbeat_ms = r.last_heartbeat_ms;

@@ -94,6 +94,7 @@ pub fn add_backends(
                 disable_load: false,
                 added_at_ms: now_ms,
                 decommission_started_ms: None,
+                drain: Default::default(),
                 liveness: Liveness::default(),
             },
         );
@@ -144,6 +145,7 @@ pub fn dropp_backends(
     for id in ids {
         let b = state.backends.remove(&id).expect("resolved above");
         crate::blacklist::forget_backend(state, id);
+        crate::moves::forget_backend(state, now_ms, id);
         lost += crate::catalog::forget_backend(state, id);
         let t = Tombstone {
             id,
@@ -166,8 +168,10 @@ fn refuse_decommissioned(state: &ClusterState, ids: &[BackendId]) -> Result<(), 
     }
 }
 
-/// ALTER SYSTEM DECOMMISSION BACKEND: ACTIVE -> DECOMMISSIONING. Repeating it is harmless.
-/// Returns the backends whose state changed.
+/// ALTER SYSTEM DECOMMISSION BACKEND: ACTIVE -> DECOMMISSIONING, refused up front when the
+/// pre-check proves the drain could not finish. The backends named together are planned
+/// together (none is a destination for another). Repeating it is harmless. Returns the
+/// backends whose state changed.
 pub fn decommission(
     state: &mut ClusterState,
     now_ms: u64,
@@ -175,13 +179,31 @@ pub fn decommission(
 ) -> Result<Vec<BackendId>, DomainError> {
     let ids = resolve(state, refs)?;
     refuse_decommissioned(state, &ids)?;
+    let leaving: BTreeSet<BackendId> = ids.iter().copied().collect();
+    let blockers = crate::drain::precheck(state, &leaving);
+    if let Some(b) = blockers.first() {
+        return Err(DomainError::DecommissionBlocked {
+            backends: ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "),
+            count: blockers.len(),
+            first: format!(
+                "tablet {} of table {} on backend {}: {}",
+                b.tablet, b.table, b.backend, b.reason
+            ),
+        });
+    }
     let mut changed = Vec::new();
     for id in ids {
         let b = state.backends.get(&id).expect("resolved above");
         if b.membership == BackendMembership::Active {
+            let (tablets, bytes) = crate::drain::live_on(state, id);
             let b = state.backends.get_mut(&id).expect("resolved above");
             b.membership = BackendMembership::Decommissioning;
             b.decommission_started_ms = Some(now_ms);
+            b.drain = crate::backend::DrainProgress {
+                tablets_total: tablets,
+                bytes_total: bytes,
+                ..Default::default()
+            };
             changed.push(id);
         }
     }
@@ -192,6 +214,7 @@ pub fn decommission(
 /// DECOMMISSIONED is final. Returns the backends whose state changed.
 pub fn cancel_decommission(
     state: &mut ClusterState,
+    now_ms: u64,
     refs: &[BackendRef],
 ) -> Result<Vec<BackendId>, DomainError> {
     let ids = resolve(state, refs)?;
@@ -203,6 +226,7 @@ pub fn cancel_decommission(
             let b = state.backends.get_mut(&id).expect("resolved above");
             b.membership = BackendMembership::Active;
             b.decommission_started_ms = None;
+            crate::moves::cancel_drain(state, now_ms, id);
             changed.push(id);
         }
     }

@@ -3,7 +3,8 @@
 use crate::backend::{Backend, HostPort, Tombstone};
 use crate::blacklist::{BlacklistEntry, BlacklistKey};
 use crate::catalog::{Table, Tablet};
-use crate::ids::{BackendId, FIRST_CATALOG_ID, FrontendId, TableId, TabletId};
+use crate::ids::{BackendId, FIRST_CATALOG_ID, FrontendId, MoveId, TableId, TabletId};
+use crate::moves::Move;
 use crate::settings::Settings;
 use crate::tracked::TrackedMap;
 use crate::users::User;
@@ -22,6 +23,7 @@ pub struct Meta {
     pub frontends_ever: BTreeSet<FrontendId>,
     /// Next table or tablet id; only grows.
     pub next_catalog_id: u64,
+    pub next_move_id: u64,
 }
 
 impl Default for Meta {
@@ -32,6 +34,7 @@ impl Default for Meta {
             settings: Settings::default(),
             frontends_ever: BTreeSet::new(),
             next_catalog_id: FIRST_CATALOG_ID,
+            next_move_id: 1,
         }
     }
 }
@@ -44,6 +47,8 @@ pub struct ClusterState {
     pub blacklist: TrackedMap<BlacklistKey, BlacklistEntry>,
     pub tables: TrackedMap<TableId, Table>,
     pub tablets: TrackedMap<TabletId, Tablet>,
+    /// Replica moves in flight.
+    pub moves: TrackedMap<MoveId, Move>,
     pub meta: Meta,
 }
 

@@ -55,6 +55,10 @@ impl<K: Ord + Clone, V> TrackedMap<K, V> {
         old
     }
 
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.map.keys()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.map.iter()
     }

@@ -2,7 +2,9 @@
 //! membership crate. Deterministic: time comes from the entry, maps are ordered.
 
 use crate::cmd::{Cmd, Reply, Request, Response};
-use roster_membership::{ClusterState, DomainError, blacklist, catalog, liveness, registry, users};
+use roster_membership::{
+    ClusterState, DomainError, blacklist, catalog, drain, liveness, moves, registry, users,
+};
 
 /// Apply one command to the state. Refusals leave the state unchanged.
 pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
@@ -27,7 +29,7 @@ pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
             registry::decommission(state, now, targets).map(Reply::Changed)
         }
         Cmd::CancelDecommission { targets } => {
-            registry::cancel_decommission(state, targets).map(Reply::Changed)
+            registry::cancel_decommission(state, now, targets).map(Reply::Changed)
         }
         Cmd::ModifyBackends {
             targets,
@@ -54,7 +56,7 @@ pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
         Cmd::DeleteBlacklist { frontend, backends } => {
             blacklist::delete(state, *frontend, backends).map(Reply::Changed)
         }
-        Cmd::RecordLiveness { reports } => Ok(Reply::Changed(liveness::record(state, reports))),
+        Cmd::RecordLiveness { reports } => Ok(Reply::Changed(liveness::record(state, now, reports))),
         Cmd::CreateTable(def) => {
             catalog::create_table(state, now, def).map(|(id, created)| Reply::Table {
                 id: Some(id),
@@ -76,6 +78,18 @@ pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
             catalog::record_replicas(state, reports);
             Ok(Reply::Done)
         }
+        Cmd::StartMoves { moves: plans } => Ok(Reply::Moves(moves::start_moves(state, now, plans))),
+        Cmd::FinishMove {
+            id,
+            bytes,
+            checksum,
+        } => Ok(Reply::MoveEnded(moves::finish_move(
+            state, now, *id, *bytes, *checksum,
+        ))),
+        Cmd::AbortMove { id, reason } => Ok(Reply::MoveEnded(moves::abort_move(
+            state, now, *id, reason, true,
+        ))),
+        Cmd::FinishDecommissions => Ok(Reply::Changed(drain::finish(state, now))),
     };
     match result {
         Ok(r) => Response::Ok(r),

@@ -3,10 +3,11 @@
 
 use roster_membership::backend::Tombstone;
 use roster_membership::catalog::{ReplicaReport, TableDef};
+use roster_membership::moves::MovePlan;
 use roster_membership::liveness::LivenessReport;
 use roster_membership::users::PasswordHash;
 use roster_membership::{
-    BackendId, BackendRef, DomainError, FrontendId, HostPort, Privilege, TableId,
+    BackendId, BackendRef, DomainError, FrontendId, HostPort, MoveId, Privilege, TableId,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -86,6 +87,23 @@ pub enum Cmd {
     RecordReplicas {
         reports: Vec<ReplicaReport>,
     },
+    /// The master's planner: start these moves (each re-checked at apply; stale ones skipped).
+    StartMoves {
+        moves: Vec<MovePlan>,
+    },
+    /// The destination agent holds the clone with these bytes (checked against the source).
+    FinishMove {
+        id: MoveId,
+        bytes: u64,
+        checksum: u32,
+    },
+    /// A clone failed or timed out; the tablet counts a failure and is planned again later.
+    AbortMove {
+        id: MoveId,
+        reason: String,
+    },
+    /// Mark drained DECOMMISSIONING backends DECOMMISSIONED (and drop them if so configured).
+    FinishDecommissions,
 }
 
 impl Cmd {
@@ -108,9 +126,13 @@ impl Cmd {
             | Cmd::Grant { .. }
             | Cmd::Revoke { .. } => Privilege::AdminPriv,
             Cmd::AddBlacklist { .. } | Cmd::DeleteBlacklist { .. } => Privilege::Blacklist,
-            Cmd::RecordLiveness { .. } | Cmd::ExpireRecycleBin | Cmd::RecordReplicas { .. } => {
-                Privilege::AdminPriv
-            }
+            Cmd::RecordLiveness { .. }
+            | Cmd::ExpireRecycleBin
+            | Cmd::RecordReplicas { .. }
+            | Cmd::StartMoves { .. }
+            | Cmd::FinishMove { .. }
+            | Cmd::AbortMove { .. }
+            | Cmd::FinishDecommissions => Privilege::AdminPriv,
         }
     }
 }
@@ -167,12 +189,17 @@ pub enum Reply {
     },
     /// Tables removed from the recycle bin.
     Expired(Vec<TableId>),
+    /// Moves started.
+    Moves(Vec<MoveId>),
+    /// Whether a move finished (or was aborted); false if it was already gone.
+    MoveEnded(bool),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec;
+    use roster_membership::moves::MoveReason;
 
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
@@ -317,6 +344,34 @@ mod tests {
                 "0111000000010000000000000074",
             ),
             (Cmd::ExpireRecycleBin, "0112000000"),
+            (
+                Cmd::StartMoves {
+                    moves: vec![MovePlan {
+                        tablet: roster_membership::TabletId(100002),
+                        source: BackendId(10001),
+                        dest: BackendId(10002),
+                        replaces: Some(BackendId(10003)),
+                        reason: MoveReason::Decommission,
+                    }],
+                },
+                "01140000000100000000000000a2860100000000001127000000000000122700000000000001132700000000000001000000",
+            ),
+            (
+                Cmd::FinishMove {
+                    id: MoveId(1),
+                    bytes: 2,
+                    checksum: 3,
+                },
+                "01150000000100000000000000020000000000000003000000",
+            ),
+            (
+                Cmd::AbortMove {
+                    id: MoveId(1),
+                    reason: "r".into(),
+                },
+                "01160000000100000000000000010000000000000072",
+            ),
+            (Cmd::FinishDecommissions, "0117000000"),
             (
                 Cmd::RecordReplicas {
                     reports: vec![ReplicaReport {

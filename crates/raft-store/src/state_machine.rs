@@ -16,7 +16,7 @@ use openraft::{EntryPayload, OptionalSend};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use roster_membership::state::Meta;
 use roster_membership::tracked::TrackedMap;
-use roster_membership::{BackendId, ClusterState, FrontendId, TableId, TabletId};
+use roster_membership::{BackendId, ClusterState, FrontendId, MoveId, TableId, TabletId};
 use serde::{Serialize, de::DeserializeOwned};
 use std::collections::BTreeMap;
 use std::io;
@@ -31,7 +31,10 @@ const USERS: &str = "users";
 const BLACKLIST: &str = "blacklist";
 const TABLES: &str = "tables";
 const TABLETS: &str = "tablets";
-const ENTITY_TABLES: [&str; 6] = [BACKENDS, TOMBSTONES, USERS, BLACKLIST, TABLES, TABLETS];
+const MOVES: &str = "moves";
+const ENTITY_TABLES: [&str; 7] = [
+    BACKENDS, TOMBSTONES, USERS, BLACKLIST, TABLES, TABLETS, MOVES,
+];
 const KEY_META: &str = "meta";
 const KEY_APPLIED: &str = "last_applied";
 const KEY_MEMBERSHIP: &str = "last_membership";
@@ -68,7 +71,7 @@ macro_rules! u64_key {
     )*};
 }
 
-u64_key!(BackendId, TableId, TabletId);
+u64_key!(BackendId, TableId, TabletId, MoveId);
 
 /// (frontend, backend): 16 bytes, frontend first, so one FE's entries are contiguous.
 impl TableKey for (FrontendId, BackendId) {
@@ -155,6 +158,7 @@ fn entity_rows(state: &mut ClusterState, all: bool) -> io::Result<Vec<(&'static 
             (BLACKLIST, all_rows(&state.blacklist)?),
             (TABLES, all_rows(&state.tables)?),
             (TABLETS, all_rows(&state.tablets)?),
+            (MOVES, all_rows(&state.moves)?),
         ]
     } else {
         vec![
@@ -164,6 +168,7 @@ fn entity_rows(state: &mut ClusterState, all: bool) -> io::Result<Vec<(&'static 
             (BLACKLIST, dirty_rows(&mut state.blacklist)?),
             (TABLES, dirty_rows(&mut state.tables)?),
             (TABLETS, dirty_rows(&mut state.tablets)?),
+            (MOVES, dirty_rows(&mut state.moves)?),
         ]
     })
 }
@@ -239,6 +244,7 @@ impl StateMachineStore {
                 blacklist: load_map(&r, BLACKLIST)?,
                 tables: load_map(&r, TABLES)?,
                 tablets: load_map(&r, TABLETS)?,
+                moves: load_map(&r, MOVES)?,
                 meta: get_meta::<Meta>(&r, KEY_META)?.unwrap_or_default(),
             };
             let applied = AppliedState {

@@ -134,7 +134,7 @@ mod tests {
         let r = t.changes(s.backends.values(), 1);
         assert_eq!(r.len(), 1);
         assert!(r[0].alive && r[0].info.as_ref().unwrap().start_time_ms == 7);
-        liveness::record(&mut s, &r);
+        liveness::record(&mut s, 0, &r);
         // Nothing changed: nothing to record.
         t.observe(a, 2_000, Ok(info(7)));
         assert!(t.changes(s.backends.values(), 1).is_empty());
@@ -142,16 +142,16 @@ mod tests {
         t.observe(a, 3_000, Ok(info(8)));
         let r = t.changes(s.backends.values(), 1);
         assert_eq!(r[0].info.as_ref().unwrap().start_time_ms, 8);
-        liveness::record(&mut s, &r);
+        liveness::record(&mut s, 0, &r);
         // With tolerance 2, one failure keeps it alive (only the counter changes); two kill it.
         t.observe(a, 4_000, Err("refused".into()));
         let r = t.changes(s.backends.values(), 2);
         assert!(r[0].alive && r[0].failure_counter == 1);
-        liveness::record(&mut s, &r);
+        liveness::record(&mut s, 0, &r);
         t.observe(a, 5_000, Err("refused".into()));
         let r = t.changes(s.backends.values(), 2);
         assert!(!r[0].alive && r[0].err_msg == "refused");
-        liveness::record(&mut s, &r);
+        liveness::record(&mut s, 0, &r);
         // A backend that never answered stays not alive, with its error.
         t.observe(b, 5_000, Err("timeout".into()));
         let r = t.changes(s.backends.values(), 1);
@@ -163,7 +163,7 @@ mod tests {
         registry::add_backends(&mut s2, 0, &[HostPort::new("c", 1)], &[]).unwrap();
         t2.observe(BackendId(10001), 1_000, Ok(info(1)));
         let r = t2.changes(s2.backends.values(), 1);
-        liveness::record(&mut s2, &r);
+        liveness::record(&mut s2, 0, &r);
         t2.observe(BackendId(10001), 2_000, Ok(info(1)));
         assert!(t2.changes(s2.backends.values(), 1).is_empty());
         t2.observe(

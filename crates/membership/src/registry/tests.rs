@@ -117,11 +117,11 @@ fn decommission_lifecycle() {
     assert_eq!(b.membership, BackendMembership::Decommissioning);
     assert_eq!(b.decommission_started_ms, Some(3));
     assert_eq!(
-        cancel_decommission(&mut s, &[id(10001)]).unwrap(),
+        cancel_decommission(&mut s, 0, &[id(10001)]).unwrap(),
         vec![BackendId(10001)]
     );
     assert!(
-        cancel_decommission(&mut s, &[id(10001)])
+        cancel_decommission(&mut s, 0, &[id(10001)])
             .unwrap()
             .is_empty()
     );
@@ -132,7 +132,7 @@ fn decommission_lifecycle() {
     // DECOMMISSIONED is final.
     s.backends.get_mut(&BackendId(10001)).unwrap().membership = BackendMembership::Decommissioned;
     assert_eq!(
-        cancel_decommission(&mut s, &[id(10001)]).unwrap_err(),
+        cancel_decommission(&mut s, 0, &[id(10001)]).unwrap_err(),
         DomainError::AlreadyDecommissioned(BackendId(10001))
     );
     assert_eq!(
