@@ -5,11 +5,12 @@
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use roster_agent::{Agent, ReplicaStore};
+use roster_agent::{Agent, Faults, ReplicaStore};
 use roster_api::pb::backend::backend_agent_server::BackendAgentServer;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio_stream::wrappers::TcpListenerStream;
 
 #[derive(clap::Args, Debug, Default)]
@@ -29,6 +30,9 @@ pub struct BackendArgs {
     /// Port for replica data (clones); reported in heartbeats.
     #[arg(long)]
     be_port: Option<u16>,
+    /// Test hook: clones into this agent stall after their first chunk and never finish.
+    #[arg(long, hide = true)]
+    fault_stall_clones: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +65,7 @@ impl BackendArgs {
             data_dir: Some(data_dir),
             heartbeat_port: Some(heartbeat_port),
             be_port: Some(be_port),
+            fault_stall_clones: false,
         }
     }
 
@@ -128,9 +133,19 @@ pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
         replicas = store.list().len(),
         "backend agent started"
     );
+    let faults = Faults {
+        stall_clones: args.fault_stall_clones,
+    };
+    let cloning = Arc::new(Mutex::new(BTreeSet::new()));
     let service = |store: Arc<ReplicaStore>| {
-        BackendAgentServer::new(Agent::new(store, cfg.be_port, start_time_ms))
-            .max_decoding_message_size(4 << 20)
+        BackendAgentServer::new(Agent::new(
+            store,
+            cfg.be_port,
+            start_time_ms,
+            cloning.clone(),
+            faults,
+        ))
+        .max_decoding_message_size(4 << 20)
     };
     let control = tonic::transport::Server::builder()
         .add_service(service(store.clone()))

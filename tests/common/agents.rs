@@ -14,6 +14,8 @@ pub struct Agent {
     pub be_port: u16,
     pub dir: PathBuf,
     pub log: PathBuf,
+    /// More flags for `roster backend` (fault hooks).
+    pub extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -37,6 +39,7 @@ impl Agent {
                 "--be-port",
                 &self.be_port.to_string(),
             ])
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -79,9 +82,15 @@ impl Drop for Agent {
     }
 }
 
-/// Start `n` agents (not yet registered) with data and logs in the cluster's directory.
+/// Start `n` agents (not yet registered), numbered 0.., with data and logs in the cluster's
+/// directory.
 pub fn start_agents(cluster: &Cluster, n: usize) -> Vec<Agent> {
-    let held: Vec<TcpListener> = (0..2 * n)
+    (0..n).map(|i| start_agent(cluster, i, &[])).collect()
+}
+
+/// Start agent number `i` (host 127.0.0.{i+1}, data in `be{i}`), with extra flags.
+pub fn start_agent(cluster: &Cluster, i: usize, extra_args: &[&str]) -> Agent {
+    let held: Vec<TcpListener> = (0..2)
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
     let ports: Vec<u16> = held
@@ -89,20 +98,17 @@ pub fn start_agents(cluster: &Cluster, n: usize) -> Vec<Agent> {
         .map(|l| l.local_addr().unwrap().port())
         .collect();
     drop(held);
-    let mut agents: Vec<Agent> = (0..n)
-        .map(|i| Agent {
-            host: format!("127.0.0.{}", i + 1),
-            port: ports[2 * i],
-            be_port: ports[2 * i + 1],
-            dir: cluster.dir.path().join(format!("be{i}")),
-            log: cluster.dir.path().join(format!("be{i}.log")),
-            child: None,
-        })
-        .collect();
-    for a in agents.iter_mut() {
-        a.spawn();
-    }
-    agents
+    let mut a = Agent {
+        host: format!("127.0.0.{}", i + 1),
+        port: ports[0],
+        be_port: ports[1],
+        dir: cluster.dir.path().join(format!("be{i}")),
+        log: cluster.dir.path().join(format!("be{i}.log")),
+        extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        child: None,
+    };
+    a.spawn();
+    a
 }
 
 /// The value of `name` in row `row`.

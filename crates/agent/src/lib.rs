@@ -4,5 +4,5 @@
 pub mod service;
 pub mod store;
 
-pub use service::Agent;
+pub use service::{Agent, Faults};
 pub use store::{ReplicaMeta, ReplicaStore, StoreError};

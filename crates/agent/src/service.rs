@@ -3,34 +3,124 @@
 //! clones. Each call touches the disk off the async threads.
 
 use crate::store::{CHUNK_BYTES, ReplicaMeta, ReplicaStore, StoreError};
+use roster_api::pb::backend::CloneReplicaRequest;
+use roster_api::pb::backend::backend_agent_client::BackendAgentClient;
 use roster_api::pb::backend::backend_agent_server::BackendAgent;
 use roster_api::pb::backend::{
     CreateReplicaRequest, DropReplicaRequest, DropReplicaResponse, HeartbeatRequest,
     HeartbeatResponse, ListReplicasRequest, ListReplicasResponse, ReplicaChunk, ReplicaInfo,
     SendReplicaRequest,
 };
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
+
+/// Injected faults, for tests of the scheduler's timeouts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Clones this agent receives stop after the first chunk and never finish.
+    pub stall_clones: bool,
+}
 
 pub struct Agent {
     store: Arc<ReplicaStore>,
     data_dir: PathBuf,
     be_port: u16,
     start_time_ms: u64,
+    /// Tablets being cloned into this agent now (shared by both ports' services).
+    cloning: Arc<Mutex<BTreeSet<u64>>>,
+    faults: Faults,
 }
 
 impl Agent {
-    pub fn new(store: Arc<ReplicaStore>, be_port: u16, start_time_ms: u64) -> Self {
+    pub fn new(
+        store: Arc<ReplicaStore>,
+        be_port: u16,
+        start_time_ms: u64,
+        cloning: Arc<Mutex<BTreeSet<u64>>>,
+        faults: Faults,
+    ) -> Self {
         Agent {
             data_dir: store.root().to_path_buf(),
             store,
             be_port,
             start_time_ms,
+            cloning,
+            faults,
         }
+    }
+
+    async fn pull(&self, r: &CloneReplicaRequest) -> Result<ReplicaMeta, Status> {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", r.source_addr))
+            .map_err(|e| Status::invalid_argument(format!("source_addr {:?}: {e}", r.source_addr)))?
+            .connect_timeout(Duration::from_secs(2));
+        let channel = endpoint.connect().await.map_err(|e| {
+            Status::unavailable(format!("cannot reach source {}: {e}", r.source_addr))
+        })?;
+        let mut stream = BackendAgentClient::new(channel)
+            .send_replica(SendReplicaRequest {
+                tablet_id: r.tablet_id,
+            })
+            .await
+            .map_err(|s| Status::unavailable(format!("source {}: {}", r.source_addr, s.message())))?
+            .into_inner();
+        let store = self.store.clone();
+        let (tablet_id, table_id) = (r.tablet_id, r.table_id);
+        let mut staging = blocking(move || store.stage(tablet_id, table_id)).await?;
+        let started = Instant::now();
+        let mut received: u64 = 0;
+        while let Some(chunk) = stream.message().await.map_err(|s| {
+            Status::unavailable(format!("source {}: {}", r.source_addr, s.message()))
+        })? {
+            if chunk.data.is_empty() {
+                continue;
+            }
+            if self.faults.stall_clones {
+                tracing::warn!(tablet = r.tablet_id, "fault injected: this clone stalls");
+                std::future::pending::<()>().await;
+            }
+            received += chunk.data.len() as u64;
+            staging =
+                tokio::task::spawn_blocking(move || staging.write(&chunk.data).map(|_| staging))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(status)?;
+            if r.rate_limit_bytes_per_sec > 0 {
+                let due =
+                    Duration::from_secs_f64(received as f64 / r.rate_limit_bytes_per_sec as f64);
+                tokio::time::sleep(due.saturating_sub(started.elapsed())).await;
+            }
+        }
+        let got = staging.meta();
+        if got.bytes != r.expected_bytes
+            || (r.checksum_known && got.checksum != r.expected_checksum)
+        {
+            return Err(Status::data_loss(format!(
+                "clone of tablet {} from {} does not match: {} bytes, checksum {:08x}; expected {} bytes, checksum {:08x}",
+                r.tablet_id,
+                r.source_addr,
+                got.bytes,
+                got.checksum,
+                r.expected_bytes,
+                r.expected_checksum
+            )));
+        }
+        let store = self.store.clone();
+        blocking(move || store.commit(staging)).await
+    }
+}
+
+/// Removes a tablet from the in-progress set when the clone ends, however it ends.
+struct CloningGuard(Arc<Mutex<BTreeSet<u64>>>, u64);
+
+impl Drop for CloningGuard {
+    fn drop(&mut self) {
+        self.0.lock().expect("cloning lock").remove(&self.1);
     }
 }
 
@@ -130,6 +220,33 @@ impl BackendAgent for Agent {
         Ok(Response::new(ListReplicasResponse {
             replicas: self.store.list().iter().map(info).collect(),
         }))
+    }
+
+    async fn clone_replica(
+        &self,
+        req: Request<CloneReplicaRequest>,
+    ) -> Result<Response<ReplicaInfo>, Status> {
+        let r = req.into_inner();
+        check_tablet_id(r.tablet_id)?;
+        if let Some(m) = self.store.get(r.tablet_id) {
+            // Done before (a retried call): the master checks the checksum.
+            return Ok(Response::new(info(&m)));
+        }
+        if !self
+            .cloning
+            .lock()
+            .expect("cloning lock")
+            .insert(r.tablet_id)
+        {
+            return Err(Status::already_exists(format!(
+                "a clone of tablet {} is already running here",
+                r.tablet_id
+            )));
+        }
+        let _guard = CloningGuard(self.cloning.clone(), r.tablet_id);
+        let m = self.pull(&r).await?;
+        tracing::info!(tablet = m.tablet_id, bytes = m.bytes, source = %r.source_addr, "replica cloned");
+        Ok(Response::new(info(&m)))
     }
 
     type SendReplicaStream = ChunkStream;

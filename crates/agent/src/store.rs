@@ -183,44 +183,60 @@ impl ReplicaStore {
         table_id: u64,
         write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
     ) -> Result<ReplicaMeta, StoreError> {
-        let staging = self
+        let mut staging = self.stage(tablet_id, table_id)?;
+        let path = staging.dir.join("data");
+        write(&mut staging.out).map_err(at(&path))?;
+        self.commit(staging)
+    }
+
+    /// Start writing a replica under `tmp/`; dropping the `Staging` removes it.
+    pub fn stage(&self, tablet_id: u64, table_id: u64) -> Result<Staging, StoreError> {
+        let dir = self
             .root
             .join("tmp")
             .join(format!("{tablet_id}.{}", unique_suffix()));
-        fs::create_dir_all(&staging).map_err(at(&staging))?;
-        let data_path = staging.join("data");
+        fs::create_dir_all(&dir).map_err(at(&dir))?;
+        let data_path = dir.join("data");
         let file = File::create(&data_path).map_err(at(&data_path))?;
-        let mut out = HashingWriter {
-            inner: io::BufWriter::with_capacity(CHUNK_BYTES, file),
-            hasher: crc32fast::Hasher::new(),
-            bytes: 0,
-        };
-        write(&mut out).map_err(at(&data_path))?;
-        let file = out.inner.into_inner().map_err(|e| StoreError::Io {
-            path: data_path.clone(),
-            source: e.into_error(),
-        })?;
-        file.sync_all().map_err(at(&data_path))?;
-        let meta = ReplicaMeta {
+        Ok(Staging {
             tablet_id,
             table_id,
-            bytes: out.bytes,
-            checksum: out.hasher.finalize(),
-        };
-        let meta_path = staging.join("meta");
+            out: HashingWriter {
+                inner: io::BufWriter::with_capacity(CHUNK_BYTES, file),
+                hasher: crc32fast::Hasher::new(),
+                bytes: 0,
+            },
+            dir,
+            done: false,
+        })
+    }
+
+    /// Make a staged replica durable and move it into place. If the tablet was installed
+    /// meanwhile, that replica wins and is returned.
+    pub fn commit(&self, mut staging: Staging) -> Result<ReplicaMeta, StoreError> {
+        let data_path = staging.dir.join("data");
+        staging.out.inner.flush().map_err(at(&data_path))?;
+        staging
+            .out
+            .inner
+            .get_ref()
+            .sync_all()
+            .map_err(at(&data_path))?;
+        let meta = staging.meta();
+        let meta_path = staging.dir.join("meta");
         let text = format!("{} {} {}\n", meta.table_id, meta.bytes, meta.checksum);
         File::create(&meta_path)
             .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.sync_all()))
             .map_err(at(&meta_path))?;
         let mut index = self.index.lock().expect("index lock");
-        if let Some(existing) = index.get(&tablet_id) {
-            let _ = fs::remove_dir_all(&staging);
+        if let Some(existing) = index.get(&staging.tablet_id) {
             return Ok(*existing);
         }
-        let dest = self.dir_of(tablet_id);
-        fs::rename(&staging, &dest).map_err(at(&dest))?;
+        let dest = self.dir_of(staging.tablet_id);
+        fs::rename(&staging.dir, &dest).map_err(at(&dest))?;
+        staging.done = true;
         sync_dir(&self.root.join("tablets"))?;
-        index.insert(tablet_id, meta);
+        index.insert(staging.tablet_id, meta);
         Ok(meta)
     }
 
@@ -290,6 +306,40 @@ impl ReplicaStore {
     }
 }
 
+/// A replica being written under `tmp/`. Removed when dropped uncommitted.
+pub struct Staging {
+    tablet_id: u64,
+    table_id: u64,
+    out: HashingWriter<io::BufWriter<File>>,
+    dir: PathBuf,
+    done: bool,
+}
+
+impl Staging {
+    pub fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
+        let path = self.dir.join("data");
+        self.out.write_all(buf).map_err(at(&path))
+    }
+
+    /// Size and checksum of what was written so far.
+    pub fn meta(&self) -> ReplicaMeta {
+        ReplicaMeta {
+            tablet_id: self.tablet_id,
+            table_id: self.table_id,
+            bytes: self.out.bytes,
+            checksum: self.out.hasher.clone().finalize(),
+        }
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 struct HashingWriter<W: Write> {
     inner: W,
     hasher: crc32fast::Hasher,
@@ -353,6 +403,23 @@ mod tests {
         fs::write(&data, &bytes[..10]).unwrap();
         assert!(matches!(s.open_data(7), Err(StoreError::Damaged { .. })));
         assert!(matches!(s.open_data(8), Err(StoreError::NotFound(8))));
+    }
+
+    #[test]
+    fn an_abandoned_staging_leaves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let s = ReplicaStore::open(d.path()).unwrap();
+        let mut st = s.stage(3, 1).unwrap();
+        st.write(b"abc").unwrap();
+        assert_eq!(st.meta().bytes, 3);
+        drop(st);
+        assert_eq!(fs::read_dir(d.path().join("tmp")).unwrap().count(), 0);
+        assert!(s.get(3).is_none());
+        let mut st = s.stage(3, 1).unwrap();
+        st.write(b"abc").unwrap();
+        let m = s.commit(st).unwrap();
+        assert_eq!(m.checksum, crc32fast::hash(b"abc"));
+        assert_eq!(s.verify(3).unwrap(), m);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Statement execution: parse -> plan (a `Cmd`, a leader operation, or a read) -> propose or
 //! linearize -> render. The same executor serves gRPC, the SQL shell and (later) MySQL.
 
+mod decommission;
 mod render;
 mod session;
 mod tables;
@@ -234,7 +235,7 @@ pub async fn execute(
         Statement::DecommissionBackends {
             targets,
             explain: true,
-        } => render::explain_decommission(fe, &refs(targets)),
+        } => decommission::explain(fe, &refs(targets)).map(|r| with_note(r, note)),
         Statement::CancelDecommission { targets } => {
             match applied(
                 fe.propose(
@@ -380,6 +381,11 @@ pub async fn execute(
             force,
         } => tables::drop_table(fe, who, name, *if_exists, *force).await,
         Statement::RecoverTable { name } => tables::recover_table(fe, who, name).await,
+        Statement::ShowDecommission => Ok(with_note(decommission::show(fe), note)),
+        Statement::ShowDecommissionBlockers { backend } => {
+            decommission::blockers(fe, backend.as_ref().map(backend_ref).as_ref())
+                .map(|r| with_note(r, note))
+        }
         Statement::ShowTables => Ok(with_note(tables::show_tables(fe), note)),
         Statement::ShowRecycleBin => Ok(with_note(tables::show_recycle_bin(fe), note)),
         Statement::ShowTablet { id } => tables::show_tablet(fe, *id).map(|r| with_note(r, note)),

@@ -6,6 +6,7 @@
 mod authz;
 mod frontends;
 mod heartbeat;
+mod moves;
 mod replicas;
 
 use crate::error::ApiError;
@@ -186,7 +187,7 @@ impl FeNodeHandle {
             let weak3 = weak.clone();
             let task = tokio::spawn(async move { prober_loop(weak).await });
             let heartbeats = tokio::spawn(async move { heartbeat::heartbeat_loop(weak2).await });
-            let replicas = tokio::spawn(async move { replicas::replica_loop(weak3).await });
+            let replicas = tokio::spawn(async move { replicas::tablet_loop(weak3).await });
             Inner {
                 cfg,
                 raft,

@@ -96,7 +96,10 @@ fn tablet_blocker(
                 hosts.insert(x.addr.host.as_str());
             }
             None => {
-                let usable = in_tag.iter().filter(|x| placement::is_schedulable(x)).count();
+                let usable = in_tag
+                    .iter()
+                    .filter(|x| placement::is_schedulable(x))
+                    .count();
                 return Some((
                     b,
                     format!(
@@ -122,7 +125,11 @@ pub fn precheck(state: &ClusterState, leaving: &BTreeSet<BackendId>) -> Vec<Bloc
     );
     let mut out = Vec::new();
     let mut bytes_per_tag: BTreeMap<String, (u64, TabletId, BackendId, String)> = BTreeMap::new();
-    for t in state.tablets.values().filter(|t| catalog::is_live(state, t)) {
+    for t in state
+        .tablets
+        .values()
+        .filter(|t| catalog::is_live(state, t))
+    {
         if let Some((backend, reason)) = tablet_blocker(state, t, &all) {
             out.push(Blocker {
                 tablet: t.id,
@@ -134,9 +141,12 @@ pub fn precheck(state: &ClusterState, leaving: &BTreeSet<BackendId>) -> Vec<Bloc
         }
         for r in t.replicas.iter().filter(|r| all.contains(&r.backend)) {
             if let Some(b) = state.backends.get(&r.backend) {
-                let e = bytes_per_tag
-                    .entry(b.tags.location.clone())
-                    .or_insert((0, t.id, b.id, table_name(state, t)));
+                let e = bytes_per_tag.entry(b.tags.location.clone()).or_insert((
+                    0,
+                    t.id,
+                    b.id,
+                    table_name(state, t),
+                ));
                 e.0 += r.bytes;
             }
         }
@@ -177,7 +187,11 @@ pub fn blockers(state: &ClusterState, now_ms: u64) -> Vec<Blocker> {
         .map(|b| b.id)
         .collect();
     let mut out = Vec::new();
-    for t in state.tablets.values().filter(|t| catalog::is_live(state, t)) {
+    for t in state
+        .tablets
+        .values()
+        .filter(|t| catalog::is_live(state, t))
+    {
         let Some(on) = t
             .replicas
             .iter()

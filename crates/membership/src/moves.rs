@@ -146,17 +146,27 @@ pub fn check_plan(state: &ClusterState, plan: &MovePlan, slots: &Slots) -> Resul
         .backends
         .get(&plan.dest)
         .ok_or_else(|| format!("backend {} no longer exists", plan.dest))?;
-    if dest.membership != BackendMembership::Active || !may_receive(state, tablet, dest, plan.replaces)
+    if dest.membership != BackendMembership::Active
+        || !may_receive(state, tablet, dest, plan.replaces)
     {
-        return Err(format!("backend {} cannot receive tablet {}", plan.dest, plan.tablet));
+        return Err(format!(
+            "backend {} cannot receive tablet {}",
+            plan.dest, plan.tablet
+        ));
     }
     if !is_source(state, tablet, plan.source) {
-        return Err(format!("backend {} is not a live source of tablet {}", plan.source, plan.tablet));
+        return Err(format!(
+            "backend {} is not a live source of tablet {}",
+            plan.source, plan.tablet
+        ));
     }
     if let Some(r) = plan.replaces
         && !tablet.replicas.iter().any(|x| x.backend == r)
     {
-        return Err(format!("backend {r} holds no replica of tablet {}", plan.tablet));
+        return Err(format!(
+            "backend {r} holds no replica of tablet {}",
+            plan.tablet
+        ));
     }
     if !slots.can_send(settings, plan.source) || !slots.can_receive(settings, plan.dest) {
         return Err("no free clone slot".to_string());
@@ -222,7 +232,9 @@ pub fn finish_move(
             "clone to backend {} did not match its source: {bytes} bytes, checksum {checksum:08x}; expected {} bytes, checksum {}",
             m.plan.dest,
             m.bytes,
-            m.checksum.map(|c| format!("{c:08x}")).unwrap_or_else(|| "unknown".into())
+            m.checksum
+                .map(|c| format!("{c:08x}"))
+                .unwrap_or_else(|| "unknown".into())
         );
         abort_move(state, now_ms, id, &reason, true);
         return false;
@@ -294,7 +306,13 @@ pub fn forget_backend(state: &mut ClusterState, now_ms: u64, backend: BackendId)
         .map(|m| m.id)
         .collect();
     for id in ids {
-        abort_move(state, now_ms, id, &format!("backend {backend} was dropped"), false);
+        abort_move(
+            state,
+            now_ms,
+            id,
+            &format!("backend {backend} was dropped"),
+            false,
+        );
     }
 }
 

@@ -183,7 +183,11 @@ pub fn decommission(
     let blockers = crate::drain::precheck(state, &leaving);
     if let Some(b) = blockers.first() {
         return Err(DomainError::DecommissionBlocked {
-            backends: ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "),
+            backends: ids
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             count: blockers.len(),
             first: format!(
                 "tablet {} of table {} on backend {}: {}",

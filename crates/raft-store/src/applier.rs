@@ -56,7 +56,9 @@ pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
         Cmd::DeleteBlacklist { frontend, backends } => {
             blacklist::delete(state, *frontend, backends).map(Reply::Changed)
         }
-        Cmd::RecordLiveness { reports } => Ok(Reply::Changed(liveness::record(state, now, reports))),
+        Cmd::RecordLiveness { reports } => {
+            Ok(Reply::Changed(liveness::record(state, now, reports)))
+        }
         Cmd::CreateTable(def) => {
             catalog::create_table(state, now, def).map(|(id, created)| Reply::Table {
                 id: Some(id),

@@ -3,8 +3,8 @@
 
 use roster_membership::backend::Tombstone;
 use roster_membership::catalog::{ReplicaReport, TableDef};
-use roster_membership::moves::MovePlan;
 use roster_membership::liveness::LivenessReport;
+use roster_membership::moves::MovePlan;
 use roster_membership::users::PasswordHash;
 use roster_membership::{
     BackendId, BackendRef, DomainError, FrontendId, HostPort, MoveId, Privilege, TableId,

@@ -63,7 +63,12 @@ impl<'a> Ctx<'a> {
             .map(|r| r.backend)
     }
 
-    fn pick_dest(&self, tablet: &Tablet, tag: &str, replaces: Option<BackendId>) -> Option<BackendId> {
+    fn pick_dest(
+        &self,
+        tablet: &Tablet,
+        tag: &str,
+        replaces: Option<BackendId>,
+    ) -> Option<BackendId> {
         let settings = &self.state.meta.settings;
         self.state
             .backends
@@ -84,10 +89,10 @@ impl<'a> Ctx<'a> {
     fn take(&mut self, plan: &MovePlan) {
         self.slots.take(plan);
         *self.load.entry(plan.dest).or_insert(0) += 1;
-        if let Some(r) = plan.replaces {
-            if let Some(n) = self.load.get_mut(&r) {
-                *n = n.saturating_sub(1);
-            }
+        if let Some(r) = plan.replaces
+            && let Some(n) = self.load.get_mut(&r)
+        {
+            *n = n.saturating_sub(1);
         }
         self.moving.insert(plan.tablet);
     }
@@ -188,7 +193,9 @@ impl<'a> Ctx<'a> {
                 .state
                 .backends
                 .values()
-                .filter(|b| b.tags.location == tag && roster_membership::placement::is_schedulable(b))
+                .filter(|b| {
+                    b.tags.location == tag && roster_membership::placement::is_schedulable(b)
+                })
                 .collect();
             if members.len() < 2 {
                 continue;
@@ -196,7 +203,9 @@ impl<'a> Ctx<'a> {
             let count = |b: &Backend| self.load.get(&b.id).copied().unwrap_or(0);
             let total: usize = members.iter().map(|b| count(b)).sum();
             let avg = total as f64 / members.len() as f64;
-            let high = members.iter().max_by_key(|b| (count(b), std::cmp::Reverse(b.id)));
+            let high = members
+                .iter()
+                .max_by_key(|b| (count(b), std::cmp::Reverse(b.id)));
             let low = members.iter().min_by_key(|b| (count(b), b.id));
             let (Some(high), Some(low)) = (high, low) else {
                 continue;
@@ -243,7 +252,9 @@ pub fn plan(state: &ClusterState, now_ms: u64) -> Vec<MovePlan> {
     let mut ctx = Ctx {
         state,
         now_ms,
-        repair_delay_ms: settings.u64("tablet_repair_delay_second").saturating_mul(1000),
+        repair_delay_ms: settings
+            .u64("tablet_repair_delay_second")
+            .saturating_mul(1000),
         slots: Slots::in_use(state),
         load: catalog::replica_counts(state),
         moving: state.moves.values().map(|m| m.plan.tablet).collect(),

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::format::{bytes, datetime, now_ms};
 use crate::node::{FeNodeHandle, VERSION};
 use roster_membership::settings::SETTINGS;
-use roster_membership::{BackendMembership, BackendRef, catalog, registry};
+use roster_membership::{BackendMembership, catalog};
 
 /// SPEC section 2 column order.
 pub const BACKEND_COLUMNS: &[&str] = &[
@@ -199,57 +199,6 @@ pub fn show_config(fe: &FeNodeHandle, pattern: Option<&str>) -> QueryResult {
         &["Key", "Value", "Type", "IsMutable", "MasterOnly", "Comment"],
         rows,
     )
-}
-
-/// The pre-check alone: what a decommission of these backends would move. Blockers (no
-/// destination with the tag, and the like) come with the decommission scheduler.
-pub fn explain_decommission(
-    fe: &FeNodeHandle,
-    targets: &[BackendRef],
-) -> Result<QueryResult, ApiError> {
-    let rows = fe.store().read(|state, _| -> Result<_, ApiError> {
-        let ids = registry::resolve(state, targets)?;
-        Ok(ids
-            .iter()
-            .filter_map(|id| state.backends.get(id))
-            .map(|b| {
-                let ready = b.membership != BackendMembership::Decommissioned;
-                let (tablets, bytes) = state
-                    .tablets
-                    .values()
-                    .flat_map(|t| &t.replicas)
-                    .filter(|r| r.backend == b.id)
-                    .fold((0u64, 0u64), |(n, s), r| (n + 1, s + r.bytes));
-                vec![
-                    s(b.id),
-                    s(&b.addr),
-                    s(b.membership.as_str()),
-                    s(if ready {
-                        "READY"
-                    } else {
-                        "REFUSED: already DECOMMISSIONED"
-                    }),
-                    s(tablets),
-                    s(bytes),
-                    s(0),
-                    s(""),
-                ]
-            })
-            .collect())
-    })?;
-    Ok(QueryResult::rows(
-        &[
-            "BackendId",
-            "Address",
-            "Membership",
-            "Readiness",
-            "TabletsToMove",
-            "BytesToMove",
-            "Blockers",
-            "FirstBlockers",
-        ],
-        rows,
-    ))
 }
 
 /// SHOW GRANTS [FOR 'u'].

@@ -6,6 +6,7 @@
 //! recycle-bin expiry when a dropped table's time is up. Decisions are proposed on this FE only,
 //! like heartbeat verdicts. Each round costs one list call per alive backend.
 
+use super::moves::Executor;
 use super::{FeNodeHandle, Inner};
 use crate::format::now_ms;
 use crate::pb::backend::backend_agent_client::BackendAgentClient;
@@ -96,34 +97,40 @@ fn timed<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
     r
 }
 
+/// One alive backend's tablet report, or `None` if it did not answer.
+async fn list(fe: &FeNodeHandle, id: BackendId, addr: &HostPort) -> Option<Held> {
+    let mut c = client(fe, addr).ok()?;
+    match c
+        .list_replicas(timed(ListReplicasRequest {}, CALL_TIMEOUT))
+        .await
+    {
+        Ok(r) => Some(
+            r.into_inner()
+                .replicas
+                .into_iter()
+                .map(|r| (TabletId(r.tablet_id), r))
+                .collect(),
+        ),
+        Err(s) => {
+            tracing::debug!(backend = %id, "tablet report failed: {}", s.message());
+            None
+        }
+    }
+}
+
+type Held = BTreeMap<TabletId, crate::pb::backend::ReplicaInfo>;
+
 /// Bring one backend in line with the catalog; returns what to record.
 async fn reconcile_backend(
     fe: &FeNodeHandle,
     w: BackendWork,
+    held: Held,
     next_catalog_id: u64,
 ) -> Vec<ReplicaReport> {
     let mut reports = Vec::new();
-    let mut c = match client(fe, &w.addr) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(backend = %w.id, "no channel: {e}");
-            return reports;
-        }
+    let Ok(mut c) = client(fe, &w.addr) else {
+        return reports;
     };
-    let held = match c
-        .list_replicas(timed(ListReplicasRequest {}, CALL_TIMEOUT))
-        .await
-    {
-        Ok(r) => r.into_inner().replicas,
-        Err(s) => {
-            tracing::debug!(backend = %w.id, "tablet report failed: {}", s.message());
-            return reports;
-        }
-    };
-    let held: BTreeMap<TabletId, _> = held
-        .into_iter()
-        .map(|r| (TabletId(r.tablet_id), r))
-        .collect();
     let report = |tablet: TabletId, bytes: u64, checksum: u32| ReplicaReport {
         tablet,
         backend: w.id,
@@ -132,10 +139,11 @@ async fn reconcile_backend(
     };
     for (tablet, exp) in &w.expected {
         match held.get(tablet) {
+            // A CLONING replica is finished by its move, which checks the checksum.
             Some(h)
-                if exp.state != ReplicaState::Normal
-                    || exp.bytes != h.bytes
-                    || exp.checksum != Some(h.checksum) =>
+                if exp.state == ReplicaState::Creating
+                    || exp.state == ReplicaState::Normal
+                        && (exp.bytes != h.bytes || exp.checksum != Some(h.checksum)) =>
             {
                 reports.push(report(*tablet, h.bytes, h.checksum));
             }
@@ -193,11 +201,31 @@ async fn propose(fe: &FeNodeHandle, cmd: Cmd, what: &str) {
 }
 
 async fn round(fe: &FeNodeHandle) {
+    let alive: Vec<(BackendId, HostPort)> = fe.store().read(|s, _| {
+        s.backends
+            .values()
+            .filter(|b| b.liveness.alive)
+            .map(|b| (b.id, b.addr.clone()))
+            .collect()
+    });
+    let lists = futures::future::join_all(alive.iter().map(|(id, addr)| list(fe, *id, addr))).await;
+    let mut held: BTreeMap<BackendId, Held> = alive
+        .iter()
+        .zip(lists)
+        .filter_map(|((id, _), l)| Some((*id, l?)))
+        .collect();
+    // Read the catalog only after the reports, through a read barrier: a replica in a report is
+    // then either in this view or truly gone, never one added after our read (e.g. a clone
+    // finished for a move this view does not know yet), and a deposed master stops here.
+    if let Err(e) = fe.linearize().await {
+        tracing::debug!("replica reconciler skips a round: {e}");
+        return;
+    }
     let (work, next_catalog_id) = plan(fe);
-    let reports: Vec<ReplicaReport> = futures::future::join_all(
-        work.into_iter()
-            .map(|w| reconcile_backend(fe, w, next_catalog_id)),
-    )
+    let reports: Vec<ReplicaReport> = futures::future::join_all(work.into_iter().filter_map(|w| {
+        let h = held.remove(&w.id)?;
+        Some(reconcile_backend(fe, w, h, next_catalog_id))
+    }))
     .await
     .into_iter()
     .flatten()
@@ -219,9 +247,12 @@ async fn round(fe: &FeNodeHandle) {
     }
 }
 
-pub(super) async fn replica_loop(weak: Weak<Inner>) {
+/// The master's tablet loop: reconcile replicas, then run the move executor and planner.
+/// The executor's soft state lives for one term.
+pub(super) async fn tablet_loop(weak: Weak<Inner>) {
     let mut tick = tokio::time::interval(ROUND);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut executor: Option<Executor> = None;
     loop {
         tick.tick().await;
         // Not yet upgradable while the node is being built; aborted when it is dropped.
@@ -229,9 +260,21 @@ pub(super) async fn replica_loop(weak: Weak<Inner>) {
             continue;
         };
         let fe = FeNodeHandle { inner };
-        let leader = fe.raft().metrics().borrow_watched().current_leader;
-        if leader == Some(fe.id()) {
-            round(&fe).await;
+        let (leader, term) = {
+            let m = fe.raft().metrics();
+            let m = m.borrow_watched();
+            (m.current_leader, m.current_term)
+        };
+        if leader != Some(fe.id()) {
+            executor = None;
+            continue;
+        }
+        if executor.as_ref().map(Executor::term) != Some(term) {
+            executor = Some(Executor::new(term));
+        }
+        round(&fe).await;
+        if let Some(x) = executor.as_mut() {
+            x.round(&fe).await;
         }
     }
 }

@@ -8,8 +8,8 @@ use roster_membership::{BackendRef, HostPort, drain, registry};
 fn cluster(backends: usize, buckets: u32, rf: usize) -> ClusterState {
     let mut s = ClusterState::default();
     for i in 0..backends {
-        let ids =
-            registry::add_backends(&mut s, 0, &[HostPort::new(format!("h{i}"), 9050)], &[]).unwrap();
+        let ids = registry::add_backends(&mut s, 0, &[HostPort::new(format!("h{i}"), 9050)], &[])
+            .unwrap();
         s.backends.get_mut(&ids[0]).unwrap().liveness.alive = true;
     }
     add_table(&mut s, "t", buckets, rf);
@@ -51,7 +51,11 @@ fn healthy(s: &ClusterState, t: &Tablet) -> usize {
 
 /// Finish every move in flight as the destination agent would report it.
 fn finish_all(s: &mut ClusterState, now: u64) {
-    let done: Vec<_> = s.moves.values().map(|m| (m.id, m.bytes, m.checksum.unwrap())).collect();
+    let done: Vec<_> = s
+        .moves
+        .values()
+        .map(|m| (m.id, m.bytes, m.checksum.unwrap()))
+        .collect();
     for (id, bytes, sum) in done {
         assert!(moves::finish_move(s, now, id, bytes, sum));
     }
@@ -68,12 +72,20 @@ fn run_to_quiet(s: &mut ClusterState, min_healthy: usize) -> usize {
         let started = moves::start_moves(s, 1_000_000, &plans);
         assert_eq!(started.len(), plans.len(), "every plan starts: {plans:?}");
         for t in s.tablets.values() {
-            assert!(healthy(s, t) >= min_healthy, "tablet {} under-replicated", t.id);
+            assert!(
+                healthy(s, t) >= min_healthy,
+                "tablet {} under-replicated",
+                t.id
+            );
         }
         finish_all(s, 1_000_000);
         drain::finish(s, 1_000_000);
         for t in s.tablets.values() {
-            assert!(healthy(s, t) >= min_healthy, "tablet {} under-replicated", t.id);
+            assert!(
+                healthy(s, t) >= min_healthy,
+                "tablet {} under-replicated",
+                t.id
+            );
             let mut b: Vec<_> = t.replicas.iter().map(|r| r.backend).collect();
             b.sort();
             b.dedup();
@@ -91,7 +103,10 @@ fn decommission_drains_with_make_before_break_and_the_backend_is_dropped() {
     let before = drain::live_on(&s, leaving).0;
     assert!(before > 0);
     registry::decommission(&mut s, 5, &[BackendRef::Id(leaving)]).unwrap();
-    assert_eq!(s.backends.get(&leaving).unwrap().drain.tablets_total, before);
+    assert_eq!(
+        s.backends.get(&leaving).unwrap().drain.tablets_total,
+        before
+    );
     let first = plan(&s, 1_000_000);
     // One send and one receive slot per backend: at most 4 receivers.
     assert!(!first.is_empty() && first.len() <= 4, "{first:?}");
@@ -99,7 +114,10 @@ fn decommission_drains_with_make_before_break_and_the_backend_is_dropped() {
         && p.replaces == Some(leaving)
         && p.dest != leaving));
     run_to_quiet(&mut s, 3);
-    assert!(s.backends.get(&leaving).is_none(), "dropped after decommission");
+    assert!(
+        s.backends.get(&leaving).is_none(),
+        "dropped after decommission"
+    );
     assert!(s.tombstones.get(&leaving).is_some());
     assert!(s.tablets.values().all(|t| t.replicas.len() == 3));
 }
@@ -123,13 +141,22 @@ fn dead_backends_are_repaired_after_the_delay() {
         l.dead_since_ms = Some(1_000);
     }
     let delay = s.meta.settings.u64("tablet_repair_delay_second") * 1000;
-    assert!(plan(&s, 1_000 + delay - 1).is_empty(), "too early to repair");
+    assert!(
+        plan(&s, 1_000 + delay - 1).is_empty(),
+        "too early to repair"
+    );
     let plans = plan(&s, 1_000 + delay);
     assert!(!plans.is_empty());
-    assert!(plans.iter().all(|p| p.reason == MoveReason::Repair && p.replaces == Some(dead)));
+    assert!(
+        plans
+            .iter()
+            .all(|p| p.reason == MoveReason::Repair && p.replaces == Some(dead))
+    );
     run_to_quiet(&mut s, 2);
     assert!(
-        s.tablets.values().all(|t| t.replicas.iter().all(|r| r.backend != dead) && healthy(&s, t) == 3)
+        s.tablets
+            .values()
+            .all(|t| t.replicas.iter().all(|r| r.backend != dead) && healthy(&s, t) == 3)
     );
 }
 
@@ -139,13 +166,19 @@ fn an_empty_backend_gets_replicas_until_balanced_unless_disabled() {
     let ids = registry::add_backends(&mut s, 0, &[HostPort::new("h9", 9050)], &[]).unwrap();
     s.backends.get_mut(&ids[0]).unwrap().liveness.alive = true;
     let mut off = s.clone();
-    off.meta.settings.set_all(&[("disable_balance".into(), "true".into())]).unwrap();
+    off.meta
+        .settings
+        .set_all(&[("disable_balance".into(), "true".into())])
+        .unwrap();
     assert!(plan(&off, 0).is_empty());
     run_to_quiet(&mut s, 3);
     let counts = catalog::replica_counts(&s);
     let avg = 36.0 / 5.0;
     for (b, n) in &counts {
-        assert!((*n as f64) <= avg * 1.1 + 1.0 && (*n as f64) >= avg * 0.9 - 1.0, "{b}: {counts:?}");
+        assert!(
+            (*n as f64) <= avg * 1.1 + 1.0 && (*n as f64) >= avg * 0.9 - 1.0,
+            "{b}: {counts:?}"
+        );
     }
     assert!(counts[&ids[0]] >= 6, "{counts:?}");
 }
@@ -154,18 +187,34 @@ fn an_empty_backend_gets_replicas_until_balanced_unless_disabled() {
 fn failed_clones_back_off_and_prefer_other_destinations() {
     let mut s = cluster(5, 1, 3);
     let t = *s.tablets.keys().next().unwrap();
-    let on: Vec<BackendId> = s.tablets.get(&t).unwrap().replicas.iter().map(|r| r.backend).collect();
+    let on: Vec<BackendId> = s
+        .tablets
+        .get(&t)
+        .unwrap()
+        .replicas
+        .iter()
+        .map(|r| r.backend)
+        .collect();
     registry::decommission(&mut s, 0, &[BackendRef::Id(on[0])]).unwrap();
     let p = plan(&s, 10_000);
     let first_dest = p[0].dest;
     let ids = moves::start_moves(&mut s, 10_000, &p);
-    assert!(moves::abort_move(&mut s, 20_000, ids[0], "clone timed out", true));
+    assert!(moves::abort_move(
+        &mut s,
+        20_000,
+        ids[0],
+        "clone timed out",
+        true
+    ));
     assert!(plan(&s, 20_500).is_empty(), "backing off");
     let again = plan(&s, 20_000 + moves::retry_backoff_ms(1));
     assert_eq!(again.len(), 1);
     assert_ne!(again[0].dest, first_dest, "another destination first");
     let blockers = drain::blockers(&s, 20_500);
-    assert!(blockers[0].reason.contains("clone failed 1 time(s)"), "{blockers:?}");
+    assert!(
+        blockers[0].reason.contains("clone failed 1 time(s)"),
+        "{blockers:?}"
+    );
 }
 
 #[test]
@@ -219,8 +268,14 @@ fn arb_state() -> impl Strategy<Value = (ClusterState, u64)> {
             s.meta
                 .settings
                 .set_all(&[
-                    ("clone_send_slots_per_backend".into(), (slots + 1).to_string()),
-                    ("clone_recv_slots_per_backend".into(), (slots % 2 + 1).to_string()),
+                    (
+                        "clone_send_slots_per_backend".into(),
+                        (slots + 1).to_string(),
+                    ),
+                    (
+                        "clone_recv_slots_per_backend".into(),
+                        (slots % 2 + 1).to_string(),
+                    ),
                 ])
                 .unwrap();
             for (i, (host, tag, _)) in backends.iter().enumerate() {

@@ -1,0 +1,151 @@
+//! Decommission progress and blockers, read from this FE's applied state: EXPLAIN (the
+//! pre-check alone), SHOW DECOMMISSION and SHOW DECOMMISSION BLOCKERS.
+
+use super::QueryResult;
+use crate::error::ApiError;
+use crate::format::now_ms;
+use roster_membership::drain::{self, Blocker};
+use roster_membership::{BackendId, BackendMembership, BackendRef, ClusterState, registry};
+use std::collections::BTreeSet;
+
+use crate::node::FeNodeHandle;
+
+fn s(v: impl ToString) -> Option<String> {
+    Some(v.to_string())
+}
+
+/// EXPLAIN ALTER SYSTEM DECOMMISSION BACKEND: what the drain would move and everything that
+/// would block it, one row per blocker (or one READY row per backend). Changes nothing.
+pub fn explain(fe: &FeNodeHandle, targets: &[BackendRef]) -> Result<QueryResult, ApiError> {
+    let rows = fe.store().read(|state, _| -> Result<_, ApiError> {
+        let ids = registry::resolve(state, targets)?;
+        let leaving: BTreeSet<BackendId> = ids.iter().copied().collect();
+        let blockers = drain::precheck(state, &leaving);
+        let mut rows = Vec::new();
+        for b in ids.iter().filter_map(|id| state.backends.get(id)) {
+            let (tablets, bytes) = drain::live_on(state, b.id);
+            let mine: Vec<&Blocker> = blockers.iter().filter(|x| x.backend == b.id).collect();
+            let readiness = if b.membership == BackendMembership::Decommissioned {
+                "REFUSED: already DECOMMISSIONED".to_string()
+            } else if !blockers.is_empty() {
+                format!("REFUSED: {} tablet(s) cannot be moved", blockers.len())
+            } else {
+                "READY".to_string()
+            };
+            let base = vec![
+                s(b.id),
+                s(&b.addr),
+                s(b.membership.as_str()),
+                s(&readiness),
+                s(tablets),
+                s(bytes),
+                s(mine.len()),
+            ];
+            if mine.is_empty() {
+                let mut row = base.clone();
+                row.extend([None, None, None]);
+                rows.push(row);
+            }
+            for x in mine {
+                let mut row = base.clone();
+                row.extend([s(x.tablet), s(&x.table), s(&x.reason)]);
+                rows.push(row);
+            }
+        }
+        Ok(rows)
+    })?;
+    Ok(QueryResult::rows(
+        &[
+            "BackendId",
+            "Address",
+            "Membership",
+            "Readiness",
+            "TabletsToMove",
+            "BytesToMove",
+            "Blockers",
+            "BlockedTabletId",
+            "Table",
+            "Reason",
+        ],
+        rows,
+    ))
+}
+
+/// SHOW DECOMMISSION: one row per DECOMMISSIONING (or DECOMMISSIONED, not dropped) backend.
+pub fn show(fe: &FeNodeHandle) -> QueryResult {
+    let now = now_ms();
+    let rows = fe.store().read(|state, _| {
+        let blockers = drain::blockers(state, now);
+        state
+            .backends
+            .values()
+            .filter(|b| b.membership != BackendMembership::Active)
+            .map(|b| {
+                let (left, bytes_left) = drain::live_on(state, b.id);
+                let elapsed_s = b
+                    .decommission_started_ms
+                    .map(|t| now.saturating_sub(t) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                let rate = if elapsed_s > 0.0 {
+                    b.drain.bytes_moved as f64 / elapsed_s
+                } else {
+                    0.0
+                };
+                let eta = if bytes_left == 0 {
+                    s(0)
+                } else if rate > 0.0 {
+                    s((bytes_left as f64 / rate).ceil() as u64)
+                } else {
+                    None
+                };
+                vec![
+                    s(b.id),
+                    s(b.membership.as_str()),
+                    s(b.drain.tablets_total),
+                    s(left),
+                    s(b.drain.bytes_moved),
+                    s(bytes_left),
+                    s(rate.round() as u64),
+                    eta,
+                    s(blockers.iter().filter(|x| x.backend == b.id).count()),
+                ]
+            })
+            .collect()
+    });
+    QueryResult::rows(
+        &[
+            "BackendId",
+            "State",
+            "TabletsTotal",
+            "TabletsLeft",
+            "BytesMoved",
+            "BytesLeft",
+            "RateBytesPerSec",
+            "EtaSec",
+            "Blockers",
+        ],
+        rows,
+    )
+}
+
+/// SHOW DECOMMISSION BLOCKERS [FOR "id"].
+pub fn blockers(fe: &FeNodeHandle, target: Option<&BackendRef>) -> Result<QueryResult, ApiError> {
+    let now = now_ms();
+    let rows = fe
+        .store()
+        .read(|state: &ClusterState, _| -> Result<_, ApiError> {
+            let only = match target {
+                Some(t) => Some(registry::resolve(state, std::slice::from_ref(t))?[0]),
+                None => None,
+            };
+            Ok(drain::blockers(state, now)
+                .into_iter()
+                .filter(|b| only.is_none_or(|o| o == b.backend))
+                .map(|b| vec![s(b.tablet), s(&b.table), s(b.backend), s(&b.reason)])
+                .collect::<Vec<_>>())
+        })?;
+    Ok(QueryResult::rows(
+        &["TabletId", "Table", "BackendId", "Reason"],
+        rows,
+    ))
+}

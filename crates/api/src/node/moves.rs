@@ -1,0 +1,199 @@
+//! The master's move executor and tablet scheduler tick. Each round (after the replica
+//! reconciler) it: records the outcome of finished clones (FinishMove / AbortMove), aborts
+//! moves past their deadline, asks destination agents to pull the replicas of moves that have
+//! no clone running, plans new moves with the pure planner (`roster_scheduler::planner`) and
+//! proposes them, and finishes drained decommissions. Moves live in the replicated state, so a
+//! new master resumes them; the clone calls in flight are soft state of this term only.
+
+use super::FeNodeHandle;
+use crate::format::now_ms;
+use crate::pb::backend::backend_agent_client::BackendAgentClient;
+use crate::pb::backend::{CloneReplicaRequest, ReplicaInfo};
+use crate::wire::LeaderOp;
+use roster_membership::moves::Move;
+use roster_membership::{MoveId, drain};
+use roster_raft_store::Cmd;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+type Outcome = (MoveId, Result<ReplicaInfo, tonic::Status>);
+
+/// Soft state of one term of leadership.
+pub(super) struct Executor {
+    term: u64,
+    running: BTreeMap<MoveId, tokio::task::AbortHandle>,
+    tx: mpsc::UnboundedSender<Outcome>,
+    rx: mpsc::UnboundedReceiver<Outcome>,
+}
+
+impl Executor {
+    pub(super) fn new(term: u64) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Executor {
+            term,
+            running: BTreeMap::new(),
+            tx,
+            rx,
+        }
+    }
+
+    pub(super) fn term(&self) -> u64 {
+        self.term
+    }
+
+    pub(super) async fn round(&mut self, fe: &FeNodeHandle) {
+        self.collect(fe).await;
+        self.drive(fe).await;
+        self.plan(fe).await;
+    }
+
+    /// Record what finished clones returned.
+    async fn collect(&mut self, fe: &FeNodeHandle) {
+        while let Ok((id, result)) = self.rx.try_recv() {
+            self.running.remove(&id);
+            let cmd = match result {
+                Ok(r) => Cmd::FinishMove {
+                    id,
+                    bytes: r.bytes,
+                    checksum: r.checksum,
+                },
+                // Another master's clone of it is still running there: wait for it.
+                Err(s) if s.code() == tonic::Code::AlreadyExists => continue,
+                Err(s) => Cmd::AbortMove {
+                    id,
+                    reason: s.message().to_string(),
+                },
+            };
+            propose(fe, cmd).await;
+        }
+    }
+
+    /// Abort moves past their deadline; start clones for moves without one.
+    async fn drive(&mut self, fe: &FeNodeHandle) {
+        let now = now_ms();
+        let (moves, rate, addrs) = fe.store().read(|s, _| {
+            let addrs: BTreeMap<_, _> = s
+                .backends
+                .values()
+                .map(|b| {
+                    let data = format!(
+                        "{}",
+                        roster_membership::HostPort::new(
+                            b.addr.host.clone(),
+                            b.liveness.be_port.unwrap_or(b.addr.port),
+                        )
+                    );
+                    (b.id, (b.addr.to_string(), data))
+                })
+                .collect();
+            let tables: BTreeMap<_, _> = s.tablets.values().map(|t| (t.id, t.table)).collect();
+            let moves: Vec<(Move, u64)> = s
+                .moves
+                .values()
+                .map(|m| (m.clone(), tables.get(&m.plan.tablet).map_or(0, |t| t.0)))
+                .collect();
+            (
+                moves,
+                s.meta.settings.u64("clone_rate_limit_bytes_per_sec"),
+                addrs,
+            )
+        });
+        self.running
+            .retain(|id, _| moves.iter().any(|(m, _)| m.id == *id));
+        for (m, table_id) in moves {
+            if now >= m.deadline_ms() {
+                if let Some(h) = self.running.remove(&m.id) {
+                    h.abort();
+                }
+                let reason = format!(
+                    "clone to backend {} from backend {} timed out after {} s",
+                    m.plan.dest,
+                    m.plan.source,
+                    m.timeout_ms / 1000
+                );
+                propose(fe, Cmd::AbortMove { id: m.id, reason }).await;
+                continue;
+            }
+            if self.running.contains_key(&m.id) {
+                continue;
+            }
+            let (Some((dest, _)), Some((_, source))) =
+                (addrs.get(&m.plan.dest), addrs.get(&m.plan.source))
+            else {
+                continue; // a backend was dropped: the applier already aborted the move
+            };
+            let req = CloneReplicaRequest {
+                tablet_id: m.plan.tablet.0,
+                table_id,
+                source_addr: source.clone(),
+                expected_bytes: m.bytes,
+                expected_checksum: m.checksum.unwrap_or(0),
+                checksum_known: m.checksum.is_some(),
+                rate_limit_bytes_per_sec: rate,
+            };
+            let left = Duration::from_millis(m.deadline_ms() - now);
+            let channel = match fe.channels().get(dest) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("no channel to {dest}: {e}");
+                    continue;
+                }
+            };
+            let tx = self.tx.clone();
+            let id = m.id;
+            let task = tokio::spawn(async move {
+                let mut client = BackendAgentClient::new(channel);
+                let mut r = tonic::Request::new(req);
+                r.set_timeout(left);
+                let result = match tokio::time::timeout(left, client.clone_replica(r)).await {
+                    Ok(r) => r.map(|r| r.into_inner()),
+                    Err(_) => Err(tonic::Status::deadline_exceeded("clone timed out")),
+                };
+                let _ = tx.send((id, result));
+            });
+            tracing::info!(
+                move_id = %m.id, tablet = %m.plan.tablet, source = %m.plan.source,
+                dest = %m.plan.dest, reason = m.plan.reason.as_str(), bytes = m.bytes,
+                "clone started"
+            );
+            self.running.insert(m.id, task.abort_handle());
+        }
+    }
+
+    /// Plan new moves and finish drained decommissions.
+    async fn plan(&mut self, fe: &FeNodeHandle) {
+        let now = now_ms();
+        let (plans, finished) = fe.store().read(|s, _| {
+            (
+                roster_scheduler::planner::plan(s, now),
+                !drain::ready_to_finish(s).is_empty(),
+            )
+        });
+        if !plans.is_empty() {
+            propose(fe, Cmd::StartMoves { moves: plans }).await;
+        }
+        if finished {
+            propose(fe, Cmd::FinishDecommissions).await;
+        }
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        for h in self.running.values() {
+            h.abort();
+        }
+    }
+}
+
+async fn propose(fe: &FeNodeHandle, cmd: Cmd) {
+    let what = format!("{cmd:?}");
+    let op = LeaderOp::Write { user: None, cmd };
+    if let Err(e) = fe
+        .run_as_leader(&op, Instant::now() + Duration::from_secs(5))
+        .await
+    {
+        tracing::warn!("proposing {what} failed: {e}");
+    }
+}

@@ -1,0 +1,493 @@
+//! Issue 5 on real processes: DECOMMISSION drains a backend by cloning real bytes (make before
+//! break, never below 3 healthy replicas, checksums kept), the master finishes and drops it; a
+//! master killed twice mid-drain changes nothing of that; an impossible drain is refused up
+//! front and EXPLAIN says why; CANCEL mid-drain; a stalled clone times out, shows as a blocker
+//! and is retried elsewhere; a dead backend is repaired and an empty one balanced.
+
+mod common;
+
+use common::agents::*;
+use common::*;
+use roster_api::{Client, QueryResult};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+/// Per tablet: (backend, state, alive, bytes, checksum) of each replica.
+type Replicas = BTreeMap<String, Vec<(String, String, bool, u64, String)>>;
+
+fn replicas(r: &QueryResult) -> Replicas {
+    let mut out: Replicas = BTreeMap::new();
+    for i in 0..r.rows.len() {
+        out.entry(column(r, i, "TabletId")).or_default().push((
+            column(r, i, "BackendId"),
+            column(r, i, "State"),
+            column(r, i, "BackendAlive") == "true",
+            column(r, i, "LocalDataSize").parse().unwrap(),
+            column(r, i, "Checksum"),
+        ));
+    }
+    out
+}
+
+fn healthy(rs: &[(String, String, bool, u64, String)]) -> usize {
+    rs.iter().filter(|r| r.1 == "NORMAL" && r.2).count()
+}
+
+/// Fails if any tablet has fewer than `min` healthy replicas.
+fn assert_healthy(t: &Replicas, min: usize, when: &str) {
+    for (tablet, rs) in t {
+        assert!(
+            healthy(rs) >= min,
+            "{when}: tablet {tablet} has {} healthy replicas: {rs:?}",
+            healthy(rs)
+        );
+    }
+}
+
+async fn setup(n_agents: usize, settings: &[(&str, &str)]) -> (Cluster, Vec<Agent>, Client) {
+    let cluster = Cluster::start(3, 0);
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let c = cluster.client_of(&[0, 1, 2]);
+    let mut pairs = vec![("heartbeat_interval_second", "1")];
+    pairs.extend_from_slice(settings);
+    for (k, v) in pairs {
+        c.execute(&format!(r#"ADMIN SET FRONTEND CONFIG ("{k}" = "{v}")"#))
+            .await
+            .unwrap();
+    }
+    let agents = start_agents(&cluster, n_agents);
+    register(&cluster, &[0, 1, 2], &agents).await;
+    (cluster, agents, c)
+}
+
+async fn tablets(c: &Client, table: &str) -> Replicas {
+    replicas(
+        &c.execute(&format!("SHOW TABLETS FROM {table}"))
+            .await
+            .unwrap(),
+    )
+}
+
+/// Backend ids in SHOW BACKENDS with their membership and TabletNum.
+async fn backends(c: &Client) -> BTreeMap<String, (String, u64)> {
+    let r = c.execute("SHOW BACKENDS").await.unwrap();
+    (0..r.rows.len())
+        .map(|i| {
+            let status = column(&r, i, "Status");
+            let m = status
+                .split("\"membership\":\"")
+                .nth(1)
+                .and_then(|x| x.split('"').next())
+                .unwrap_or_default()
+                .to_string();
+            (
+                column(&r, i, "BackendId"),
+                (m, column(&r, i, "TabletNum").parse().unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// Watch a drain until `done`, checking at every observation that no tablet is below `min`
+/// healthy replicas. Reads go to `reader`.
+async fn watch_until(
+    c: &Client,
+    table: &str,
+    min: usize,
+    within: Duration,
+    what: &str,
+    done: impl AsyncFnMut() -> bool,
+) -> usize {
+    let mut done = done;
+    let deadline = Instant::now() + within;
+    let mut observations = 0;
+    loop {
+        if let Ok(r) = c.execute(&format!("SHOW TABLETS FROM {table}")).await {
+            assert_healthy(&replicas(&r), min, what);
+            observations += 1;
+        }
+        if done().await {
+            return observations;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not done within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Once no replica is being created or cloned, the replica files on the agents equal the
+/// catalog's placement (nothing leaked or missing) and every file hashes to the catalog's
+/// checksum.
+async fn assert_files_match(c: &Client, agents: &[Agent], tables: &[&str], skip: &[usize]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match files_mismatch(c, agents, tables, skip).await {
+            None => return,
+            Some(why) if Instant::now() >= deadline => panic!("{why}"),
+            Some(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+async fn files_mismatch(
+    c: &Client,
+    agents: &[Agent],
+    tables: &[&str],
+    skip: &[usize],
+) -> Option<String> {
+    let mut want: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    let mut sums: BTreeMap<(u64, u64), String> = BTreeMap::new();
+    for t in tables {
+        for (tablet, rs) in tablets(c, t).await {
+            for r in rs {
+                if r.1 != "NORMAL" {
+                    return Some(format!("tablet {tablet} is still changing: {r:?}"));
+                }
+                let b: u64 = r.0.parse().unwrap();
+                let tid: u64 = tablet.parse().unwrap();
+                want.entry(b).or_default().insert(tid);
+                sums.insert((b, tid), r.4.clone());
+            }
+        }
+    }
+    for (i, a) in agents.iter().enumerate() {
+        if skip.contains(&i) {
+            continue;
+        }
+        let id = 10001 + i as u64;
+        let expected = want.get(&id).cloned().unwrap_or_default();
+        let held: BTreeSet<u64> = a.tablet_dirs().into_iter().collect();
+        if held != expected {
+            return Some(format!(
+                "agent {id} holds {held:?}, the catalog places {expected:?} there"
+            ));
+        }
+        for tid in &expected {
+            let path = a.dir.join("tablets").join(tid.to_string()).join("data");
+            let data = std::fs::read(&path).unwrap_or_default();
+            let crc = format!("{:08x}", crc32fast::hash(&data));
+            if crc != sums[&(id, *tid)] {
+                return Some(format!(
+                    "replica of {tid} on {id}: file crc {crc}, catalog {}",
+                    sums[&(id, *tid)]
+                ));
+            }
+        }
+    }
+    None
+}
+
+async fn create(c: &Client, name: &str, buckets: u32, fill: u64) {
+    c.execute(&format!(
+        "CREATE TABLE {name} (k INT) DISTRIBUTED BY HASH(k) BUCKETS {buckets} \
+         PROPERTIES (\"replication_num\" = \"3\", \"fill_bytes_per_tablet\" = \"{fill}\")"
+    ))
+    .await
+    .unwrap();
+}
+
+/// Checksums per tablet (one per tablet: every replica holds the same bytes).
+fn sums(t: &Replicas) -> BTreeMap<String, String> {
+    t.iter()
+        .map(|(k, rs)| {
+            let s: BTreeSet<&String> = rs.iter().map(|r| &r.4).collect();
+            assert_eq!(s.len(), 1, "replicas of {k} differ: {rs:?}");
+            (k.clone(), rs[0].4.clone())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decommission_drains_real_replicas_and_drops_the_backend() {
+    let (cluster, agents, c) = setup(5, &[]).await;
+    create(&c, "t", 30, 200_000).await;
+    let before = tablets(&c, "t").await;
+    let original = sums(&before);
+    let leaving = "10003";
+    let on_leaving = before
+        .values()
+        .filter(|rs| rs.iter().any(|r| r.0 == leaving))
+        .count();
+    assert!(on_leaving > 0);
+
+    let r = c
+        .execute(r#"ALTER SYSTEM DECOMMISSION BACKEND "10003""#)
+        .await
+        .unwrap();
+    assert!(r.message.contains("DECOMMISSIONING"), "{}", r.message);
+    // Progress is visible while it runs (or the row is gone because it already finished).
+    let d = c.execute("SHOW DECOMMISSION").await.unwrap();
+    if !d.rows.is_empty() {
+        assert_eq!(column(&d, 0, "BackendId"), leaving);
+        assert_eq!(column(&d, 0, "TabletsTotal"), on_leaving.to_string());
+    }
+    let follower = cluster.client(1);
+    let n = watch_until(
+        &follower,
+        "t",
+        3,
+        Duration::from_secs(120),
+        "drain",
+        async || !backends(&c).await.contains_key(leaving),
+    )
+    .await;
+    assert!(n > 3, "observed the drain {n} times");
+    let after = tablets(&c, "t").await;
+    assert_eq!(sums(&after), original, "moved replicas keep their bytes");
+    for (tablet, rs) in &after {
+        assert_eq!(rs.len(), 3, "{tablet}: {rs:?}");
+        assert!(rs.iter().all(|r| r.0 != leaving && r.1 == "NORMAL"));
+    }
+    let e = c
+        .execute(r#"ALTER SYSTEM DECOMMISSION BACKEND "10003""#)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("was dropped"), "{e}");
+    assert_files_match(&c, &agents, &["t"], &[2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_killed_twice_mid_drain_changes_nothing() {
+    let (mut cluster, agents, c) = setup(5, &[("clone_rate_limit_bytes_per_sec", "2000000")]).await;
+    create(&c, "t", 30, 400_000).await;
+    let original = sums(&tablets(&c, "t").await);
+    c.execute(r#"ALTER SYSTEM DECOMMISSION BACKEND "10002""#)
+        .await
+        .unwrap();
+    for round in 0..2 {
+        // Let some moves happen, then kill the master.
+        let start = backends(&c).await["10002"].1;
+        watch_until(
+            &c,
+            "t",
+            3,
+            Duration::from_secs(60),
+            "drain before a kill",
+            async || {
+                backends(&c)
+                    .await
+                    .get("10002")
+                    .is_none_or(|b| b.1 + 2 <= start)
+            },
+        )
+        .await;
+        let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+        cluster.kill9(leader);
+        if round == 0 {
+            // Bring the first one back so a quorum survives the second kill.
+            cluster.wait_leader(Duration::from_secs(20)).await;
+            cluster.spawn(leader);
+        }
+    }
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    watch_until(
+        &c,
+        "t",
+        3,
+        Duration::from_secs(180),
+        "drain after kills",
+        async || !backends(&c).await.contains_key("10002"),
+    )
+    .await;
+    let after = tablets(&c, "t").await;
+    assert_eq!(sums(&after), original);
+    for (tablet, rs) in &after {
+        let ids: BTreeSet<&String> = rs.iter().map(|r| &r.0).collect();
+        assert_eq!(
+            (rs.len(), ids.len()),
+            (3, 3),
+            "{tablet}: duplicated or missing: {rs:?}"
+        );
+    }
+    assert_files_match(&c, &agents, &["t"], &[1]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impossible_drain_is_refused_up_front_and_explained() {
+    let (_cluster, _agents, c) = setup(3, &[]).await;
+    create(&c, "t", 4, 0).await;
+    let e = c
+        .execute(r#"ALTER SYSTEM DECOMMISSION BACKEND "10001""#)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("of table t") && e.contains("no destination"),
+        "{e}"
+    );
+    assert_eq!(backends(&c).await["10001"].0, "ACTIVE");
+    let x = c
+        .execute(r#"EXPLAIN ALTER SYSTEM DECOMMISSION BACKEND "10001""#)
+        .await
+        .unwrap();
+    assert_eq!(x.rows.len(), 4, "one row per blocked tablet: {x:?}");
+    assert!(column(&x, 0, "Readiness").starts_with("REFUSED"));
+    assert_eq!(column(&x, 0, "Table"), "t");
+    assert!(column(&x, 0, "Reason").contains("no destination"));
+    assert_eq!(
+        backends(&c).await["10001"].0,
+        "ACTIVE",
+        "EXPLAIN changed nothing"
+    );
+    assert!(
+        c.execute("SHOW DECOMMISSION")
+            .await
+            .unwrap()
+            .rows
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_mid_drain_keeps_moved_replicas_and_nothing_is_under_replicated() {
+    let (_cluster, agents, c) = setup(5, &[("clone_rate_limit_bytes_per_sec", "1000000")]).await;
+    create(&c, "t", 20, 300_000).await;
+    let start = backends(&c).await["10004"].1;
+    c.execute(r#"ALTER SYSTEM DECOMMISSION BACKEND "10004""#)
+        .await
+        .unwrap();
+    watch_until(
+        &c,
+        "t",
+        3,
+        Duration::from_secs(60),
+        "some moves",
+        async || backends(&c).await["10004"].1 + 2 <= start,
+    )
+    .await;
+    c.execute(r#"CANCEL DECOMMISSION BACKEND "10004""#)
+        .await
+        .unwrap();
+    let b = backends(&c).await;
+    assert_eq!(b["10004"].0, "ACTIVE");
+    let left = b["10004"].1;
+    assert!(left < start);
+    // Nothing moves back, nothing is lost, no clone is left behind.
+    watch_until(
+        &c,
+        "t",
+        3,
+        Duration::from_secs(30),
+        "quiet after cancel",
+        async || {
+            let t = tablets(&c, "t").await;
+            t.values()
+                .all(|rs| rs.len() == 3 && rs.iter().all(|r| r.1 == "NORMAL"))
+        },
+    )
+    .await;
+    assert!(
+        c.execute("SHOW DECOMMISSION")
+            .await
+            .unwrap()
+            .rows
+            .is_empty()
+    );
+    assert_files_match(&c, &agents, &["t"], &[]).await;
+    let _ = left;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_clone_times_out_shows_as_a_blocker_and_is_retried_elsewhere() {
+    let (cluster, mut agents, c) = setup(
+        4,
+        &[
+            ("disable_balance", "true"),
+            ("min_clone_task_timeout_sec", "4"),
+            ("max_clone_task_timeout_sec", "4"),
+        ],
+    )
+    .await;
+    create(&c, "t", 3, 100_000).await;
+    // A fifth agent whose clones stall: empty, so the planner picks it first.
+    let stall = start_agent(&cluster, 4, &["--fault-stall-clones"]);
+    c.execute(&format!(r#"ALTER SYSTEM ADD BACKEND "{}""#, stall.addr()))
+        .await
+        .unwrap();
+    wait_all(
+        &cluster,
+        &[0],
+        "SHOW BACKENDS",
+        Duration::from_secs(15),
+        "stall agent alive",
+        |r| r.rows.len() == 5 && column(r, 4, "Alive") == "true",
+    )
+    .await;
+    let victim = tablets(&c, "t")
+        .await
+        .values()
+        .flat_map(|rs| rs.iter().map(|r| r.0.clone()))
+        .next()
+        .unwrap();
+    c.execute(&format!(r#"ALTER SYSTEM DECOMMISSION BACKEND "{victim}""#))
+        .await
+        .unwrap();
+    // While stuck, the blocker says so.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reason = loop {
+        let r = c.execute("SHOW DECOMMISSION BLOCKERS").await.unwrap();
+        if let Some(i) =
+            (0..r.rows.len()).find(|i| column(&r, *i, "Reason").contains("without finishing"))
+        {
+            break column(&r, i, "Reason");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no blocker for the stalled clone: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(reason.contains("backend 10005"), "{reason}");
+    // It times out, is retried elsewhere, and the drain completes.
+    watch_until(
+        &c,
+        "t",
+        3,
+        Duration::from_secs(90),
+        "drain despite the stall",
+        async || !backends(&c).await.contains_key(&victim),
+    )
+    .await;
+    let t = tablets(&c, "t").await;
+    assert!(
+        t.values().all(|rs| rs.iter().all(|r| r.0 != "10005")),
+        "{t:?}"
+    );
+    agents.push(stall);
+    let _ = agents;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_backend_is_repaired_and_an_empty_one_gets_balanced() {
+    let (cluster, mut agents, c) = setup(4, &[("tablet_repair_delay_second", "3")]).await;
+    create(&c, "t", 8, 50_000).await;
+    let original = sums(&tablets(&c, "t").await);
+    agents[0].kill9();
+    watch_until(&c, "t", 2, Duration::from_secs(60), "repair", async || {
+        let t = tablets(&c, "t").await;
+        t.values()
+            .all(|rs| healthy(rs) == 3 && rs.iter().all(|r| r.0 != "10001"))
+    })
+    .await;
+    assert_eq!(sums(&tablets(&c, "t").await), original);
+    // An empty backend: balance moves replicas onto it until within the threshold.
+    let new = start_agent(&cluster, 4, &[]);
+    c.execute(&format!(r#"ALTER SYSTEM ADD BACKEND "{}""#, new.addr()))
+        .await
+        .unwrap();
+    watch_until(&c, "t", 3, Duration::from_secs(90), "balance", async || {
+        let b = backends(&c).await;
+        let live: Vec<u64> = ["10002", "10003", "10004", "10005"]
+            .iter()
+            .map(|id| b[*id].1)
+            .collect();
+        let avg = 24.0 / 4.0;
+        live.iter()
+            .all(|n| (*n as f64) <= avg * 1.1 + 0.5 && (*n as f64) >= avg * 0.9 - 0.5)
+    })
+    .await;
+    agents.push(new);
+    assert_files_match(&c, &agents, &["t"], &[0]).await;
+}
