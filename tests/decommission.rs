@@ -342,7 +342,14 @@ async fn an_impossible_drain_is_refused_up_front_and_explained() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_mid_drain_keeps_moved_replicas_and_nothing_is_under_replicated() {
-    let (_cluster, agents, c) = setup(5, &[("clone_rate_limit_bytes_per_sec", "1000000")]).await;
+    let (_cluster, agents, c) = setup(
+        5,
+        &[
+            ("clone_rate_limit_bytes_per_sec", "1000000"),
+            ("disable_balance", "true"),
+        ],
+    )
+    .await;
     create(&c, "t", 20, 300_000).await;
     let start = backends(&c).await["10004"].1;
     c.execute(r#"ALTER SYSTEM DECOMMISSION BACKEND "10004""#)
@@ -386,7 +393,8 @@ async fn cancel_mid_drain_keeps_moved_replicas_and_nothing_is_under_replicated()
             .is_empty()
     );
     assert_files_match(&c, &agents, &["t"], &[]).await;
-    let _ = left;
+    // Clones in flight at CANCEL were abandoned: 10004 kept every replica it still had.
+    assert_eq!(backends(&c).await["10004"].1, left);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
