@@ -3,6 +3,7 @@
 mod backend;
 mod config;
 mod mysql;
+mod node_cmd;
 mod playground;
 mod sql_shell;
 mod start;
@@ -40,6 +41,9 @@ enum Command {
     Backend(backend::BackendArgs),
     /// A SQL shell over the client library, or one statement with -e.
     Sql(sql_shell::SqlArgs),
+    /// Operator commands in CockroachDB's style: status, decommission, recommission.
+    #[command(subcommand)]
+    Node(node_cmd::NodeCmd),
     /// Start a local three-FE cluster on loopback and print how to connect.
     Playground {
         /// Where the FEs keep their data (default: a fresh temporary directory).
@@ -101,6 +105,7 @@ fn main() -> std::process::ExitCode {
                 start::run(cfg).await
             }
             Command::Sql(args) => sql_shell::run(args).await,
+            Command::Node(cmd) => node_cmd::run(cmd).await,
             Command::Backend(args) => {
                 init_tracing(false);
                 backend::run(args).await

@@ -5,11 +5,9 @@ use roster_api::{Client, ClientConfig, ClientError};
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
-#[derive(clap::Args)]
-pub struct SqlArgs {
-    /// Execute this statement and exit.
-    #[arg(short = 'e', long = "execute")]
-    execute: Option<String>,
+/// How the command-line tools reach the cluster (shared by `roster sql` and `roster node`).
+#[derive(clap::Args, Clone)]
+pub struct ConnArgs {
     /// FE rpc endpoints (comma-separated host:port), or one VIP.
     #[arg(
         long,
@@ -30,6 +28,26 @@ pub struct SqlArgs {
     timeout_sec: u64,
 }
 
+impl ConnArgs {
+    pub fn client(&self) -> Result<Client, ClientError> {
+        let mut cfg = ClientConfig::new(self.endpoints.clone());
+        cfg.user = self.user.clone();
+        cfg.password = self.password.clone();
+        cfg.stale_reads = self.stale;
+        cfg.timeout = Duration::from_secs(self.timeout_sec);
+        Client::new(cfg)
+    }
+}
+
+#[derive(clap::Args)]
+pub struct SqlArgs {
+    /// Execute this statement and exit.
+    #[arg(short = 'e', long = "execute")]
+    execute: Option<String>,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
 async fn run_one(client: &Client, sql: &str) -> Result<(), ClientError> {
     let r = client.execute(sql).await?;
     print!("{}", table::render(&r));
@@ -37,12 +55,7 @@ async fn run_one(client: &Client, sql: &str) -> Result<(), ClientError> {
 }
 
 pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
-    let mut cfg = ClientConfig::new(args.endpoints.clone());
-    cfg.user = args.user;
-    cfg.password = args.password;
-    cfg.stale_reads = args.stale;
-    cfg.timeout = Duration::from_secs(args.timeout_sec);
-    let client = Client::new(cfg)?;
+    let client = args.conn.client()?;
     if let Some(sql) = args.execute {
         if let Err(e) = run_one(&client, &sql).await {
             eprintln!("{e}");
@@ -54,7 +67,7 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
     if interactive {
         println!(
             "Connected to Roster at {}. End statements with ';'. Ctrl-D quits.",
-            args.endpoints.join(",")
+            args.conn.endpoints.join(",")
         );
     }
     let mut buf = String::new();

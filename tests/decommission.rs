@@ -499,3 +499,56 @@ async fn a_dead_backend_is_repaired_and_an_empty_one_gets_balanced() {
     agents.push(new);
     assert_files_match(&c, &agents, &["t"], &[0]).await;
 }
+
+/// `roster node ...` as an operator runs it.
+fn node(cluster: &Cluster, args: &[&str]) -> (Option<i32>, String) {
+    let endpoints: Vec<String> = cluster.nodes.iter().map(|n| n.rpc_addr()).collect();
+    let out = std::process::Command::new(BIN)
+        .arg("node")
+        .args(args)
+        .args(["--endpoints", &endpoints.join(","), "-p", ROOT_PASSWORD])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_commands_dry_run_drain_and_report() {
+    let (cluster, _agents, c) = setup(4, &[]).await;
+    create(&c, "t", 6, 10_000).await;
+    let (code, out) = node(&cluster, &["decommission", "10004", "--dry-run"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("READY"), "{out}");
+    assert_eq!(
+        backends(&c).await["10004"].0,
+        "ACTIVE",
+        "a dry run changes nothing"
+    );
+
+    let (code, out) = node(&cluster, &["decommission", "10004", "--wait=all"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("decommissioned (dropped)"), "{out}");
+    assert!(!backends(&c).await.contains_key("10004"));
+    assert_healthy(&tablets(&c, "t").await, 3, "after node decommission");
+
+    // Three backends left with three replicas: the dry run says no, and exits 1.
+    let (code, out) = node(&cluster, &["decommission", "10001", "--dry-run"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("no destination"), "{out}");
+
+    let (code, out) = node(&cluster, &["status", "--decommission"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("gossiped_replicas") && out.contains("active"),
+        "{out}"
+    );
+    assert_eq!(out.matches("127.0.0.").count(), 3, "{out}");
+
+    let (code, out) = node(&cluster, &["recommission", "10001"]);
+    assert_eq!(code, Some(0), "an ACTIVE backend: harmless: {out}");
+}

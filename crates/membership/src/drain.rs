@@ -48,11 +48,18 @@ fn tablet_blocker(
     tablet: &Tablet,
     leaving: &BTreeSet<BackendId>,
 ) -> Option<(BackendId, String)> {
+    // A move in flight will remove the replica it replaces: judge the tablet after it.
+    let replaced: BTreeSet<BackendId> = state
+        .moves
+        .values()
+        .filter(|m| m.plan.tablet == tablet.id)
+        .filter_map(|m| m.plan.replaces)
+        .collect();
     let going: Vec<BackendId> = tablet
         .replicas
         .iter()
         .map(|r| r.backend)
-        .filter(|b| leaving.contains(b))
+        .filter(|b| leaving.contains(b) && !replaced.contains(b))
         .collect();
     let first = *going.first()?;
     if !tablet.replicas.iter().any(|r| {
@@ -70,11 +77,16 @@ fn tablet_blocker(
     let mut hosts: BTreeSet<&str> = tablet
         .replicas
         .iter()
-        .filter(|r| !leaving.contains(&r.backend))
+        .filter(|r| !leaving.contains(&r.backend) && !replaced.contains(&r.backend))
         .filter_map(|r| state.backends.get(&r.backend))
         .map(|b| b.addr.host.as_str())
         .collect();
-    let holders: BTreeSet<BackendId> = tablet.replicas.iter().map(|r| r.backend).collect();
+    let holders: BTreeSet<BackendId> = tablet
+        .replicas
+        .iter()
+        .map(|r| r.backend)
+        .filter(|b| !replaced.contains(b))
+        .collect();
     for b in going {
         let tag = state
             .backends

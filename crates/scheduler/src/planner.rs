@@ -210,8 +210,10 @@ impl<'a> Ctx<'a> {
             let (Some(high), Some(low)) = (high, low) else {
                 continue;
             };
+            // A move must strictly even things out, or integer counts would swap forever.
             if (count(high) as f64) <= avg * (1.0 + threshold)
                 || (count(low) as f64) >= avg * (1.0 - threshold)
+                || count(high) < count(low) + 2
             {
                 continue;
             }

@@ -389,3 +389,11 @@ proptest! {
         prop_assert_eq!(moves::start_moves(&mut s2, now, &plans).len(), plans.len());
     }
 }
+
+#[test]
+fn counts_that_cannot_be_even_do_not_swap_forever() {
+    // 18 replicas on 4 backends: 5, 5, 4, 4 is as even as it gets.
+    let mut s = cluster(4, 6, 3);
+    let rounds = run_to_quiet(&mut s, 3);
+    assert!(rounds <= 2, "balance kept moving: {rounds} rounds");
+}
