@@ -1,6 +1,7 @@
 //! `roster`: one binary, cockroach-style subcommands.
 
 mod backend;
+mod bench;
 mod config;
 mod mysql;
 mod node_cmd;
@@ -41,6 +42,9 @@ enum Command {
     Backend(backend::BackendArgs),
     /// A SQL shell over the client library, or one statement with -e.
     Sql(sql_shell::SqlArgs),
+    /// Benchmarks that print their ratio against a bound or a peer measured in the same run.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
     /// Operator commands in CockroachDB's style: status, decommission, recommission.
     #[command(subcommand)]
     Node(node_cmd::NodeCmd),
@@ -106,6 +110,10 @@ fn main() -> std::process::ExitCode {
             }
             Command::Sql(args) => sql_shell::run(args).await,
             Command::Node(cmd) => node_cmd::run(cmd).await,
+            Command::Bench(cmd) => {
+                init_tracing(false);
+                bench::run(cmd).await
+            }
             Command::Backend(args) => {
                 init_tracing(false);
                 backend::run(args).await

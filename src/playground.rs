@@ -12,7 +12,7 @@ const DEMO_TABLE: &str = "CREATE TABLE IF NOT EXISTS demo (id BIGINT, name VARCH
      PROPERTIES (\"replication_num\" = \"3\", \"fill_bytes_per_tablet\" = \"2097152\")";
 
 /// Run `sql` until it succeeds (or fails with `done_if`), for up to 30 s.
-async fn retry(
+pub async fn retry(
     client: &roster_api::Client,
     sql: &str,
     what: &str,
@@ -42,69 +42,20 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             (t.path().to_path_buf(), Some(t))
         }
     };
-    let members: Vec<MemberSection> = (1..=3)
+    let fe_ports = (0..3u16)
         .map(|n| {
-            let o = 100 * (n as u16 - 1);
-            MemberSection {
-                node_id: n,
-                host: "127.0.0.1".into(),
-                edit_log_port: 9010 + o,
-                rpc_port: 9020 + o,
-                query_port: 9030 + o,
-                http_port: 8030 + o,
-            }
+            let o = 100 * n;
+            [9010 + o, 9020 + o, 9030 + o, 8030 + o]
         })
         .collect();
-    let mut fes = Vec::new();
-    for m in &members {
-        let cfg = FileConfig {
-            node_id: m.node_id,
-            name: Some(format!("fe{}", m.node_id)),
-            cluster_id: "roster-playground".into(),
-            host: m.host.clone(),
-            data_dir: root.join(format!("fe{}", m.node_id)),
-            edit_log_port: m.edit_log_port,
-            rpc_port: m.rpc_port,
-            query_port: m.query_port,
-            http_port: m.http_port,
-            initial_members: members.clone(),
-            // A throwaway loopback cluster: root has an empty password.
-            insecure: true,
-            ..FileConfig::default()
-        };
-        fes.push(start::launch(&cfg).await?);
-    }
-    // Four backend agents in this process, each on its own loopback address (127.0.0.1-4) so
-    // that the rule "replicas of a tablet on distinct hosts" can be met on one machine.
-    let mut agents = Vec::new();
-    let mut addrs = Vec::new();
-    for i in 0..4u16 {
-        let dir = root.join(format!("be{}", i + 1));
-        let host = format!("127.0.0.{}", i + 1);
-        let args = crate::backend::BackendArgs::new(&host, dir, 9050 + 100 * i, 9060 + 100 * i);
-        addrs.push(format!("\"{host}:{}\"", 9050 + 100 * i));
-        agents.push(tokio::spawn(async move {
-            if let Err(e) = crate::backend::run(args).await {
-                tracing::error!("backend agent stopped: {e:#}");
-            }
-        }));
-    }
-    let endpoints = members
-        .iter()
-        .map(|m| format!("{}:{}", m.host, m.rpc_port))
+    let agent_ports = (0..4u16)
+        .map(|i| (9050 + 100 * i, 9060 + 100 * i))
         .collect();
-    let client = roster_api::Client::new(roster_api::ClientConfig::new(endpoints))?;
-    let add = format!("ALTER SYSTEM ADD BACKEND {}", addrs.join(", "));
-    retry(
-        &client,
-        &add,
-        "registering the backends",
-        "Same backend already exists",
-    )
-    .await?;
+    let local = start_local(&root, "roster-playground", fe_ports, agent_ports).await?;
+    let client = &local.client;
     // Placement needs alive backends: retry until the first heartbeats have landed.
     retry(
-        &client,
+        client,
         DEMO_TABLE,
         "creating the demo table",
         "already exists",
@@ -128,11 +79,106 @@ pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     );
     println!("Ctrl-C stops the playground.");
     start::wait_for_signal().await;
-    for a in agents {
-        a.abort();
-    }
-    for fe in fes {
-        fe.stop().await;
-    }
+    local.stop().await;
     Ok(())
+}
+
+/// Three FEs and some backend agents in this process, on loopback: what the playground and
+/// the benchmarks run.
+pub struct LocalCluster {
+    fes: Vec<start::RunningFe>,
+    agents: Vec<tokio::task::JoinHandle<()>>,
+    /// Logged in as root (empty password: these clusters are `insecure`).
+    pub client: roster_api::Client,
+    /// Each agent's `host:heartbeat_port` and `host:be_port`.
+    pub agent_addrs: Vec<(String, String)>,
+}
+
+impl LocalCluster {
+    pub async fn stop(self) {
+        for a in self.agents {
+            a.abort();
+        }
+        for fe in self.fes {
+            fe.stop().await;
+        }
+    }
+}
+
+/// Start FEs on `fe_ports` ([edit_log, rpc, query, http] each) and agents on `agent_ports`
+/// ((heartbeat, be) each; agent i on 127.0.0.{i+1}, so replicas can be on distinct hosts),
+/// with data under `root`, and register the agents.
+pub async fn start_local(
+    root: &std::path::Path,
+    cluster_id: &str,
+    fe_ports: Vec<[u16; 4]>,
+    agent_ports: Vec<(u16, u16)>,
+) -> anyhow::Result<LocalCluster> {
+    let members: Vec<MemberSection> = fe_ports
+        .iter()
+        .enumerate()
+        .map(|(n, p)| MemberSection {
+            node_id: n as u64 + 1,
+            host: "127.0.0.1".into(),
+            edit_log_port: p[0],
+            rpc_port: p[1],
+            query_port: p[2],
+            http_port: p[3],
+        })
+        .collect();
+    let mut fes = Vec::new();
+    for m in &members {
+        let cfg = FileConfig {
+            node_id: m.node_id,
+            name: Some(format!("fe{}", m.node_id)),
+            cluster_id: cluster_id.into(),
+            host: m.host.clone(),
+            data_dir: root.join(format!("fe{}", m.node_id)),
+            edit_log_port: m.edit_log_port,
+            rpc_port: m.rpc_port,
+            query_port: m.query_port,
+            http_port: m.http_port,
+            initial_members: members.clone(),
+            // A throwaway loopback cluster: root has an empty password.
+            insecure: true,
+            ..FileConfig::default()
+        };
+        fes.push(start::launch(&cfg).await?);
+    }
+    let mut agents = Vec::new();
+    let mut agent_addrs = Vec::new();
+    for (i, (hb, be)) in agent_ports.iter().enumerate() {
+        let dir = root.join(format!("be{}", i + 1));
+        let host = format!("127.0.0.{}", i + 1);
+        let args = crate::backend::BackendArgs::new(&host, dir, *hb, *be);
+        agent_addrs.push((format!("{host}:{hb}"), format!("{host}:{be}")));
+        agents.push(tokio::spawn(async move {
+            if let Err(e) = crate::backend::run(args).await {
+                tracing::error!("backend agent stopped: {e:#}");
+            }
+        }));
+    }
+    let endpoints = members
+        .iter()
+        .map(|m| format!("{}:{}", m.host, m.rpc_port))
+        .collect();
+    let client = roster_api::Client::new(roster_api::ClientConfig::new(endpoints))?;
+    let quoted: Vec<String> = agent_addrs
+        .iter()
+        .map(|(a, _)| format!("\"{a}\""))
+        .collect();
+    let add = format!("ALTER SYSTEM ADD BACKEND {}", quoted.join(", "));
+    retry(
+        &client,
+        &add,
+        "registering the backends",
+        "Same backend already exists",
+    )
+    .await?;
+    Ok(LocalCluster {
+        fes,
+        agents,
+        client,
+        agent_addrs,
+    })
 }

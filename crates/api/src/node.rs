@@ -273,14 +273,22 @@ impl FeNodeHandle {
                     "no leader is known to this frontend".into(),
                 ));
             }
-            let _ = tokio::time::timeout(left, rx.changed()).await;
+            if let Ok(Err(_)) = tokio::time::timeout(left, rx.changed()).await {
+                return Err(ApiError::Unavailable(
+                    "this frontend is shutting down".into(),
+                ));
+            }
         }
     }
 
     /// Give Raft a moment to learn about a new leader before the next attempt.
     async fn settle(&self) {
         let mut rx = self.inner.raft.metrics();
-        let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
+        let wait = Duration::from_millis(100);
+        if let Ok(Err(_)) = tokio::time::timeout(wait, rx.changed()).await {
+            // Raft has stopped and nothing will change: do not spin.
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// Propose a command on behalf of `user` (`None`: the FEs' own work) and wait for its

@@ -192,7 +192,11 @@ pub(super) async fn drop(
                         "leadership was not handed over in time".into(),
                     ));
                 }
-                let _ = tokio::time::timeout(left, rx.changed()).await;
+                if let Ok(Err(_)) = tokio::time::timeout(left, rx.changed()).await {
+                    return Err(ApiError::Unavailable(
+                        "this frontend is shutting down".into(),
+                    ));
+                }
             }
             // Writes this FE appended as leader are committed by the new leader, but their
             // callers are answered only when this FE applies them, which it never would once

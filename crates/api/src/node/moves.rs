@@ -25,6 +25,10 @@ pub(super) struct Executor {
     running: BTreeMap<MoveId, tokio::task::AbortHandle>,
     tx: mpsc::UnboundedSender<Outcome>,
     rx: mpsc::UnboundedReceiver<Outcome>,
+    /// Outcomes received while waiting, handled by the next round.
+    pending: Vec<Outcome>,
+    /// Moves whose clone another master started on the agent: ask again after this.
+    recheck_at: BTreeMap<MoveId, Instant>,
 }
 
 impl Executor {
@@ -35,6 +39,16 @@ impl Executor {
             running: BTreeMap::new(),
             tx,
             rx,
+            pending: Vec::new(),
+            recheck_at: BTreeMap::new(),
+        }
+    }
+
+    /// Wait until a clone finishes (cancel-safe: the outcome is kept for the next round).
+    pub(super) async fn wait_outcome(&mut self) {
+        match self.rx.recv().await {
+            Some(o) => self.pending.push(o),
+            None => std::future::pending().await,
         }
     }
 
@@ -44,13 +58,16 @@ impl Executor {
 
     pub(super) async fn round(&mut self, fe: &FeNodeHandle) {
         self.collect(fe).await;
-        self.drive(fe).await;
         self.plan(fe).await;
+        self.drive(fe).await;
     }
 
     /// Record what finished clones returned.
     async fn collect(&mut self, fe: &FeNodeHandle) {
-        while let Ok((id, result)) = self.rx.try_recv() {
+        while let Ok(o) = self.rx.try_recv() {
+            self.pending.push(o);
+        }
+        for (id, result) in std::mem::take(&mut self.pending) {
             self.running.remove(&id);
             let cmd = match result {
                 Ok(r) => Cmd::FinishMove {
@@ -58,8 +75,12 @@ impl Executor {
                     bytes: r.bytes,
                     checksum: r.checksum,
                 },
-                // Another master's clone of it is still running there: wait for it.
-                Err(s) if s.code() == tonic::Code::AlreadyExists => continue,
+                // Another master's clone of it is still running there: ask again later.
+                Err(s) if s.code() == tonic::Code::AlreadyExists => {
+                    self.recheck_at
+                        .insert(id, Instant::now() + Duration::from_secs(1));
+                    continue;
+                }
                 Err(s) => Cmd::AbortMove {
                     id,
                     reason: s.message().to_string(),
@@ -101,6 +122,8 @@ impl Executor {
         });
         self.running
             .retain(|id, _| moves.iter().any(|(m, _)| m.id == *id));
+        self.recheck_at
+            .retain(|id, _| moves.iter().any(|(m, _)| m.id == *id));
         for (m, table_id) in moves {
             if now >= m.deadline_ms() {
                 if let Some(h) = self.running.remove(&m.id) {
@@ -115,7 +138,12 @@ impl Executor {
                 propose(fe, Cmd::AbortMove { id: m.id, reason }).await;
                 continue;
             }
-            if self.running.contains_key(&m.id) {
+            if self.running.contains_key(&m.id)
+                || self
+                    .recheck_at
+                    .get(&m.id)
+                    .is_some_and(|t| Instant::now() < *t)
+            {
                 continue;
             }
             let (Some((dest, _)), Some((_, source))) =

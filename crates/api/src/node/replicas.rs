@@ -254,7 +254,17 @@ pub(super) async fn tablet_loop(weak: Weak<Inner>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut executor: Option<Executor> = None;
     loop {
-        tick.tick().await;
+        // A clone finishing wakes the executor at once, so the next move starts without
+        // waiting for the tick; the reconciler runs on ticks only.
+        let ticked = tokio::select! {
+            _ = tick.tick() => true,
+            () = async {
+                match executor.as_mut() {
+                    Some(x) => x.wait_outcome().await,
+                    None => std::future::pending().await,
+                }
+            } => false,
+        };
         // Not yet upgradable while the node is being built; aborted when it is dropped.
         let Some(inner) = weak.upgrade() else {
             continue;
@@ -272,7 +282,9 @@ pub(super) async fn tablet_loop(weak: Weak<Inner>) {
         if executor.as_ref().map(Executor::term) != Some(term) {
             executor = Some(Executor::new(term));
         }
-        round(&fe).await;
+        if ticked {
+            round(&fe).await;
+        }
         if let Some(x) = executor.as_mut() {
             x.round(&fe).await;
         }
