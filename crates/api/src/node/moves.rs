@@ -9,10 +9,10 @@ use super::FeNodeHandle;
 use crate::format::now_ms;
 use crate::pb::backend::backend_agent_client::BackendAgentClient;
 use crate::pb::backend::{CloneReplicaRequest, ReplicaInfo};
-use crate::wire::LeaderOp;
+use crate::wire::{LeaderOp, LeaderReply};
 use roster_membership::moves::Move;
 use roster_membership::{MoveId, drain};
-use roster_raft_store::Cmd;
+use roster_raft_store::{Cmd, Reply, Response};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -29,6 +29,9 @@ pub(super) struct Executor {
     pending: Vec<Outcome>,
     /// Moves whose clone another master started on the agent: ask again after this.
     recheck_at: BTreeMap<MoveId, Instant>,
+    /// After a plan the applier refused whole (made on a view it no longer agrees with), do
+    /// not plan again before this: applying the refusal would wake us straight back.
+    plan_after: Instant,
 }
 
 impl Executor {
@@ -41,6 +44,7 @@ impl Executor {
             rx,
             pending: Vec::new(),
             recheck_at: BTreeMap::new(),
+            plan_after: Instant::now(),
         }
     }
 
@@ -198,8 +202,14 @@ impl Executor {
                 !drain::ready_to_finish(s).is_empty(),
             )
         });
-        if !plans.is_empty() {
-            propose(fe, Cmd::StartMoves { moves: plans }).await;
+        if !plans.is_empty() && Instant::now() >= self.plan_after {
+            let n = plans.len();
+            if let Some(Reply::Moves(started)) = propose(fe, Cmd::StartMoves { moves: plans }).await
+                && started.is_empty()
+            {
+                tracing::warn!("the applier refused all {n} planned moves; planning again in a moment");
+                self.plan_after = Instant::now() + Duration::from_millis(500);
+            }
         }
         if finished {
             propose(fe, Cmd::FinishDecommissions).await;
@@ -215,13 +225,21 @@ impl Drop for Executor {
     }
 }
 
-async fn propose(fe: &FeNodeHandle, cmd: Cmd) {
+async fn propose(fe: &FeNodeHandle, cmd: Cmd) -> Option<Reply> {
     let what = format!("{cmd:?}");
     let op = LeaderOp::Write { user: None, cmd };
-    if let Err(e) = fe
+    match fe
         .run_as_leader(&op, Instant::now() + Duration::from_secs(5))
         .await
     {
-        tracing::warn!("proposing {what} failed: {e}");
+        Ok(LeaderReply::Applied(Response::Ok(r))) => Some(r),
+        Ok(other) => {
+            tracing::warn!("proposing {what}: {other:?}");
+            None
+        }
+        Err(e) => {
+            tracing::warn!("proposing {what} failed: {e}");
+            None
+        }
     }
 }

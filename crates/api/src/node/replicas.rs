@@ -249,18 +249,46 @@ async fn round(fe: &FeNodeHandle) {
 
 /// The master's tablet loop: reconcile replicas, then run the move executor and planner.
 /// The executor's soft state lives for one term.
+type MetricsRx = openraft::type_config::alias::WatchReceiverOf<
+    roster_raft_store::TypeConfig,
+    openraft::RaftMetrics<roster_raft_store::TypeConfig>,
+>;
+
+/// Wait until the applied index moves past `seen` (cancel-safe).
+async fn wait_applied(rx: &mut MetricsRx, seen: &mut Option<u64>) {
+    loop {
+        let now = rx.borrow_watched().last_applied.map(|l| l.index);
+        if now != *seen {
+            *seen = now;
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
 pub(super) async fn tablet_loop(weak: Weak<Inner>) {
     let mut tick = tokio::time::interval(ROUND);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut executor: Option<Executor> = None;
+    let mut metrics = None;
+    let mut applied = None;
     loop {
-        // A clone finishing wakes the executor at once, so the next move starts without
-        // waiting for the tick; the reconciler runs on ticks only.
+        // A clone finishing, or a new entry applied (a DECOMMISSION, a finished move), wakes
+        // the executor at once, so the next move starts without waiting for the tick; the
+        // reconciler runs on ticks only.
         let ticked = tokio::select! {
             _ = tick.tick() => true,
             () = async {
                 match executor.as_mut() {
                     Some(x) => x.wait_outcome().await,
+                    None => std::future::pending().await,
+                }
+            } => false,
+            () = async {
+                match metrics.as_mut() {
+                    Some(rx) => wait_applied(rx, &mut applied).await,
                     None => std::future::pending().await,
                 }
             } => false,
@@ -270,6 +298,9 @@ pub(super) async fn tablet_loop(weak: Weak<Inner>) {
             continue;
         };
         let fe = FeNodeHandle { inner };
+        if metrics.is_none() {
+            metrics = Some(fe.raft().metrics());
+        }
         let (leader, term) = {
             let m = fe.raft().metrics();
             let m = m.borrow_watched();
