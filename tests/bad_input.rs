@@ -27,6 +27,11 @@ async fn bad_statements_get_clear_errors_and_change_nothing() {
     let cluster = Cluster::start(3, 0);
     cluster.wait_leader(Duration::from_secs(20)).await;
     let c = cluster.client_of(&[0, 1, 2]);
+    // Keep the empty backend DECOMMISSIONING: with the scheduler on, the master would finish
+    // and drop it at once.
+    c.execute(r#"ADMIN SET FRONTEND CONFIG ("disable_tablet_scheduler" = "true")"#)
+        .await
+        .expect("setup");
     c.execute(r#"ALTER SYSTEM ADD BACKEND "10.2.0.1:9050", "10.2.0.2:9050""#)
         .await
         .expect("setup");

@@ -63,6 +63,10 @@ async fn tables_are_placed_created_dropped_and_recovered_on_real_agents() {
     c.execute(r#"ADMIN SET FRONTEND CONFIG ("heartbeat_interval_second" = "1")"#)
         .await
         .unwrap();
+    // Placement is what is tested here: keep the balancer from moving replicas afterwards.
+    c.execute(r#"ADMIN SET FRONTEND CONFIG ("disable_balance" = "true")"#)
+        .await
+        .unwrap();
     let mut agents = start_agents(&cluster, 4);
     register(&cluster, &all, &agents).await;
 
@@ -140,24 +144,6 @@ async fn tables_are_placed_created_dropped_and_recovered_on_real_agents() {
     let tables = c.execute("SHOW TABLES").await.unwrap();
     assert_eq!(tables.rows, vec![vec![Some("t".to_string())]]);
 
-    // Two tags: backends 10003 and 10004 move to g2; allocation default: 2, g2: 1.
-    c.execute(r#"ALTER SYSTEM MODIFY BACKEND "10003", "10004" SET ("tag.location" = "g2")"#)
-        .await
-        .unwrap();
-    c.execute(
-        r#"CREATE TABLE tagged (k INT) BUCKETS 4 PROPERTIES ("replication_allocation" = "tag.location.default: 2, tag.location.g2: 1")"#,
-    )
-    .await
-    .unwrap();
-    let tagged = placement(&c.execute("SHOW TABLETS FROM tagged").await.unwrap());
-    for (tablet, replicas) in &tagged {
-        let mut b: Vec<&str> = replicas.iter().map(|r| r.0.as_str()).collect();
-        b.sort();
-        assert_eq!(b.len(), 3, "{tablet}");
-        assert_eq!(&b[..2], ["10001", "10002"], "{tablet}: default tag");
-        assert!(["10003", "10004"].contains(&b[2]), "{tablet}: g2 tag");
-    }
-
     // DROP TABLE: recycle bin, still counted, files kept; RECOVER brings it back.
     c.execute("DROP TABLE t").await.unwrap();
     let tables = c.execute("SHOW TABLES").await.unwrap();
@@ -165,7 +151,7 @@ async fn tables_are_placed_created_dropped_and_recovered_on_real_agents() {
     let bin = c.execute("SHOW CATALOG RECYCLE BIN").await.unwrap();
     assert_eq!(column(&bin, 0, "Name"), "t");
     let r = c.execute("SHOW BACKENDS").await.unwrap();
-    assert_eq!(tablet_nums(&r).iter().sum::<u64>(), 36 + 12);
+    assert_eq!(tablet_nums(&r).iter().sum::<u64>(), 36);
     c.execute("RECOVER TABLE t").await.unwrap();
     assert_eq!(
         placement(&c.execute("SHOW TABLETS FROM t").await.unwrap()),
@@ -187,7 +173,7 @@ async fn tables_are_placed_created_dropped_and_recovered_on_real_agents() {
     })
     .await;
     let r = c.execute("SHOW BACKENDS").await.unwrap();
-    assert_eq!(tablet_nums(&r).iter().sum::<u64>(), 12);
+    assert_eq!(tablet_nums(&r).iter().sum::<u64>(), 0);
     assert!(
         c.execute("SHOW CATALOG RECYCLE BIN")
             .await
@@ -195,6 +181,24 @@ async fn tables_are_placed_created_dropped_and_recovered_on_real_agents() {
             .rows
             .is_empty()
     );
+
+    // Two tags: backends 10003 and 10004 move to g2; allocation default: 2, g2: 1.
+    c.execute(r#"ALTER SYSTEM MODIFY BACKEND "10003", "10004" SET ("tag.location" = "g2")"#)
+        .await
+        .unwrap();
+    c.execute(
+        r#"CREATE TABLE tagged (k INT) BUCKETS 4 PROPERTIES ("replication_allocation" = "tag.location.default: 2, tag.location.g2: 1")"#,
+    )
+    .await
+    .unwrap();
+    let tagged = placement(&c.execute("SHOW TABLETS FROM tagged").await.unwrap());
+    for (tablet, replicas) in &tagged {
+        let mut b: Vec<&str> = replicas.iter().map(|r| r.0.as_str()).collect();
+        b.sort();
+        assert_eq!(b.len(), 3, "{tablet}");
+        assert_eq!(&b[..2], ["10001", "10002"], "{tablet}: default tag");
+        assert!(["10003", "10004"].contains(&b[2]), "{tablet}: g2 tag");
+    }
 
     // Expiry: with catalog_trash_expire_second = 1 a dropped table is purged by the master.
     let tagged_ids: BTreeSet<u64> = tagged.keys().map(|k| k.parse().unwrap()).collect();

@@ -93,7 +93,7 @@ pub const SETTINGS: &[(&str, Kind, &str, &str)] = &[
         "disable_tablet_scheduler",
         Kind::Bool,
         "false",
-        "stop the whole tablet scheduler",
+        "stop the whole tablet scheduler: new moves and decommission completion",
     ),
     (
         "balance_load_score_threshold",

@@ -129,6 +129,25 @@ impl<'a> Ctx<'a> {
         deficit.first().map(|(_, tag)| *tag)
     }
 
+    /// A replica whose tag has more replicas than the allocation wants (its backend's tag was
+    /// changed): the one a repair in another tag replaces, so that the tablet is relocated
+    /// rather than over-replicated.
+    fn surplus(&self, tablet: &Tablet) -> Option<BackendId> {
+        let table = self.state.tables.get(&tablet.table)?;
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        tablet
+            .replicas
+            .iter()
+            .filter(|r| r.state != ReplicaState::Cloning && !self.dead_past_delay(r.backend))
+            .map(|r| r.backend)
+            .find(|b| {
+                let tag = self.tag_of(*b).unwrap_or("");
+                let n = seen.entry(tag).or_insert(0);
+                *n += 1;
+                *n > table.allocation.0.get(tag).copied().unwrap_or(0)
+            })
+    }
+
     /// The repair this tablet needs, if it can be planned now.
     fn repair(&self, tablet: &Tablet) -> Option<MovePlan> {
         let tag = self.repair_tag(tablet)?;
@@ -136,7 +155,8 @@ impl<'a> Ctx<'a> {
             .replicas
             .iter()
             .map(|r| r.backend)
-            .find(|b| self.dead_past_delay(*b));
+            .find(|b| self.dead_past_delay(*b))
+            .or_else(|| self.surplus(tablet));
         Some(MovePlan {
             tablet: tablet.id,
             source: self.pick_source(tablet)?,

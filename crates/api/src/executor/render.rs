@@ -62,7 +62,13 @@ fn port(p: Option<u16>) -> Option<String> {
 
 pub fn show_backends(fe: &FeNodeHandle) -> QueryResult {
     let rows = fe.store().read(|state, _| {
-        let tablets = catalog::replica_counts(state);
+        // A CLONING replica is not one yet: TabletNum counts it once its move finishes.
+        let mut tablets = std::collections::BTreeMap::new();
+        for r in state.tablets.values().flat_map(|t| &t.replicas) {
+            if r.state != catalog::ReplicaState::Cloning {
+                *tablets.entry(r.backend).or_insert(0usize) += 1;
+            }
+        }
         state
             .backends
             .values()

@@ -196,10 +196,12 @@ impl Executor {
     /// Plan new moves and finish drained decommissions.
     async fn plan(&mut self, fe: &FeNodeHandle) {
         let now = now_ms();
+        // `disable_tablet_scheduler` pauses completions too: they are the scheduler's work.
         let (plans, finished) = fe.store().read(|s, _| {
             (
                 roster_scheduler::planner::plan(s, now),
-                !drain::ready_to_finish(s).is_empty(),
+                !s.meta.settings.bool("disable_tablet_scheduler")
+                    && !drain::ready_to_finish(s).is_empty(),
             )
         });
         if !plans.is_empty() && Instant::now() >= self.plan_after {
@@ -207,7 +209,9 @@ impl Executor {
             if let Some(Reply::Moves(started)) = propose(fe, Cmd::StartMoves { moves: plans }).await
                 && started.is_empty()
             {
-                tracing::warn!("the applier refused all {n} planned moves; planning again in a moment");
+                tracing::warn!(
+                    "the applier refused all {n} planned moves; planning again in a moment"
+                );
                 self.plan_after = Instant::now() + Duration::from_millis(500);
             }
         }

@@ -397,3 +397,27 @@ fn counts_that_cannot_be_even_do_not_swap_forever() {
     let rounds = run_to_quiet(&mut s, 3);
     assert!(rounds <= 2, "balance kept moving: {rounds} rounds");
 }
+
+#[test]
+fn a_tag_change_relocates_replicas_instead_of_adding_more() {
+    let mut s = cluster(5, 4, 2);
+    // Move one backend holding replicas into another tag.
+    let holder = s.tablets.values().next().unwrap().replicas[0].backend;
+    registry::modify_backends(
+        &mut s,
+        &[BackendRef::Id(holder)],
+        &[("tag.location".into(), "other".into())],
+    )
+    .unwrap();
+    run_to_quiet(&mut s, 1);
+    for t in s.tablets.values() {
+        assert_eq!(
+            t.replicas.len(),
+            2,
+            "tablet {} over-replicated: {:?}",
+            t.id,
+            t.replicas
+        );
+        assert!(t.replicas.iter().all(|r| r.backend != holder));
+    }
+}
