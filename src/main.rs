@@ -3,6 +3,7 @@
 mod backend;
 mod bench;
 mod config;
+mod http;
 mod mysql;
 mod node_cmd;
 mod playground;

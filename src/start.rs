@@ -45,6 +45,7 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
     let raft_l = bind(&cfg.host, cfg.edit_log_port, "edit_log_port").await?;
     let rpc_l = bind(&cfg.host, cfg.rpc_port, "rpc_port").await?;
     let query_l = bind(&cfg.host, cfg.query_port, "query_port").await?;
+    let http_l = bind(&cfg.host, cfg.http_port, "http_port").await?;
     let tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
         (Some(c), Some(k)) => Some(crate::mysql::tls_config(c, k)?),
         _ => None,
@@ -76,17 +77,19 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
         }
     });
     let s3 = tokio::spawn(crate::mysql::serve(fe.clone(), query_l, tls));
+    let s4 = tokio::spawn(crate::http::serve(fe.clone(), http_l));
     tracing::info!(
         node_id = cfg.node_id,
         edit_log = %format!("{}:{}", cfg.host, cfg.edit_log_port),
         rpc = %format!("{}:{}", cfg.host, cfg.rpc_port),
         query = %format!("{}:{}", cfg.host, cfg.query_port),
+        http = %format!("{}:{}", cfg.host, cfg.http_port),
         data_dir = %cfg.data_dir.display(),
         "frontend started"
     );
     Ok(RunningFe {
         fe,
-        servers: vec![s1, s2, s3],
+        servers: vec![s1, s2, s3, s4],
     })
 }
 

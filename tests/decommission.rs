@@ -552,3 +552,72 @@ async fn node_commands_dry_run_drain_and_report() {
     let (code, out) = node(&cluster, &["recommission", "10001"]);
     assert_eq!(code, Some(0), "an ACTIVE backend: harmless: {out}");
 }
+
+/// A raw HTTP/1.1 GET; returns the status code and the body.
+fn http_get(port: u16, path: &str, auth: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let auth = auth
+        .map(|a| {
+            use base64::Engine;
+            format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(a)
+            )
+        })
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out[9..12].parse().unwrap();
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (code, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decommission_progress_over_http_json() {
+    let (cluster, _agents, c) = setup(4, &[("clone_rate_limit_bytes_per_sec", "500000")]).await;
+    create(&c, "t", 8, 200_000).await;
+    c.execute(r#"ALTER SYSTEM DECOMMISSION BACKEND "10002""#)
+        .await
+        .unwrap();
+    let port = cluster.nodes[1].http_port;
+    let (code, body) = http_get(port, "/api/health", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+    let (code, _) = http_get(port, "/api/decommission", None);
+    assert_eq!(code, 401);
+    let (code, _) = http_get(port, "/api/decommission", Some("root:wrong"));
+    assert_eq!(code, 401);
+    let (code, body) = http_get(
+        port,
+        "/api/decommission",
+        Some(&format!("root:{ROOT_PASSWORD}")),
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let row = &v["rows"][0];
+    assert_eq!(row["BackendId"], "10002", "{body}");
+    assert_eq!(row["State"], "DECOMMISSIONING", "{body}");
+    assert!(
+        row["TabletsTotal"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
+    let (code, body) = http_get(port, "/api/nope", Some(&format!("root:{ROOT_PASSWORD}")));
+    assert_eq!(code, 404, "{body}");
+    // A user without ADMIN_PRIV cannot read backends.
+    c.execute("CREATE USER 'viewer' IDENTIFIED BY 'pw'")
+        .await
+        .unwrap();
+    let (code, body) = http_get(port, "/api/backends", Some("viewer:pw"));
+    assert_eq!(code, 403, "{body}");
+}

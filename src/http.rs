@@ -1,0 +1,138 @@
+//! The FE's HTTP port (`http_port`): `/api/health` is open; the JSON views need a login (HTTP
+//! Basic, the same users and privileges as SQL) and run their SHOW statement through the
+//! executor, so privileges and the linearizable read barrier are those of MySQL and gRPC:
+//! `/api/backends`, `/api/frontends`, `/api/decommission`, `/api/decommission/blockers`,
+//! `/api/tables`. Rows are objects keyed by column name.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use roster_api::executor::{Session, execute_sql};
+use roster_api::{ApiError, FeNodeHandle, QueryResult, auth};
+use serde_json::{Map, Value, json};
+
+fn statement(view: &str) -> Option<&'static str> {
+    Some(match view {
+        "backends" => "SHOW BACKENDS",
+        "frontends" => "SHOW FRONTENDS",
+        "decommission" => "SHOW DECOMMISSION",
+        "decommission/blockers" => "SHOW DECOMMISSION BLOCKERS",
+        "tables" => "SHOW TABLES",
+        _ => return None,
+    })
+}
+
+fn to_json(r: &QueryResult) -> Value {
+    let rows: Vec<Value> = r
+        .rows
+        .iter()
+        .map(|row| {
+            let obj: Map<String, Value> = r
+                .columns
+                .iter()
+                .zip(row)
+                .map(|(c, v)| {
+                    (
+                        c.clone(),
+                        v.clone().map(Value::String).unwrap_or(Value::Null),
+                    )
+                })
+                .collect();
+            Value::Object(obj)
+        })
+        .collect();
+    json!({ "columns": r.columns, "rows": rows })
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    let mut resp = (status, axum::Json(json!({ "error": message }))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"roster\""),
+        );
+    }
+    resp
+}
+
+fn api_error(e: ApiError) -> Response {
+    let status = match &e {
+        ApiError::AccessDenied(_) => StatusCode::FORBIDDEN,
+        ApiError::Unavailable(_) | ApiError::NotLeader { .. } | ApiError::Unknown(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        ApiError::Parse(_) | ApiError::Invalid(_) | ApiError::Refused(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
+/// User and password from an `Authorization: Basic` header.
+fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+async fn health(State(fe): State<FeNodeHandle>) -> Response {
+    let info = fe.node_info();
+    axum::Json(json!({
+        "status": "ok",
+        "node_id": fe.id(),
+        "leader": fe.leader().map(|(id, _)| id),
+        "applied_index": info.last_applied_index,
+    }))
+    .into_response()
+}
+
+async fn view(
+    State(fe): State<FeNodeHandle>,
+    Path(view): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(sql) = statement(&view) else {
+        return error(StatusCode::NOT_FOUND, format!("no view /api/{view}"));
+    };
+    let Some((user, password)) = basic_auth(&headers) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "log in with HTTP Basic authentication (a Roster user)".into(),
+        );
+    };
+    if let Err(e) = auth::login(&fe, &user, !password.is_empty(), |stored| {
+        auth::verify_password(stored, &password)
+    })
+    .await
+    {
+        return match e {
+            ApiError::AccessDenied(m) => error(StatusCode::UNAUTHORIZED, m),
+            other => api_error(other),
+        };
+    }
+    let mut session = Session::new(user);
+    match execute_sql(&fe, &mut session, sql).await {
+        Ok(r) => axum::Json(to_json(&r)).into_response(),
+        Err(e) => api_error(e),
+    }
+}
+
+pub fn router(fe: FeNodeHandle) -> Router {
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/{*view}", get(view))
+        .with_state(fe)
+}
+
+pub async fn serve(fe: FeNodeHandle, listener: tokio::net::TcpListener) {
+    if let Err(e) = axum::serve(listener, router(fe)).await {
+        tracing::error!("http server stopped: {e}");
+    }
+}
