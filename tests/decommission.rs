@@ -581,7 +581,14 @@ fn http_get(port: u16, path: &str, auth: Option<&str>) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decommission_progress_over_http_json() {
-    let (cluster, _agents, c) = setup(4, &[("clone_rate_limit_bytes_per_sec", "500000")]).await;
+    let (cluster, _agents, c) = setup(
+        4,
+        &[
+            ("clone_rate_limit_bytes_per_sec", "500000"),
+            ("drop_backend_after_decommission", "false"),
+        ],
+    )
+    .await;
     create(&c, "t", 8, 200_000).await;
     c.execute(r#"ALTER SYSTEM DECOMMISSION BACKEND "10002""#)
         .await
@@ -620,4 +627,18 @@ async fn decommission_progress_over_http_json() {
         .unwrap();
     let (code, body) = http_get(port, "/api/backends", Some("viewer:pw"));
     assert_eq!(code, 403, "{body}");
+    // Kept after the drain (drop_backend_after_decommission = false): TabletNum has fallen to
+    // 0 and the backend is DECOMMISSIONED.
+    watch_until(
+        &c,
+        "t",
+        3,
+        Duration::from_secs(60),
+        "drained and kept",
+        async || backends(&c).await["10002"] == ("DECOMMISSIONED".to_string(), 0),
+    )
+    .await;
+    let d = c.execute("SHOW DECOMMISSION").await.unwrap();
+    assert_eq!(column(&d, 0, "State"), "DECOMMISSIONED");
+    assert_eq!(column(&d, 0, "TabletsLeft"), "0");
 }
