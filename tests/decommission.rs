@@ -642,3 +642,33 @@ async fn decommission_progress_over_http_json() {
     assert_eq!(column(&d, 0, "State"), "DECOMMISSIONED");
     assert_eq!(column(&d, 0, "TabletsLeft"), "0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_wiped_from_a_live_agent_are_repaired() {
+    let (_cluster, mut agents, c) = setup(4, &[("disable_balance", "true")]).await;
+    create(&c, "t", 6, 30_000).await;
+    let original = sums(&tablets(&c, "t").await);
+    let had = agents[0].tablet_dirs();
+    assert!(!had.is_empty());
+    // The agent comes back with an empty data directory: alive, but its replicas are gone.
+    agents[0].kill9();
+    std::fs::remove_dir_all(agents[0].dir.join("tablets")).unwrap();
+    agents[0].spawn();
+    watch_until(
+        &c,
+        "t",
+        2,
+        Duration::from_secs(60),
+        "lost replicas repaired",
+        async || {
+            let t = tablets(&c, "t").await;
+            t.values().all(|rs| rs.len() == 3 && healthy(rs) == 3)
+                && t.values()
+                    .flat_map(|rs| rs.iter())
+                    .all(|r| r.0 != "10001" || r.1 == "NORMAL")
+        },
+    )
+    .await;
+    assert_eq!(sums(&tablets(&c, "t").await), original);
+    assert_files_match(&c, &agents, &["t"], &[]).await;
+}

@@ -3,7 +3,6 @@
 
 use super::{BIN, Cluster};
 use roster_api::QueryResult;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -90,14 +89,7 @@ pub fn start_agents(cluster: &Cluster, n: usize) -> Vec<Agent> {
 
 /// Start agent number `i` (host 127.0.0.{i+1}, data in `be{i}`), with extra flags.
 pub fn start_agent(cluster: &Cluster, i: usize, extra_args: &[&str]) -> Agent {
-    let held: Vec<TcpListener> = (0..2)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let ports: Vec<u16> = held
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
-    drop(held);
+    let ports = super::free_ports(2);
     let mut a = Agent {
         host: format!("127.0.0.{}", i + 1),
         port: ports[0],

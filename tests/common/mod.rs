@@ -43,13 +43,32 @@ pub struct Cluster {
 
 /// `n` distinct free ports: the listeners stay open until all are chosen, so the kernel
 /// cannot hand out the same port twice.
-fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
+/// Ports for the processes of a test. Not from the kernel's ephemeral range (32768-60999 on
+/// Linux): a port picked there and released can be taken as the source port of some outgoing
+/// connection before the child process binds it. Ports handed out in this process are never
+/// handed out twice, and each one was free when checked on every loopback host the tests use.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().expect("ports lock");
+    let mut out = Vec::with_capacity(n);
+    let mut candidate = 15_000 + (std::process::id() as u16 % 1000) * 17;
+    while out.len() < n {
+        candidate = if candidate >= 32_000 {
+            15_000
+        } else {
+            candidate + 1
+        };
+        if given.contains(&candidate) {
+            continue;
+        }
+        let free = (1..=8).all(|h| TcpListener::bind(format!("127.0.0.{h}:{candidate}")).is_ok());
+        if free {
+            given.push(candidate);
+            out.push(candidate);
+        }
+    }
+    out
 }
 
 fn member_toml(n: &NodeSpec) -> String {

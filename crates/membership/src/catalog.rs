@@ -473,6 +473,26 @@ pub fn is_live(state: &ClusterState, tablet: &Tablet) -> bool {
         .is_some_and(|t| t.state == TableState::Normal)
 }
 
+/// Forget NORMAL replicas whose backends no longer hold their files; the planner then
+/// repairs their tablets from the other replicas. Returns how many were forgotten.
+pub fn forget_lost(state: &mut ClusterState, lost: &[(TabletId, BackendId)]) -> usize {
+    let mut n = 0;
+    for (tablet, backend) in lost {
+        let present = state.tablets.get(tablet).is_some_and(|t| {
+            t.replicas
+                .iter()
+                .any(|r| r.backend == *backend && r.state == ReplicaState::Normal)
+        });
+        if present {
+            let t = state.tablets.get_mut(tablet).expect("checked");
+            t.replicas
+                .retain(|r| !(r.backend == *backend && r.state == ReplicaState::Normal));
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Remove every replica on a dropped backend. Returns how many tablets now have none.
 pub fn forget_backend(state: &mut ClusterState, backend: BackendId) -> usize {
     let holding: Vec<TabletId> = state

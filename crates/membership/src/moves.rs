@@ -258,9 +258,10 @@ pub fn finish_move(
         tablet.replicas.retain(|r| r.backend != old);
     }
     tablet.failures = Default::default();
-    if m.plan.reason == MoveReason::Decommission
-        && let Some(old) = m.plan.replaces
+    // Any move off a draining backend is drain progress (a dead one's replicas are repaired).
+    if let Some(old) = m.plan.replaces
         && let Some(b) = state.backends.get_mut(&old)
+        && b.membership == BackendMembership::Decommissioning
     {
         b.drain.tablets_moved += 1;
         b.drain.bytes_moved += bytes;

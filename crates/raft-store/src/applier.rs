@@ -92,6 +92,10 @@ pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
             state, now, *id, reason, true,
         ))),
         Cmd::FinishDecommissions => Ok(Reply::Changed(drain::finish(state, now))),
+        Cmd::ReplicasLost { lost } => {
+            catalog::forget_lost(state, lost);
+            Ok(Reply::Done)
+        }
     };
     match result {
         Ok(r) => Response::Ok(r),

@@ -7,7 +7,7 @@ use roster_membership::liveness::LivenessReport;
 use roster_membership::moves::MovePlan;
 use roster_membership::users::PasswordHash;
 use roster_membership::{
-    BackendId, BackendRef, DomainError, FrontendId, HostPort, MoveId, Privilege, TableId,
+    BackendId, BackendRef, DomainError, FrontendId, HostPort, MoveId, Privilege, TableId, TabletId,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -104,6 +104,11 @@ pub enum Cmd {
     },
     /// Mark drained DECOMMISSIONING backends DECOMMISSIONED (and drop them if so configured).
     FinishDecommissions,
+    /// NORMAL replicas whose backends no longer hold their files (seen twice by the master):
+    /// forgotten, so the planner repairs the tablets.
+    ReplicasLost {
+        lost: Vec<(TabletId, BackendId)>,
+    },
 }
 
 impl Cmd {
@@ -132,7 +137,8 @@ impl Cmd {
             | Cmd::StartMoves { .. }
             | Cmd::FinishMove { .. }
             | Cmd::AbortMove { .. }
-            | Cmd::FinishDecommissions => Privilege::AdminPriv,
+            | Cmd::FinishDecommissions
+            | Cmd::ReplicasLost { .. } => Privilege::AdminPriv,
         }
     }
 }
@@ -372,6 +378,12 @@ mod tests {
                 "01160000000100000000000000010000000000000072",
             ),
             (Cmd::FinishDecommissions, "0117000000"),
+            (
+                Cmd::ReplicasLost {
+                    lost: vec![(TabletId(100002), BackendId(10001))],
+                },
+                "01180000000100000000000000a2860100000000001127000000000000",
+            ),
             (
                 Cmd::RecordReplicas {
                     reports: vec![ReplicaReport {

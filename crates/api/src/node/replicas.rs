@@ -16,7 +16,7 @@ use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::catalog::{self, ReplicaReport, ReplicaState};
 use roster_membership::{BackendId, HostPort, TabletId};
 use roster_raft_store::Cmd;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
@@ -120,16 +120,18 @@ async fn list(fe: &FeNodeHandle, id: BackendId, addr: &HostPort) -> Option<Held>
 
 type Held = BTreeMap<TabletId, crate::pb::backend::ReplicaInfo>;
 
-/// Bring one backend in line with the catalog; returns what to record.
+/// Bring one backend in line with the catalog; returns what to record, and the NORMAL
+/// replicas whose files the backend no longer has.
 async fn reconcile_backend(
     fe: &FeNodeHandle,
     w: BackendWork,
     held: Held,
     next_catalog_id: u64,
-) -> Vec<ReplicaReport> {
+) -> (Vec<ReplicaReport>, Vec<(TabletId, BackendId)>) {
     let mut reports = Vec::new();
+    let mut missing = Vec::new();
     let Ok(mut c) = client(fe, &w.addr) else {
-        return reports;
+        return (reports, missing);
     };
     let report = |tablet: TabletId, bytes: u64, checksum: u32| ReplicaReport {
         tablet,
@@ -167,7 +169,8 @@ async fn reconcile_backend(
                     ),
                 }
             }
-            // A NORMAL replica whose files are gone is the repair scheduler's business.
+            // A NORMAL replica whose files are gone: lost if still gone next round.
+            None if exp.state == ReplicaState::Normal => missing.push((*tablet, w.id)),
             None => {}
         }
     }
@@ -187,7 +190,7 @@ async fn reconcile_backend(
             }
         }
     }
-    reports
+    (reports, missing)
 }
 
 async fn propose(fe: &FeNodeHandle, cmd: Cmd, what: &str) {
@@ -200,7 +203,9 @@ async fn propose(fe: &FeNodeHandle, cmd: Cmd, what: &str) {
     }
 }
 
-async fn round(fe: &FeNodeHandle) {
+/// One reconciler round. `suspects`: NORMAL replicas missing from their backend's report in
+/// the previous round; missing twice in a row, they are recorded lost and repaired.
+async fn round(fe: &FeNodeHandle, suspects: &mut BTreeSet<(TabletId, BackendId)>) {
     let alive: Vec<(BackendId, HostPort)> = fe.store().read(|s, _| {
         s.backends
             .values()
@@ -222,14 +227,29 @@ async fn round(fe: &FeNodeHandle) {
         return;
     }
     let (work, next_catalog_id) = plan(fe);
-    let reports: Vec<ReplicaReport> = futures::future::join_all(work.into_iter().filter_map(|w| {
+    let results = futures::future::join_all(work.into_iter().filter_map(|w| {
         let h = held.remove(&w.id)?;
         Some(reconcile_backend(fe, w, h, next_catalog_id))
     }))
-    .await
-    .into_iter()
-    .flatten()
-    .collect();
+    .await;
+    let mut reports = Vec::new();
+    let mut missing = BTreeSet::new();
+    for (r, m) in results {
+        reports.extend(r);
+        missing.extend(m);
+    }
+    let lost: Vec<(TabletId, BackendId)> = missing.intersection(suspects).copied().collect();
+    *suspects = missing
+        .difference(&lost.iter().copied().collect())
+        .copied()
+        .collect();
+    if !lost.is_empty() {
+        tracing::warn!(
+            ?lost,
+            "replicas lost: their backends no longer hold their files"
+        );
+        propose(fe, Cmd::ReplicasLost { lost }, "recording lost replicas").await;
+    }
     if !reports.is_empty() {
         propose(
             fe,
@@ -272,6 +292,7 @@ pub(super) async fn tablet_loop(weak: Weak<Inner>) {
     let mut tick = tokio::time::interval(ROUND);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut executor: Option<Executor> = None;
+    let mut suspects = BTreeSet::new();
     let mut metrics = None;
     let mut applied = None;
     loop {
@@ -308,13 +329,14 @@ pub(super) async fn tablet_loop(weak: Weak<Inner>) {
         };
         if leader != Some(fe.id()) {
             executor = None;
+            suspects.clear();
             continue;
         }
         if executor.as_ref().map(Executor::term) != Some(term) {
             executor = Some(Executor::new(term));
         }
         if ticked {
-            round(&fe).await;
+            round(&fe, &mut suspects).await;
         }
         if let Some(x) = executor.as_mut() {
             x.round(&fe).await;

@@ -380,3 +380,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn lost_replicas_are_forgotten_only_when_normal() {
+    let mut s = cluster(&[("h1", "default"), ("h2", "default")]);
+    create_table(&mut s, 5, &def("t", 1, &[("replication_num", "2")])).unwrap();
+    let t = s.tablets.values().next().unwrap().clone();
+    let (a, b) = (t.replicas[0].backend, t.replicas[1].backend);
+    // Still CREATING: not lost, just not made yet.
+    assert_eq!(forget_lost(&mut s, &[(t.id, a)]), 0);
+    record_replicas(
+        &mut s,
+        &[ReplicaReport {
+            tablet: t.id,
+            backend: a,
+            bytes: 1,
+            checksum: 1,
+        }],
+    );
+    assert_eq!(forget_lost(&mut s, &[(t.id, a), (t.id, b)]), 1);
+    let left: Vec<_> = s
+        .tablets
+        .get(&t.id)
+        .unwrap()
+        .replicas
+        .iter()
+        .map(|r| r.backend)
+        .collect();
+    assert_eq!(left, vec![b]);
+}
