@@ -229,7 +229,9 @@ impl Drop for Executor {
     }
 }
 
-async fn propose(fe: &FeNodeHandle, cmd: Cmd) -> Option<Reply> {
+/// Propose a command of the master's own work on this FE (never forwarded: a deposed master's
+/// proposal fails); a failure is logged, as the next round retries from the state.
+pub(super) async fn propose(fe: &FeNodeHandle, cmd: Cmd) -> Option<Reply> {
     let what = format!("{cmd:?}");
     let op = LeaderOp::Write { user: None, cmd };
     match fe

@@ -6,19 +6,18 @@
 //! recycle-bin expiry when a dropped table's time is up. Decisions are proposed on this FE only,
 //! like heartbeat verdicts. Each round costs one list call per alive backend.
 
-use super::moves::Executor;
+use super::moves::{Executor, propose};
 use super::{FeNodeHandle, Inner};
 use crate::format::now_ms;
 use crate::pb::backend::backend_agent_client::BackendAgentClient;
 use crate::pb::backend::{CreateReplicaRequest, DropReplicaRequest, ListReplicasRequest};
-use crate::wire::LeaderOp;
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::catalog::{self, ReplicaReport, ReplicaState};
 use roster_membership::{BackendId, HostPort, TabletId};
 use roster_raft_store::Cmd;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Weak;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::transport::Channel;
 
 const ROUND: Duration = Duration::from_millis(500);
@@ -193,16 +192,6 @@ async fn reconcile_backend(
     (reports, missing)
 }
 
-async fn propose(fe: &FeNodeHandle, cmd: Cmd, what: &str) {
-    let op = LeaderOp::Write { user: None, cmd };
-    if let Err(e) = fe
-        .run_as_leader(&op, Instant::now() + Duration::from_secs(5))
-        .await
-    {
-        tracing::warn!("{what} failed: {e}");
-    }
-}
-
 /// One reconciler round. `suspects`: NORMAL replicas missing from their backend's report in
 /// the previous round; missing twice in a row, they are recorded lost and repaired.
 async fn round(fe: &FeNodeHandle, suspects: &mut BTreeSet<(TabletId, BackendId)>) {
@@ -248,22 +237,17 @@ async fn round(fe: &FeNodeHandle, suspects: &mut BTreeSet<(TabletId, BackendId)>
             ?lost,
             "replicas lost: their backends no longer hold their files"
         );
-        propose(fe, Cmd::ReplicasLost { lost }, "recording lost replicas").await;
+        propose(fe, Cmd::ReplicasLost { lost }).await;
     }
     if !reports.is_empty() {
-        propose(
-            fe,
-            Cmd::RecordReplicas { reports },
-            "recording replica reports",
-        )
-        .await;
+        propose(fe, Cmd::RecordReplicas { reports }).await;
     }
     let due = fe.store().read(|s, _| {
         let expire = s.meta.settings.u64("catalog_trash_expire_second");
         !catalog::expired_tables(s, now_ms(), expire).is_empty()
     });
     if due {
-        propose(fe, Cmd::ExpireRecycleBin, "expiring the recycle bin").await;
+        propose(fe, Cmd::ExpireRecycleBin).await;
     }
 }
 
