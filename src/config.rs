@@ -69,6 +69,9 @@ pub struct FileConfig {
     /// PEM certificate chain and private key: when both are set, MySQL clients may use TLS.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
+    /// Local IP address of this FE's connection checks to backends (see the blacklist in the
+    /// README); unset: chosen by the kernel.
+    pub backend_source_ip: Option<std::net::IpAddr>,
     pub raft: RaftSection,
     pub initial_members: Vec<MemberSection>,
 }
@@ -92,6 +95,7 @@ impl Default for FileConfig {
             insecure: false,
             tls_cert_file: None,
             tls_key_file: None,
+            backend_source_ip: None,
             raft: RaftSection::default(),
             initial_members: Vec::new(),
         }
@@ -116,6 +120,7 @@ const CONFIG_KEYS: &[&str] = &[
     "insecure",
     "tls_cert_file",
     "tls_key_file",
+    "backend_source_ip",
     "raft",
     "initial_members",
 ];
@@ -318,6 +323,7 @@ impl FileConfig {
             snapshot_logs_since_last: self.raft.snapshot_logs_since_last,
             max_in_snapshot_log_to_keep: self.raft.max_in_snapshot_log_to_keep,
             root_password: self.root_password_hash(),
+            backend_source_ip: self.backend_source_ip,
         }
     }
 }

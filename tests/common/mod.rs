@@ -89,7 +89,8 @@ impl Cluster {
         Self::start_configured(voters, spares, "", extra_raft)
     }
 
-    /// Like `start`, with extra top-level keys and extra `[raft]` keys in each FE's config.
+    /// Like `start`, with extra top-level keys and extra `[raft]` keys in each FE's config;
+    /// `{node_id}` in `extra_top` becomes the FE's id.
     pub fn start_configured(
         voters: usize,
         spares: usize,
@@ -119,6 +120,7 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join("\n");
         for (i, n) in nodes.iter().enumerate() {
+            let extra_top = extra_top.replace("{node_id}", &n.id.to_string());
             let mut toml = format!(
                 "node_id = {}\ncluster_id = \"test\"\nhost = \"127.0.0.1\"\ndata_dir = \"{}\"\n\
                  edit_log_port = {}\nrpc_port = {}\nquery_port = {}\nhttp_port = {}\n\

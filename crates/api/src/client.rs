@@ -62,6 +62,14 @@ impl ClientError {
     }
 }
 
+/// The answer of `Client::tablet_routes`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TabletRoutes {
+    /// The FE whose blacklist these routes obey.
+    pub frontend_id: u64,
+    pub routes: Vec<pb::TabletRoute>,
+}
+
 pub struct Client {
     cfg: ClientConfig,
     channels: Mutex<Vec<(String, Channel)>>,
@@ -153,11 +161,7 @@ impl Client {
                 sql: sql.to_string(),
                 user: self.cfg.user.clone(),
                 password: self.cfg.password.clone(),
-                consistency: if self.cfg.stale_reads {
-                    pb::ReadConsistency::Stale
-                } else {
-                    pb::ReadConsistency::Linearizable
-                } as i32,
+                consistency: self.consistency(),
             });
             req.set_timeout(left);
             match tokio::time::timeout(left, client.execute(req)).await {
@@ -213,32 +217,36 @@ impl Client {
         }
     }
 
-    /// Typed call: the backends, read linearizably (unless configured for stale reads).
-    pub async fn list_backends(&self) -> Result<Vec<pb::Backend>, ClientError> {
+    fn consistency(&self) -> i32 {
+        let c = if self.cfg.stale_reads {
+            pb::ReadConsistency::Stale
+        } else {
+            pb::ReadConsistency::Linearizable
+        };
+        c as i32
+    }
+
+    /// One typed read, retried on other endpoints until the deadline: `call` sends it with the
+    /// time left and returns (answer, error, leader hint).
+    async fn typed_read<R, Fut>(
+        &self,
+        mut call: impl FnMut(RosterClient<Channel>, Duration) -> Fut,
+    ) -> Result<R, ClientError>
+    where
+        Fut: Future<Output = Result<(R, Option<pb::Error>, String), tonic::Status>>,
+    {
         let deadline = Instant::now() + self.cfg.timeout;
         let mut attempt = 0u32;
         let mut last = String::from("no attempt made");
         while Instant::now() < deadline {
             let addr = self.pick();
-            let mut client = RosterClient::new(self.channel(&addr)?);
-            let consistency = if self.cfg.stale_reads {
-                pb::ReadConsistency::Stale
-            } else {
-                pb::ReadConsistency::Linearizable
-            };
+            let client = RosterClient::new(self.channel(&addr)?);
             let left = deadline.saturating_duration_since(Instant::now());
-            let mut req = tonic::Request::new(pb::ListBackendsRequest {
-                consistency: consistency as i32,
-                user: self.cfg.user.clone(),
-                password: self.cfg.password.clone(),
-            });
-            req.set_timeout(left);
-            match tokio::time::timeout(left, client.list_backends(req)).await {
-                Ok(Ok(r)) => {
-                    let r = r.into_inner();
-                    self.hint(&r.leader_rpc_addr);
-                    match r.error {
-                        None => return Ok(r.backends),
+            match tokio::time::timeout(left, call(client, left)).await {
+                Ok(Ok((r, error, leader))) => {
+                    self.hint(&leader);
+                    match error {
+                        None => return Ok(r),
                         Some(e) if e.retryable => last = e.message,
                         Some(e) => {
                             return Err(ClientError::Server {
@@ -261,6 +269,47 @@ impl Client {
             attempt += 1;
         }
         Err(ClientError::Unavailable(last))
+    }
+
+    /// Typed call: the backends, read linearizably (unless configured for stale reads).
+    pub async fn list_backends(&self) -> Result<Vec<pb::Backend>, ClientError> {
+        self.typed_read(|mut client, left| {
+            let mut req = tonic::Request::new(pb::ListBackendsRequest {
+                consistency: self.consistency(),
+                user: self.cfg.user.clone(),
+                password: self.cfg.password.clone(),
+            });
+            req.set_timeout(left);
+            async move {
+                let r = client.list_backends(req).await?.into_inner();
+                Ok((r.backends, r.error, r.leader_rpc_addr))
+            }
+        })
+        .await
+    }
+
+    /// The routing call: for each tablet of `table`, the replica the answering FE would send a
+    /// query to, under that FE's own blacklist (`frontend_id` says which FE answered). Point
+    /// the client at one FE to get that FE's routes.
+    pub async fn tablet_routes(&self, table: &str) -> Result<TabletRoutes, ClientError> {
+        self.typed_read(|mut client, left| {
+            let mut req = tonic::Request::new(pb::TabletRoutesRequest {
+                table: table.to_string(),
+                consistency: self.consistency(),
+                user: self.cfg.user.clone(),
+                password: self.cfg.password.clone(),
+            });
+            req.set_timeout(left);
+            async move {
+                let r = client.tablet_routes(req).await?.into_inner();
+                let routes = TabletRoutes {
+                    frontend_id: r.frontend_id,
+                    routes: r.routes,
+                };
+                Ok((routes, r.error, r.leader_rpc_addr))
+            }
+        })
+        .await
     }
 
     /// Ask endpoints in turn who the leader is.

@@ -27,8 +27,6 @@ pub enum ApiError {
     /// The request may or may not have taken effect.
     #[error("outcome unknown: {0}")]
     Unknown(String),
-    #[error("not supported: {0}")]
-    Unsupported(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

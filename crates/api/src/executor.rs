@@ -6,6 +6,8 @@ mod render;
 mod session;
 mod tables;
 
+pub use tables::{TabletRoute, tablet_routes};
+
 use crate::auth;
 use crate::error::ApiError;
 use crate::node::FeNodeHandle;
@@ -392,6 +394,9 @@ pub async fn execute(
         Statement::ShowTablets { table } => {
             tables::show_tablets(fe, table).map(|r| with_note(r, note))
         }
+        Statement::ShowTabletRoutes { table } => {
+            tables::show_tablet_routes(fe, table).map(|r| with_note(r, note))
+        }
         Statement::ShowReplicaDistribution { table } => {
             tables::show_replica_distribution(fe, table).map(|r| with_note(r, note))
         }
@@ -406,15 +411,6 @@ pub async fn execute(
             &["Database"],
             vec![vec![Some("information_schema".into())]],
         )),
-        other => Err(ApiError::Unsupported(format!(
-            "{} is not available in this version of Roster",
-            other
-                .to_string()
-                .split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        ))),
     }
 }
 

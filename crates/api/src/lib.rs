@@ -26,7 +26,7 @@ pub mod pb {
     }
 }
 
-pub use client::{Client, ClientConfig, ClientError};
+pub use client::{Client, ClientConfig, ClientError, TabletRoutes};
 pub use error::ApiError;
 pub use executor::QueryResult;
 pub use node::{FeConfig, FeNodeHandle, RaftTiming};

@@ -4,6 +4,7 @@
 //! (frontend membership changes, see `frontends`).
 
 mod authz;
+mod blacklist;
 mod frontends;
 mod heartbeat;
 mod moves;
@@ -90,6 +91,9 @@ pub struct FeConfig {
     /// root's password hash, if this FE was given one: the first leader that has it creates
     /// root (once; later values are ignored).
     pub root_password: Option<roster_membership::users::PasswordHash>,
+    /// The local address this FE's connection checks to backends come from (multi-homed
+    /// hosts; `None`: the kernel picks). Blacklist entries are per FE, so this is per FE too.
+    pub backend_source_ip: Option<std::net::IpAddr>,
 }
 
 /// What this FE last heard from a peer FE (soft state, never replicated).
@@ -110,6 +114,7 @@ struct Inner {
     _prober: CancelOnDrop,
     _heartbeats: CancelOnDrop,
     _replicas: CancelOnDrop,
+    _blacklist: CancelOnDrop,
 }
 
 /// A running FE. Cheap to clone.
@@ -185,9 +190,11 @@ impl FeNodeHandle {
             let weak = weak.clone();
             let weak2 = weak.clone();
             let weak3 = weak.clone();
+            let weak4 = weak.clone();
             let task = tokio::spawn(async move { prober_loop(weak).await });
             let heartbeats = tokio::spawn(async move { heartbeat::heartbeat_loop(weak2).await });
             let replicas = tokio::spawn(async move { replicas::tablet_loop(weak3).await });
+            let checker = tokio::spawn(async move { blacklist::checker_loop(weak4).await });
             Inner {
                 cfg,
                 raft,
@@ -198,6 +205,7 @@ impl FeNodeHandle {
                 _prober: CancelOnDrop(task.abort_handle()),
                 _heartbeats: CancelOnDrop(heartbeats.abort_handle()),
                 _replicas: CancelOnDrop(replicas.abort_handle()),
+                _blacklist: CancelOnDrop(checker.abort_handle()),
             }
         });
         Ok(FeNodeHandle { inner })

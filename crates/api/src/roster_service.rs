@@ -27,6 +27,11 @@ pub fn error_to_pb(e: &ApiError) -> pb::Error {
     }
 }
 
+/// An empty user name means root, as in `roster sql`.
+fn user_or_root(user: &str) -> String {
+    if user.is_empty() { "root" } else { user }.to_string()
+}
+
 fn result_to_pb(r: QueryResult) -> pb::ExecuteResponse {
     pb::ExecuteResponse {
         columns: r.columns,
@@ -53,6 +58,22 @@ impl RosterService {
         .await
     }
 
+    /// Login, read barrier (unless stale reads were asked for), then the privilege, checked
+    /// against state at least as new as the request.
+    async fn read_access(
+        &self,
+        user: &str,
+        password: &str,
+        consistency: i32,
+        privilege: Privilege,
+    ) -> Result<(), ApiError> {
+        self.login(user, password).await?;
+        if consistency != pb::ReadConsistency::Stale as i32 {
+            self.fe.linearize().await?;
+        }
+        self.fe.authorize_here(user, privilege)
+    }
+
     fn leader_rpc(&self) -> String {
         self.fe
             .leader()
@@ -68,11 +89,7 @@ impl Roster for RosterService {
         req: Request<pb::ExecuteRequest>,
     ) -> Result<Response<pb::ExecuteResponse>, Status> {
         let req = req.into_inner();
-        let user = if req.user.is_empty() {
-            "root".to_string()
-        } else {
-            req.user.clone()
-        };
+        let user = user_or_root(&req.user);
         if let Err(e) = self.login(&user, &req.password).await {
             return Ok(Response::new(pb::ExecuteResponse {
                 error: Some(error_to_pb(&e)),
@@ -116,20 +133,11 @@ impl Roster for RosterService {
         req: Request<pb::ListBackendsRequest>,
     ) -> Result<Response<pb::ListBackendsResponse>, Status> {
         let req = req.into_inner();
-        let stale = req.consistency == pb::ReadConsistency::Stale as i32;
-        let user = if req.user.is_empty() {
-            "root".to_string()
-        } else {
-            req.user.clone()
-        };
-        let checked = async {
-            self.login(&user, &req.password).await?;
-            if !stale {
-                self.fe.linearize().await?;
-            }
-            self.fe.authorize_here(&user, Privilege::AdminPriv)
-        };
-        if let Err(e) = checked.await {
+        let user = user_or_root(&req.user);
+        let checked = self
+            .read_access(&user, &req.password, req.consistency, Privilege::AdminPriv)
+            .await;
+        if let Err(e) = checked {
             return Ok(Response::new(pb::ListBackendsResponse {
                 error: Some(error_to_pb(&e)),
                 leader_rpc_addr: self.leader_rpc(),
@@ -155,6 +163,50 @@ impl Roster for RosterService {
             backends,
             error: None,
             leader_rpc_addr: self.leader_rpc(),
+        }))
+    }
+
+    async fn tablet_routes(
+        &self,
+        req: Request<pb::TabletRoutesRequest>,
+    ) -> Result<Response<pb::TabletRoutesResponse>, Status> {
+        let req = req.into_inner();
+        let user = user_or_root(&req.user);
+        let routes = match self
+            .read_access(&user, &req.password, req.consistency, Privilege::SelectPriv)
+            .await
+            .and_then(|()| executor::tablet_routes(&self.fe, &req.table))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Response::new(pb::TabletRoutesResponse {
+                    error: Some(error_to_pb(&e)),
+                    leader_rpc_addr: self.leader_rpc(),
+                    frontend_id: self.fe.id(),
+                    ..Default::default()
+                }));
+            }
+        };
+        Ok(Response::new(pb::TabletRoutesResponse {
+            routes: routes
+                .into_iter()
+                .map(|r| {
+                    let (backend_id, host, be_port) = match r.backend {
+                        Some((id, host, port)) => (Some(id.0), host, port as u32),
+                        None => (None, String::new(), 0),
+                    };
+                    pb::TabletRoute {
+                        tablet_id: r.tablet.0,
+                        backend_id,
+                        host,
+                        be_port,
+                        reason: r.reason,
+                    }
+                })
+                .collect(),
+            error: None,
+            leader_rpc_addr: self.leader_rpc(),
+            frontend_id: self.fe.id(),
         }))
     }
 }

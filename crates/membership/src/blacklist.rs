@@ -1,12 +1,18 @@
 //! Per-FE backend blacklists (SPEC section 5), keyed by (frontend, backend) in the replicated
 //! state: every FE can show every list, but an entry of FE A never changes FE B's routing.
-//! MANUAL entries stay until deleted or until the backend is dropped; AUTO never overwrites
-//! MANUAL.
+//! MANUAL entries stay until deleted or until the backend is dropped; AUTO entries come from an
+//! FE's own failed connections and go when its refresher finds every port answering and fewer
+//! than `black_host_connect_failures_within_time` failures in the last `black_host_history_sec`.
+//! AUTO never overwrites MANUAL. Failure times are stamped at apply (the leader's clock), so
+//! every FE counts a window the same way.
 
 use crate::error::DomainError;
 use crate::ids::{BackendId, FrontendId};
 use crate::state::ClusterState;
 use serde::{Deserialize, Serialize};
+
+/// At most this many failure times are kept per entry (StarRocks caps its history at 1000).
+pub const MAX_HISTORY: usize = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BlacklistKind {
@@ -28,13 +34,40 @@ pub struct BlacklistEntry {
     pub frontend: FrontendId,
     pub backend: BackendId,
     pub kind: BlacklistKind,
-    /// Leader-stamped time the entry was added (for AUTO: the connection loss).
+    /// Leader-stamped time the entry was added (for AUTO: the first failed connection).
     pub added_ms: u64,
-    /// Connection failures seen in the current window (AUTO only).
-    pub failures_in_period: u64,
+    /// Leader-stamped times of this FE's failed connections to the backend, oldest first, pruned
+    /// to the window at each record.
+    pub failures: Vec<u64>,
+    /// What the last failed connection said (empty for a MANUAL entry without failures).
+    pub last_failure: String,
+}
+
+impl BlacklistEntry {
+    /// Failures within the last `window_ms` before `now_ms`.
+    pub fn failures_within(&self, now_ms: u64, window_ms: u64) -> usize {
+        let since = now_ms.saturating_sub(window_ms);
+        self.failures.iter().filter(|t| **t > since).count()
+    }
 }
 
 pub type BlacklistKey = (FrontendId, BackendId);
+
+/// The window and threshold of the AUTO rules, from the settings.
+fn window_ms(state: &ClusterState) -> u64 {
+    state
+        .meta
+        .settings
+        .u64("black_host_history_sec")
+        .saturating_mul(1000)
+}
+
+fn threshold(state: &ClusterState) -> usize {
+    state
+        .meta
+        .settings
+        .u64("black_host_connect_failures_within_time") as usize
+}
 
 fn check_known(state: &ClusterState, ids: &[BackendId]) -> Result<(), DomainError> {
     for id in ids {
@@ -62,19 +95,27 @@ pub fn add_manual(
     let mut changed = Vec::new();
     for id in ids {
         let key = (fe, *id);
-        if state.blacklist.get(&key).map(|e| e.kind) == Some(BlacklistKind::Manual) {
-            continue;
+        match state.blacklist.get_mut(&key) {
+            Some(e) if e.kind == BlacklistKind::Manual => continue,
+            // MANUAL replaces AUTO; the failure history stays.
+            Some(e) => {
+                e.kind = BlacklistKind::Manual;
+                e.added_ms = now_ms;
+            }
+            None => {
+                state.blacklist.insert(
+                    key,
+                    BlacklistEntry {
+                        frontend: fe,
+                        backend: *id,
+                        kind: BlacklistKind::Manual,
+                        added_ms: now_ms,
+                        failures: Vec::new(),
+                        last_failure: String::new(),
+                    },
+                );
+            }
         }
-        state.blacklist.insert(
-            key,
-            BlacklistEntry {
-                frontend: fe,
-                backend: *id,
-                kind: BlacklistKind::Manual,
-                added_ms: now_ms,
-                failures_in_period: 0,
-            },
-        );
         if !changed.contains(id) {
             changed.push(*id);
         }
@@ -95,6 +136,86 @@ pub fn delete(
         .filter(|id| state.blacklist.remove(&(fe, **id)).is_some())
         .copied()
         .collect())
+}
+
+/// `fe` failed `count` times to connect to `backend` since it last said so: an AUTO entry is
+/// added if there is none, and the failures join the entry's history (a MANUAL entry stays
+/// MANUAL). Returns whether a new entry was added. A backend dropped meanwhile is an error the
+/// caller may ignore.
+pub fn record_failures(
+    state: &mut ClusterState,
+    now_ms: u64,
+    fe: FrontendId,
+    backend: BackendId,
+    count: u32,
+    reason: &str,
+) -> Result<bool, DomainError> {
+    check_known(state, &[backend])?;
+    let window = window_ms(state);
+    let key = (fe, backend);
+    let added = !state.blacklist.contains_key(&key);
+    if added {
+        state.blacklist.insert(
+            key,
+            BlacklistEntry {
+                frontend: fe,
+                backend,
+                kind: BlacklistKind::Auto,
+                added_ms: now_ms,
+                failures: Vec::new(),
+                last_failure: String::new(),
+            },
+        );
+    }
+    let e = state.blacklist.get_mut(&key).expect("present");
+    let since = now_ms.saturating_sub(window);
+    e.failures.retain(|t| *t > since);
+    e.failures.extend(std::iter::repeat_n(
+        now_ms,
+        count.min(MAX_HISTORY as u32) as usize,
+    ));
+    let excess = e.failures.len().saturating_sub(MAX_HISTORY);
+    e.failures.drain(..excess);
+    if !reason.is_empty() {
+        e.last_failure = reason.to_string();
+    }
+    Ok(added)
+}
+
+/// `fe`'s refresher found every port of `backend` answering: its AUTO entry goes if the
+/// failures in the window are fewer than the threshold (checked here, at apply, against the
+/// replicated history). MANUAL entries are never touched. Returns whether it was removed.
+pub fn clear_auto(
+    state: &mut ClusterState,
+    now_ms: u64,
+    fe: FrontendId,
+    backend: BackendId,
+) -> bool {
+    let (window, limit) = (window_ms(state), threshold(state));
+    let key = (fe, backend);
+    let removable = state.blacklist.get(&key).is_some_and(|e| {
+        e.kind == BlacklistKind::Auto && e.failures_within(now_ms, window) < limit
+    });
+    if removable {
+        state.blacklist.remove(&key);
+    }
+    removable
+}
+
+/// Whether `fe`'s AUTO entry for `backend` would be cleared at `now_ms` (the refresher asks
+/// before proposing, so a backend that keeps failing costs no writes; the state's own clock
+/// only moves with applied entries, so the caller passes its wall clock).
+pub fn auto_clearable(
+    state: &ClusterState,
+    now_ms: u64,
+    fe: FrontendId,
+    backend: BackendId,
+) -> bool {
+    let (window, limit) = (window_ms(state), threshold(state));
+    state
+        .blacklist
+        .get(&(fe, backend))
+        .is_some_and(|e| e.kind == BlacklistKind::Auto && e.failures_within(now_ms, window) < limit)
 }
 
 /// Entries of one backend go away with it.
@@ -153,7 +274,8 @@ mod tests {
                 backend: BackendId(10002),
                 kind: BlacklistKind::Auto,
                 added_ms: 1,
-                failures_in_period: 3,
+                failures: vec![1, 1, 1],
+                last_failure: String::new(),
             },
         );
         add_manual(&mut s, 8, fe2, &[BackendId(10002)]).unwrap();
@@ -165,8 +287,65 @@ mod tests {
             delete(&mut s, fe1, &[BackendId(10001), BackendId(10002)]).unwrap(),
             vec![BackendId(10001)]
         );
+        // AUTO failures join a MANUAL entry's history without making it AUTO.
+        assert!(!record_failures(&mut s, 9, fe2, BackendId(10002), 2, "refused").unwrap());
+        let e = s.blacklist.get(&(fe2, BackendId(10002))).unwrap();
+        assert_eq!(e.kind, BlacklistKind::Manual);
+        assert_eq!(e.failures.len(), 5);
+        assert!(
+            !clear_auto(&mut s, 10, fe2, BackendId(10002)),
+            "MANUAL never clears"
+        );
+        assert_eq!(
+            record_failures(&mut s, 9, fe2, BackendId(999), 1, "x"),
+            Err(DomainError::UnknownBackend("999".into()))
+        );
         // Dropping a backend removes its entries everywhere.
         registry::dropp_backends(&mut s, 9, &[crate::BackendRef::Id(BackendId(10002))]).unwrap();
         assert!(s.blacklist.is_empty());
+    }
+
+    #[test]
+    fn auto_entries_follow_the_failure_window() {
+        let mut s = ClusterState::default();
+        registry::add_backends(&mut s, 0, &[HostPort::new("a", 1)], &[]).unwrap();
+        let (fe, be) = (FrontendId(2), BackendId(10001));
+        let sec = 1000;
+        // Defaults: a 120 s window, 5 failures keep the entry.
+        assert!(record_failures(&mut s, 10 * sec, fe, be, 1, "127.0.0.1:1: refused").unwrap());
+        let e = s.blacklist.get(&(fe, be)).unwrap().clone();
+        assert_eq!((e.kind, e.added_ms), (BlacklistKind::Auto, 10 * sec));
+        assert_eq!(e.last_failure, "127.0.0.1:1: refused");
+        assert!(!record_failures(&mut s, 11 * sec, fe, be, 3, "").unwrap());
+        assert_eq!(
+            s.blacklist.get(&(fe, be)).unwrap().last_failure,
+            "127.0.0.1:1: refused"
+        );
+        // 4 failures in the window: fewer than 5, so it clears.
+        assert!(auto_clearable(&s, 12 * sec, fe, be));
+        record_failures(&mut s, 12 * sec, fe, be, 1, "again").unwrap();
+        // 5 now: it stays, until the window has moved past enough of them.
+        assert!(!auto_clearable(&s, 13 * sec, fe, be));
+        assert!(
+            !clear_auto(&mut s, 129 * sec, fe, be),
+            "all 5 are still within 120 s"
+        );
+        assert!(
+            auto_clearable(&s, 130 * sec, fe, be),
+            "the one at 10 s has left"
+        );
+        assert!(clear_auto(&mut s, 130 * sec, fe, be));
+        assert!(s.blacklist.is_empty());
+        // Recording prunes to the window and caps the history.
+        record_failures(&mut s, 200 * sec, fe, be, 5000, "flood").unwrap();
+        assert_eq!(
+            s.blacklist.get(&(fe, be)).unwrap().failures.len(),
+            MAX_HISTORY
+        );
+        record_failures(&mut s, 400 * sec, fe, be, 1, "later").unwrap();
+        assert_eq!(
+            s.blacklist.get(&(fe, be)).unwrap().failures,
+            vec![400 * sec]
+        );
     }
 }

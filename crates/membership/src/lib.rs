@@ -12,6 +12,7 @@ pub mod liveness;
 pub mod moves;
 pub mod placement;
 pub mod registry;
+pub mod routing;
 pub mod settings;
 pub mod state;
 pub mod tracked;

@@ -48,6 +48,12 @@ pub const SETTINGS: &[(&str, Kind, &str, &str)] = &[
         "failures in the window that keep an AUTO entry",
     ),
     (
+        "disable_backend_black_list",
+        Kind::Bool,
+        "false",
+        "stop AUTO blacklisting on every FE (MANUAL entries still apply)",
+    ),
+    (
         "heartbeat_interval_second",
         Kind::U64,
         "5",

@@ -96,6 +96,20 @@ pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
             catalog::forget_lost(state, lost);
             Ok(Reply::Done)
         }
+        Cmd::RecordConnectFailures {
+            frontend,
+            backend,
+            count,
+            reason,
+        } => blacklist::record_failures(state, now, *frontend, *backend, *count, reason)
+            .map(|added| Reply::Changed(if added { vec![*backend] } else { vec![] })),
+        Cmd::ClearAutoBlacklist { frontend, backend } => Ok(Reply::Changed(
+            if blacklist::clear_auto(state, now, *frontend, *backend) {
+                vec![*backend]
+            } else {
+                vec![]
+            },
+        )),
     };
     match result {
         Ok(r) => Response::Ok(r),

@@ -109,6 +109,20 @@ pub enum Cmd {
     ReplicasLost {
         lost: Vec<(TabletId, BackendId)>,
     },
+    /// `frontend` failed `count` times to connect to `backend` (its own connection checks): an
+    /// AUTO entry if it has none, and the failures join the entry's history.
+    RecordConnectFailures {
+        frontend: FrontendId,
+        backend: BackendId,
+        count: u32,
+        reason: String,
+    },
+    /// `frontend`'s refresher found every port of `backend` answering: its AUTO entry goes if
+    /// the window holds fewer failures than the threshold (re-checked at apply).
+    ClearAutoBlacklist {
+        frontend: FrontendId,
+        backend: BackendId,
+    },
 }
 
 impl Cmd {
@@ -139,6 +153,9 @@ impl Cmd {
             | Cmd::AbortMove { .. }
             | Cmd::FinishDecommissions
             | Cmd::ReplicasLost { .. } => Privilege::AdminPriv,
+            Cmd::RecordConnectFailures { .. } | Cmd::ClearAutoBlacklist { .. } => {
+                Privilege::Blacklist
+            }
         }
     }
 }
@@ -383,6 +400,22 @@ mod tests {
                     lost: vec![(TabletId(100002), BackendId(10001))],
                 },
                 "01180000000100000000000000a2860100000000001127000000000000",
+            ),
+            (
+                Cmd::RecordConnectFailures {
+                    frontend: FrontendId(2),
+                    backend: BackendId(10001),
+                    count: 3,
+                    reason: "r".into(),
+                },
+                "01190000000200000000000000112700000000000003000000010000000000000072",
+            ),
+            (
+                Cmd::ClearAutoBlacklist {
+                    frontend: FrontendId(2),
+                    backend: BackendId(10001),
+                },
+                "011a00000002000000000000001127000000000000",
             ),
             (
                 Cmd::RecordReplicas {

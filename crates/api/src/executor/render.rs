@@ -231,14 +231,18 @@ pub fn show_grants(fe: &FeNodeHandle, user: &str) -> Result<QueryResult, ApiErro
     ))
 }
 
-/// SHOW BACKEND BLACKLIST [FROM ALL FRONTENDS], StarRocks's columns. CheckTimePeriod(s) is the
-/// window over which an AUTO entry's connection failures are counted (black_host_history_sec);
-/// LostConnectionTime is when the entry was added (for MANUAL: by the statement).
+/// SHOW BACKEND BLACKLIST [FROM ALL FRONTENDS]: StarRocks's columns, then LastFailure (what the
+/// last failed connection said). CheckTimePeriod(s) shows black_host_history_sec, the window
+/// over which LostConnectionNumberInPeriod counts this FE's failed connections, as StarRocks's
+/// documentation says (its code shows black_host_connect_failures_within_time there, which is
+/// a count, not a period). LostConnectionTime is when the entry was added (for MANUAL: by the
+/// statement).
 pub fn show_blacklist(fe: &FeNodeHandle, all_frontends: bool) -> QueryResult {
     let (nodes, _) = fe.members();
     let me = roster_membership::FrontendId(fe.id());
     let rows = fe.store().read(|state, _| {
         let period = state.meta.settings.u64("black_host_history_sec");
+        let now = crate::format::now_ms();
         state
             .blacklist
             .values()
@@ -256,8 +260,9 @@ pub fn show_blacklist(fe: &FeNodeHandle, all_frontends: bool) -> QueryResult {
                     s(e.backend),
                     s(e.kind.as_str()),
                     s(datetime(e.added_ms)),
-                    s(e.failures_in_period),
+                    s(e.failures_within(now, period.saturating_mul(1000))),
                     s(period),
+                    s(&e.last_failure),
                 ]);
                 row
             })
@@ -269,6 +274,7 @@ pub fn show_blacklist(fe: &FeNodeHandle, all_frontends: bool) -> QueryResult {
         "LostConnectionTime",
         "LostConnectionNumberInPeriod",
         "CheckTimePeriod(s)",
+        "LastFailure",
     ];
     if all_frontends {
         let mut c = vec!["Frontend"];

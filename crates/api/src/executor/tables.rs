@@ -7,6 +7,7 @@ use crate::error::ApiError;
 use crate::format::{bytes, datetime};
 use crate::node::FeNodeHandle;
 use roster_membership::catalog::{self, ReplicaState, TableDef, TableState};
+use roster_membership::routing;
 use roster_membership::{ClusterState, DomainError, TableId, TabletId};
 use roster_raft_store::{Cmd, Reply};
 use std::time::{Duration, Instant};
@@ -50,8 +51,10 @@ pub async fn create_table(
             format!("table {name} already exists (id {id})"),
         ));
     }
-    // The master asks the agents; their reports arrive through Raft. Poll the local state,
-    // which is at least as new as our own write.
+    // The master asks the agents; their reports arrive through Raft. Poll the local state once
+    // it holds our own write: on a follower the leader's answer can arrive before this FE has
+    // applied the entry, and the table would look dropped.
+    fe.linearize().await?;
     let deadline = Instant::now() + CREATE_WAIT;
     loop {
         let (left, tablets, replicas) = fe.store().read(|st, _| {
@@ -278,6 +281,61 @@ pub fn show_tablet(fe: &FeNodeHandle, id: u64) -> Result<QueryResult, ApiError> 
     let mut columns = vec!["TableName", "TableId", "TableState"];
     columns.extend_from_slice(REPLICA_COLUMNS);
     Ok(QueryResult::rows(&columns, rows))
+}
+
+/// One tablet's route from this FE: the chosen replica's backend and where it listens, or
+/// `None`, and why other replicas were passed over.
+#[derive(Debug, Clone)]
+pub struct TabletRoute {
+    pub tablet: TabletId,
+    pub backend: Option<(roster_membership::BackendId, String, u16)>,
+    pub reason: String,
+}
+
+/// The routes this FE would take to every tablet of `name` (SPEC section 5): its own
+/// blacklist, never another FE's.
+pub fn tablet_routes(fe: &FeNodeHandle, name: &str) -> Result<Vec<TabletRoute>, ApiError> {
+    let me = roster_membership::FrontendId(fe.id());
+    fe.store().read(|st, _| -> Result<_, ApiError> {
+        let t = table_named(st, name)?;
+        Ok(t.tablets
+            .iter()
+            .filter_map(|id| st.tablets.get(id))
+            .map(|tablet| {
+                let r = routing::route(st, me, tablet);
+                let backend = r
+                    .chosen
+                    .and_then(|b| st.backends.get(&b))
+                    .map(|b| (b.id, b.addr.host.clone(), b.liveness.be_port.unwrap_or(0)));
+                let reason = match (&backend, r.skipped.is_empty()) {
+                    (Some(_), true) => String::new(),
+                    (Some(_), false) => format!("passed over {}", r.reasons()),
+                    (None, true) => "the tablet has no replica".to_string(),
+                    (None, false) => format!("no replica qualifies: {}", r.reasons()),
+                };
+                TabletRoute {
+                    tablet: tablet.id,
+                    backend,
+                    reason,
+                }
+            })
+            .collect())
+    })
+}
+
+/// SHOW TABLET ROUTES FROM t: one row per tablet, the replica this FE would query.
+pub fn show_tablet_routes(fe: &FeNodeHandle, name: &str) -> Result<QueryResult, ApiError> {
+    let rows = tablet_routes(fe, name)?
+        .into_iter()
+        .map(|r| match r.backend {
+            Some((id, host, be_port)) => vec![s(r.tablet), s(id), s(host), s(be_port), s(r.reason)],
+            None => vec![s(r.tablet), s("NONE"), None, None, s(r.reason)],
+        })
+        .collect();
+    Ok(QueryResult::rows(
+        &["TabletId", "BackendId", "Host", "BePort", "Reason"],
+        rows,
+    ))
 }
 
 fn graph(part: u64, total: u64) -> (String, String) {
