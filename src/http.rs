@@ -2,7 +2,7 @@
 //! Basic, the same users and privileges as SQL) and run their SHOW statement through the
 //! executor, so privileges and the linearizable read barrier are those of MySQL and gRPC:
 //! `/api/backends`, `/api/frontends`, `/api/decommission`, `/api/decommission/blockers`,
-//! `/api/tables`. Rows are objects keyed by column name.
+//! `/api/tables`, `/api/blacklist` (every FE's). Rows are objects keyed by column name.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -21,6 +21,7 @@ fn statement(view: &str) -> Option<&'static str> {
         "decommission" => "SHOW DECOMMISSION",
         "decommission/blockers" => "SHOW DECOMMISSION BLOCKERS",
         "tables" => "SHOW TABLES",
+        "blacklist" => "SHOW BACKEND BLACKLIST FROM ALL FRONTENDS",
         _ => return None,
     })
 }

@@ -186,6 +186,17 @@ async fn manual_entries_are_per_frontend_shown_everywhere_and_survive_restart() 
     assert_eq!(column(&all, 0, "BackendId"), x.to_string());
     assert_eq!(column(&all, 0, "AddBlackListType"), "MANUAL");
     assert_eq!(column(&all, 0, "CheckTimePeriod(s)"), "120");
+    // The same over HTTP JSON, with the same login.
+    let port = cluster.nodes[2].http_port;
+    let (code, body) = http_get(
+        port,
+        "/api/blacklist",
+        Some(&format!("root:{ROOT_PASSWORD}")),
+    );
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["rows"][0]["BackendId"], x.to_string(), "{body}");
+    assert_eq!(v["rows"][0]["AddBlackListType"], "MANUAL", "{body}");
 
     // Point 5: unknown ids and malformed lists are refused and change nothing.
     let listed = blacklist_of(&cluster, 0).await;
@@ -226,6 +237,8 @@ async fn manual_entries_are_per_frontend_shown_everywhere_and_survive_restart() 
         let e = err_text(viewer.execute(&sql).await, &sql);
         assert!(e.contains("BLACKLIST privilege"), "{sql}: {e}");
     }
+    let (code, body) = http_get(port, "/api/blacklist", Some("viewer:vpw"));
+    assert_eq!(code, 403, "{body}");
     // Routes need only SELECT.
     assert_eq!(
         viewer.tablet_routes("t").await.unwrap().routes.len(),

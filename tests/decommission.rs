@@ -553,32 +553,6 @@ async fn node_commands_dry_run_drain_and_report() {
     assert_eq!(code, Some(0), "an ACTIVE backend: harmless: {out}");
 }
 
-/// A raw HTTP/1.1 GET; returns the status code and the body.
-fn http_get(port: u16, path: &str, auth: Option<&str>) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let auth = auth
-        .map(|a| {
-            use base64::Engine;
-            format!(
-                "Authorization: Basic {}\r\n",
-                base64::engine::general_purpose::STANDARD.encode(a)
-            )
-        })
-        .unwrap_or_default();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let code = out[9..12].parse().unwrap();
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (code, body)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decommission_progress_over_http_json() {
     let (cluster, _agents, c) = setup(

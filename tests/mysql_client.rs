@@ -427,12 +427,19 @@ async fn logins_and_privileges_on_every_interface() {
         "{}",
         o.stderr
     );
-    let o = mysql(p[1], "ops", "opspw", "DELETE BACKEND BLACKLIST 10001");
-    assert!(
-        o.stderr.contains("the BLACKLIST privilege"),
-        "ops has no BLACKLIST: {}",
-        o.stderr
-    );
+    for sql in [
+        "DELETE BACKEND BLACKLIST 10001",
+        "ADD BACKEND BLACKLIST 10001",
+        "SHOW BACKEND BLACKLIST",
+        "SHOW BACKEND BLACKLIST FROM ALL FRONTENDS",
+    ] {
+        let o = mysql(p[1], "ops", "opspw", sql);
+        assert!(
+            o.stderr.contains("the BLACKLIST privilege"),
+            "ops has no BLACKLIST: {sql}: {}",
+            o.stderr
+        );
+    }
     let o = mysql(p[1], "bl", "blpw", "DELETE BACKEND BLACKLIST 10001");
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(
