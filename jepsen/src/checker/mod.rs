@@ -1,0 +1,4 @@
+//! Checkers of recorded histories.
+
+pub mod linear;
+pub mod set;

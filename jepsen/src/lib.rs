@@ -1,0 +1,6 @@
+//! Jepsen-style testing of Roster: real `roster` processes in network namespaces, client
+//! workloads that record a history, a nemesis that injects faults, and checkers of the
+//! history. See `jepsen/README.md`.
+
+pub mod checker;
+pub mod history;

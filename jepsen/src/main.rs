@@ -1,0 +1,5 @@
+//! `roster-jepsen`: runs Jepsen-style scenarios against real Roster processes (as root).
+
+fn main() {
+    eprintln!("roster-jepsen: scenarios arrive with the runner");
+}
