@@ -3,4 +3,9 @@
 //! history. See `jepsen/README.md`.
 
 pub mod checker;
+pub mod db;
 pub mod history;
+pub mod nemesis;
+pub mod scenario;
+pub mod topology;
+pub mod workload;

@@ -1,0 +1,174 @@
+//! The system under test: one `roster start` per node host, run with `ip netns exec` in the
+//! node's namespace, on the node's own address and fixed ports, with its data directory and
+//! log under the run directory. Processes die with the harness (PR_SET_PDEATHSIG), so even a
+//! harness killed by SIGKILL leaves no FE running.
+
+use crate::topology::Topology;
+use anyhow::Context;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub const EDIT_LOG_PORT: u16 = 9010;
+pub const RPC_PORT: u16 = 9020;
+pub const QUERY_PORT: u16 = 9030;
+pub const HTTP_PORT: u16 = 8030;
+pub const ROOT_PASSWORD: &str = "jepsen";
+
+pub struct Db {
+    pub bin: PathBuf,
+    pub dir: PathBuf,
+    /// Node ids are 1..=n, node i on topology host i-1.
+    procs: Vec<Option<Child>>,
+    netns: Vec<String>,
+    ips: Vec<String>,
+    extra_env: Vec<(String, String)>,
+}
+
+fn member(id: usize, ip: &str) -> String {
+    format!(
+        "[[initial_members]]\nnode_id = {id}\nhost = \"{ip}\"\nedit_log_port = {EDIT_LOG_PORT}\n\
+         rpc_port = {RPC_PORT}\nquery_port = {QUERY_PORT}\nhttp_port = {HTTP_PORT}\n"
+    )
+}
+
+impl Db {
+    /// Write every node's config; start nothing yet.
+    pub fn new(bin: &Path, dir: &Path, topo: &Topology) -> anyhow::Result<Db> {
+        let ips: Vec<String> = topo.nodes.iter().map(|h| h.ip.to_string()).collect();
+        let members: String = ips
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| member(i + 1, ip))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for (i, ip) in ips.iter().enumerate() {
+            let id = i + 1;
+            let cfg = format!(
+                "node_id = {id}\ncluster_id = \"jepsen\"\nhost = \"{ip}\"\ndata_dir = \"{}\"\n\
+                 edit_log_port = {EDIT_LOG_PORT}\nrpc_port = {RPC_PORT}\nquery_port = {QUERY_PORT}\n\
+                 http_port = {HTTP_PORT}\nroot_password = \"{ROOT_PASSWORD}\"\n\
+                 read_timeout_ms = 3000\nwrite_timeout_ms = 5000\n\
+                 [raft]\nheartbeat_interval_ms = 200\nelection_timeout_min_ms = 1000\n\
+                 election_timeout_max_ms = 2000\n\n{members}",
+                dir.join(format!("data-n{id}")).display()
+            );
+            std::fs::write(dir.join(format!("n{id}.toml")), cfg)?;
+        }
+        Ok(Db {
+            bin: bin.to_path_buf(),
+            dir: dir.to_path_buf(),
+            procs: ips.iter().map(|_| None).collect(),
+            netns: topo.nodes.iter().map(|h| h.netns.clone()).collect(),
+            ips,
+            extra_env: Vec::new(),
+        })
+    }
+
+    /// An environment variable for every FE started from now on (e.g. a bug switch).
+    pub fn env(&mut self, k: &str, v: &str) {
+        self.extra_env.push((k.into(), v.into()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.procs.is_empty()
+    }
+
+    pub fn rpc_addr(&self, node: usize) -> String {
+        format!("{}:{RPC_PORT}", self.ips[node])
+    }
+
+    pub fn log_path(&self, node: usize) -> PathBuf {
+        self.dir.join(format!("n{}.log", node + 1))
+    }
+
+    pub fn is_running(&self, node: usize) -> bool {
+        self.procs[node].is_some()
+    }
+
+    pub fn start(&mut self, node: usize) -> anyhow::Result<()> {
+        if self.procs[node].is_some() {
+            return Ok(());
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(node))?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.netns[node]])
+            .arg(&self.bin)
+            .args(["start", "--config"])
+            .arg(self.dir.join(format!("n{}.toml", node + 1)))
+            .env("RUST_LOG", "info,openraft=warn")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // SAFETY: prctl in the child before exec; async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting n{}", node + 1))?;
+        self.procs[node] = Some(child);
+        Ok(())
+    }
+
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        for i in 0..self.len() {
+            self.start(i)?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILL (and reap) a node.
+    pub fn kill(&mut self, node: usize) {
+        if let Some(mut c) = self.procs[node].take() {
+            // A paused process must die too: SIGKILL works on stopped processes.
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn signal(&self, node: usize, sig: libc::c_int) -> bool {
+        match &self.procs[node] {
+            // SAFETY: kill(2) on our own child's pid.
+            Some(c) => unsafe { libc::kill(c.id() as libc::pid_t, sig) == 0 },
+            None => false,
+        }
+    }
+
+    pub fn pause(&self, node: usize) -> bool {
+        self.signal(node, libc::SIGSTOP)
+    }
+
+    pub fn resume(&self, node: usize) -> bool {
+        self.signal(node, libc::SIGCONT)
+    }
+
+    /// Whether a node's process has exited on its own (a crash).
+    pub fn exited(&mut self, node: usize) -> Option<std::process::ExitStatus> {
+        self.procs[node].as_mut()?.try_wait().ok().flatten()
+    }
+
+    pub fn kill_all(&mut self) {
+        for i in 0..self.len() {
+            self.resume(i);
+            self.kill(i);
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}

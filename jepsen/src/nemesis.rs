@@ -1,0 +1,272 @@
+//! Faults: partitions as per-node grudges in nftables (each node drops packets from the peers it
+//! holds a grudge against; the client host is never in a grudge, as in Jepsen), SIGKILL and
+//! restart, SIGSTOP and SIGCONT. Every action is recorded in the history as a nemesis `info`.
+
+use crate::db::Db;
+use crate::history::Recorder;
+use crate::topology::Topology;
+use rand::Rng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// What the nemesis may do in a scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Split the nodes into two random halves.
+    PartitionHalves,
+    /// Cut the current leader off from every other node.
+    IsolateLeader,
+    /// Every node sees a majority, no two the same one (5 nodes).
+    MajoritiesRing,
+    /// Two halves joined only through one middle node (5 nodes).
+    Bridge,
+    /// The leader hears nobody, but everybody hears it.
+    OneWayFromLeader,
+    /// SIGKILL the leader, restart it later.
+    KillLeader,
+    /// SIGKILL a random node, restart it later.
+    KillOne,
+    /// SIGSTOP the leader, SIGCONT it later.
+    PauseLeader,
+    /// SIGSTOP a minority, SIGCONT them later.
+    PauseMinority,
+}
+
+impl Fault {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::PartitionHalves => "partition-random-halves",
+            Fault::IsolateLeader => "partition-leader",
+            Fault::MajoritiesRing => "partition-majorities-ring",
+            Fault::Bridge => "partition-bridge",
+            Fault::OneWayFromLeader => "partition-one-way",
+            Fault::KillLeader => "kill-leader",
+            Fault::KillOne => "kill-one",
+            Fault::PauseLeader => "pause-leader",
+            Fault::PauseMinority => "pause-minority",
+        }
+    }
+}
+
+/// Which node (index) leads, according to the first node that answers and knows.
+pub async fn leader(db: &Db) -> Option<usize> {
+    for i in 0..db.len() {
+        if !db.is_running(i) {
+            continue;
+        }
+        let c =
+            roster_api::Client::new(roster_api::ClientConfig::new(vec![db.rpc_addr(i)])).ok()?;
+        if let Ok(s) = c.status_within(Duration::from_millis(500)).await
+            && let Some(l) = s.leader_id
+        {
+            return Some(l as usize - 1);
+        }
+    }
+    None
+}
+
+/// Grudges: `drop[i]` is the set of nodes whose packets node i drops (`inbound`) and to which it
+/// sends nothing (`outbound`).
+fn apply_grudges(
+    topo: &Topology,
+    grudges: &[BTreeSet<usize>],
+    inbound: bool,
+    outbound: bool,
+) -> anyhow::Result<()> {
+    for (i, g) in grudges.iter().enumerate() {
+        if g.is_empty() {
+            continue;
+        }
+        let ips = g
+            .iter()
+            .map(|j| topo.nodes[*j].ip.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut rules = String::from("table inet jepsen {\n");
+        if inbound {
+            rules.push_str(&format!(
+                "  chain input {{\n    type filter hook input priority 0; policy accept;\n    ip saddr {{ {ips} }} drop\n  }}\n"
+            ));
+        }
+        if outbound {
+            rules.push_str(&format!(
+                "  chain output {{\n    type filter hook output priority 0; policy accept;\n    ip daddr {{ {ips} }} drop\n  }}\n"
+            ));
+        }
+        rules.push_str("}\n");
+        topo.nft(i, &rules)?;
+    }
+    Ok(())
+}
+
+/// Grudges that cut `parts` from each other completely.
+fn split(n: usize, part_of: impl Fn(usize) -> usize) -> Vec<BTreeSet<usize>> {
+    (0..n)
+        .map(|i| (0..n).filter(|j| part_of(*j) != part_of(i)).collect())
+        .collect()
+}
+
+/// Remove every partition rule.
+pub fn heal(topo: &Topology) {
+    for i in 0..topo.nodes.len() {
+        let _ = topo.nft(i, "flush ruleset\n");
+    }
+}
+
+/// A fault in force, to be undone.
+#[derive(Debug)]
+pub enum Active {
+    Partition,
+    Killed(usize),
+    Paused(Vec<usize>),
+}
+
+pub struct Nemesis {
+    pub rng: StdRng,
+    pub history: Recorder,
+}
+
+impl Nemesis {
+    /// Start `fault`; returns what to undo, or `None` when it could not apply (no leader known).
+    pub async fn start(
+        &mut self,
+        fault: Fault,
+        topo: &Topology,
+        db: &mut Db,
+    ) -> anyhow::Result<Option<Active>> {
+        let n = db.len();
+        let f = fault.name();
+        let active = match fault {
+            Fault::PartitionHalves => {
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(&mut self.rng);
+                let small: BTreeSet<usize> = order[..n / 2].iter().copied().collect();
+                apply_grudges(topo, &split(n, |i| small.contains(&i) as usize), true, true)?;
+                self.history
+                    .nemesis(f, json!([names(&small), names(&complement(n, &small))]));
+                Active::Partition
+            }
+            Fault::IsolateLeader | Fault::OneWayFromLeader => {
+                let Some(l) = leader(db).await else {
+                    return Ok(None);
+                };
+                let mut g = vec![BTreeSet::new(); n];
+                if fault == Fault::IsolateLeader {
+                    g = split(n, |i| (i == l) as usize);
+                    apply_grudges(topo, &g, true, true)?;
+                } else {
+                    // The leader drops what it receives; it still sends.
+                    g[l] = (0..n).filter(|j| *j != l).collect();
+                    apply_grudges(topo, &g, true, false)?;
+                }
+                self.history.nemesis(f, json!(format!("n{}", l + 1)));
+                Active::Partition
+            }
+            Fault::MajoritiesRing => {
+                // Node i sees i-1, i+1 (and itself): with 5 nodes, a majority each, all distinct.
+                let g: Vec<BTreeSet<usize>> = (0..n)
+                    .map(|i| {
+                        (0..n)
+                            .filter(|j| {
+                                let d = (i + n - j) % n;
+                                d != 0 && d != 1 && d != n - 1
+                            })
+                            .collect()
+                    })
+                    .collect();
+                apply_grudges(topo, &g, true, true)?;
+                self.history.nemesis(f, json!("ring"));
+                Active::Partition
+            }
+            Fault::Bridge => {
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(&mut self.rng);
+                let middle = order[0];
+                let left: BTreeSet<usize> = order[1..].iter().take((n - 1) / 2).copied().collect();
+                let g: Vec<BTreeSet<usize>> = (0..n)
+                    .map(|i| {
+                        if i == middle {
+                            BTreeSet::new()
+                        } else {
+                            (0..n)
+                                .filter(|j| {
+                                    *j != middle && *j != i && left.contains(j) != left.contains(&i)
+                                })
+                                .collect()
+                        }
+                    })
+                    .collect();
+                apply_grudges(topo, &g, true, true)?;
+                self.history
+                    .nemesis(f, json!({"bridge": format!("n{}", middle + 1)}));
+                Active::Partition
+            }
+            Fault::KillLeader | Fault::KillOne => {
+                let target = if fault == Fault::KillLeader {
+                    match leader(db).await {
+                        Some(l) => l,
+                        None => return Ok(None),
+                    }
+                } else {
+                    self.rng.random_range(0..n)
+                };
+                db.kill(target);
+                self.history.nemesis(f, json!(format!("n{}", target + 1)));
+                Active::Killed(target)
+            }
+            Fault::PauseLeader | Fault::PauseMinority => {
+                let targets: Vec<usize> = if fault == Fault::PauseLeader {
+                    match leader(db).await {
+                        Some(l) => vec![l],
+                        None => return Ok(None),
+                    }
+                } else {
+                    let mut order: Vec<usize> = (0..n).collect();
+                    order.shuffle(&mut self.rng);
+                    order[..(n - 1) / 2].to_vec()
+                };
+                for t in &targets {
+                    db.pause(*t);
+                }
+                let set: BTreeSet<usize> = targets.iter().copied().collect();
+                self.history.nemesis(f, json!(names(&set)));
+                Active::Paused(targets)
+            }
+        };
+        Ok(Some(active))
+    }
+
+    /// Undo an active fault.
+    pub fn stop(&mut self, active: Active, topo: &Topology, db: &mut Db) -> anyhow::Result<()> {
+        match active {
+            Active::Partition => {
+                heal(topo);
+                self.history.nemesis("heal", serde_json::Value::Null);
+            }
+            Active::Killed(t) => {
+                db.start(t)?;
+                self.history
+                    .nemesis("restart", json!(format!("n{}", t + 1)));
+            }
+            Active::Paused(ts) => {
+                for t in &ts {
+                    db.resume(*t);
+                }
+                let set: BTreeSet<usize> = ts.into_iter().collect();
+                self.history.nemesis("resume", json!(names(&set)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn names(s: &BTreeSet<usize>) -> Vec<String> {
+    s.iter().map(|i| format!("n{}", i + 1)).collect()
+}
+
+fn complement(n: usize, s: &BTreeSet<usize>) -> BTreeSet<usize> {
+    (0..n).filter(|i| !s.contains(i)).collect()
+}

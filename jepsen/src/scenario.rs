@@ -1,0 +1,582 @@
+//! Scenarios and the runner: make the topology, start the FEs, set up the workload, run
+//! clients and the nemesis side by side for the scenario's time, heal, check that the cluster
+//! serves again (liveness) and that every FE holds the same state (convergence), then check the
+//! history. Everything goes to the run directory: `history.jsonl`, `history.edn`,
+//! `nemesis.jsonl`, the FEs' logs and data, and `results.json`. Seeded: the same seed gives the
+//! same schedule of faults and operations (not the same timing).
+
+use crate::checker::{linear, set};
+use crate::db::Db;
+use crate::history::{self, OpType, Process, Recorder};
+use crate::nemesis::{self, Fault, Nemesis};
+use crate::topology::Topology;
+use crate::workload::{self, RegisterWorker, SetWorker};
+use anyhow::{Context, bail};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Set by SIGINT/SIGTERM: every loop stops, and the run tears down.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+fn stopped() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Workload {
+    /// Per-key registers; `via_leader`: clients follow leader hints (else each worker keeps
+    /// one FE, so followers serve reads).
+    Register { keys: usize, via_leader: bool },
+    /// Unique adds, then a final read from every FE.
+    Set,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub nodes: usize,
+    pub workload: Workload,
+    pub faults: &'static [Fault],
+    /// How long clients run.
+    pub duration: Duration,
+    /// A fault lasts this long (seconds, from..to)...
+    pub fault_secs: (u64, u64),
+    /// ...with this much calm between faults.
+    pub calm_secs: (u64, u64),
+    /// SIGKILL every FE once, mid-run, and restart them.
+    pub kill_all_once: bool,
+    /// The run must have seen the leader change.
+    pub require_leader_change: bool,
+}
+
+const NONE: &[Fault] = &[];
+
+/// The scenarios `.ci/run` runs on every change (about 10 minutes in all).
+pub const GATE: &[&str] = &[
+    "register-calm",
+    "set-kill-leader",
+    "register-leader-partitions",
+    "register-follower-partitions",
+    "register-pauses",
+];
+
+pub fn all() -> Vec<Scenario> {
+    use Fault::*;
+    vec![
+        Scenario {
+            name: "set-kill-leader",
+            about: "1: acknowledged ADD BACKENDs are never lost when the leader is killed (5 FEs, kill -9 of the leader, once of all)",
+            nodes: 5,
+            workload: Workload::Set,
+            faults: &[KillLeader],
+            duration: Duration::from_secs(40),
+            fault_secs: (3, 6),
+            calm_secs: (3, 6),
+            kill_all_once: true,
+            require_leader_change: true,
+        },
+        Scenario {
+            name: "register-leader-partitions",
+            about: "2: linearizable reads and writes through the leader under random halves and an isolated leader",
+            nodes: 3,
+            workload: Workload::Register {
+                keys: 10,
+                via_leader: true,
+            },
+            faults: &[PartitionHalves, IsolateLeader],
+            duration: Duration::from_secs(40),
+            fault_secs: (4, 8),
+            calm_secs: (2, 5),
+            kill_all_once: false,
+            require_leader_change: true,
+        },
+        Scenario {
+            name: "register-follower-partitions",
+            about: "3: linearizable follower reads under an isolated leader, majorities ring, bridge and a paused leader (5 FEs)",
+            nodes: 5,
+            workload: Workload::Register {
+                keys: 10,
+                via_leader: false,
+            },
+            faults: &[
+                IsolateLeader,
+                MajoritiesRing,
+                Bridge,
+                PauseLeader,
+                OneWayFromLeader,
+            ],
+            duration: Duration::from_secs(45),
+            fault_secs: (4, 8),
+            calm_secs: (2, 5),
+            kill_all_once: false,
+            require_leader_change: true,
+        },
+        Scenario {
+            name: "register-pauses",
+            about: "13: SIGSTOP of a minority and of the leader (past the election timeout); no write acknowledged that was not committed",
+            nodes: 3,
+            workload: Workload::Register {
+                keys: 10,
+                via_leader: false,
+            },
+            faults: &[PauseMinority, PauseLeader],
+            duration: Duration::from_secs(40),
+            fault_secs: (5, 10),
+            calm_secs: (2, 5),
+            kill_all_once: false,
+            require_leader_change: true,
+        },
+        Scenario {
+            name: "register-calm",
+            about: "a control run without faults: the checkers accept a healthy cluster",
+            nodes: 3,
+            workload: Workload::Register {
+                keys: 10,
+                via_leader: false,
+            },
+            faults: NONE,
+            duration: Duration::from_secs(15),
+            fault_secs: (1, 1),
+            calm_secs: (1, 1),
+            kill_all_once: false,
+            require_leader_change: false,
+        },
+    ]
+}
+
+pub fn find(name: &str) -> anyhow::Result<Scenario> {
+    all().into_iter().find(|s| s.name == name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no scenario {name:?}; there are: {}",
+            all().iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub bin: PathBuf,
+    /// Run directories go under here: `<store>/<scenario>/<seed>-<unix time>/`.
+    pub store: PathBuf,
+    pub seed: u64,
+    /// A bug switch to turn on in every FE (`ROSTER_BUG`); the run is then expected to fail.
+    pub bug: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub valid: bool,
+    pub dir: PathBuf,
+    /// One line per check.
+    pub summary: Vec<String>,
+}
+
+/// Run one scenario on its own thread (which moves into the client namespace), tearing
+/// everything down whatever happens.
+pub fn run(s: &Scenario, cfg: &RunConfig) -> anyhow::Result<Outcome> {
+    let dir = cfg.store.join(s.name).join(format!(
+        "{}-{}",
+        cfg.seed,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let (s, cfg, d) = (s.clone(), cfg.clone(), dir.clone());
+    let result = std::thread::spawn(move || -> anyhow::Result<Outcome> {
+        let mut topo = Topology::create(s.nodes)?;
+        let r = (|| {
+            topo.enter_client()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(run_in(&s, &cfg, &d, &topo))
+        })();
+        topo.teardown();
+        r
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the run panicked (everything was torn down)"))?;
+    let outcome = result?;
+    std::fs::write(dir.join("summary.txt"), outcome.summary.join("\n") + "\n")?;
+    Ok(outcome)
+}
+
+async fn wait_for_leader(db: &Db, within: Duration) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(l) = nemesis::leader(db).await {
+            return Ok(l);
+        }
+        if Instant::now() > deadline || stopped() {
+            bail!("no leader within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn run_in(
+    s: &Scenario,
+    cfg: &RunConfig,
+    dir: &Path,
+    topo: &Topology,
+) -> anyhow::Result<Outcome> {
+    let mut db = Db::new(&cfg.bin, dir, topo)?;
+    if let Some(bug) = &cfg.bug {
+        db.env("ROSTER_BUG", bug);
+    }
+    db.start_all()?;
+    let first_leader = wait_for_leader(&db, Duration::from_secs(30)).await?;
+    let setup = workload::client_of(&db.rpc_addr(first_leader), Duration::from_secs(10));
+    // The cluster is up when root can log in and write.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = setup
+        .execute("ADMIN SET FRONTEND CONFIG (\"heartbeat_interval_second\" = \"5\")")
+        .await
+    {
+        if Instant::now() > deadline || stopped() {
+            bail!("the cluster did not accept a write: {e}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if let Workload::Register { keys, .. } = s.workload {
+        workload::setup_registers(&setup, keys).await?;
+    }
+
+    let history = Recorder::new();
+    let until = Instant::now() + s.duration;
+    let concurrency = 2 * s.nodes;
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let node = w % s.nodes;
+        let h = history.clone();
+        match s.workload {
+            Workload::Register { keys, via_leader } => {
+                let addr = if via_leader {
+                    // Leader hints are followed when a client has several endpoints.
+                    (0..s.nodes)
+                        .map(|i| db.rpc_addr(i))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                } else {
+                    db.rpc_addr(node)
+                };
+                let wk = RegisterWorker {
+                    worker: w,
+                    concurrency,
+                    node,
+                    addr,
+                    keys,
+                    seed: cfg.seed,
+                    until,
+                    gap: Duration::from_millis(20),
+                };
+                workers.push(tokio::spawn(wk.run(h)));
+            }
+            Workload::Set => {
+                let wk = SetWorker {
+                    worker: w,
+                    concurrency,
+                    node,
+                    addr: db.rpc_addr(node),
+                    until,
+                    gap: Duration::from_millis(20),
+                };
+                workers.push(tokio::spawn(wk.run(h)));
+            }
+        }
+    }
+
+    // The nemesis, on this task.
+    let mut nem = Nemesis {
+        rng: StdRng::seed_from_u64(cfg.seed),
+        history: history.clone(),
+    };
+    let mut leaders: BTreeSet<usize> = BTreeSet::from([first_leader]);
+    let mut killed_all = !s.kill_all_once;
+    let mut crashed = Vec::new();
+    while Instant::now() < until && !stopped() {
+        let calm = Duration::from_secs(nem.rng.random_range(s.calm_secs.0..=s.calm_secs.1));
+        sleep_until(Instant::now() + calm, until).await;
+        if let Some(l) = nemesis::leader(&db).await {
+            leaders.insert(l);
+        }
+        if Instant::now() >= until || stopped() || s.faults.is_empty() && killed_all {
+            continue;
+        }
+        if !killed_all && Instant::now() + s.duration / 2 >= until {
+            killed_all = true;
+            history.nemesis("kill-all", Value::Null);
+            db.kill_all();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            db.start_all()?;
+            history.nemesis("restart-all", Value::Null);
+            continue;
+        }
+        let fault = s.faults[nem.rng.random_range(0..s.faults.len())];
+        let Some(active) = nem.start(fault, topo, &mut db).await? else {
+            continue;
+        };
+        let hold = Duration::from_secs(nem.rng.random_range(s.fault_secs.0..=s.fault_secs.1));
+        sleep_until(Instant::now() + hold, until + Duration::from_secs(10)).await;
+        if let Some(l) = nemesis::leader(&db).await {
+            leaders.insert(l);
+        }
+        nem.stop(active, topo, &mut db)?;
+        for i in 0..db.len() {
+            if let Some(st) = db.exited(i) {
+                crashed.push(format!("n{} exited by itself: {st}", i + 1));
+            }
+        }
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    // Heal everything.
+    nemesis::heal(topo);
+    for i in 0..db.len() {
+        db.resume(i);
+        db.start(i)?;
+    }
+    history.nemesis("heal-all", Value::Null);
+
+    let mut summary = Summary::default();
+    summary.note(
+        crashed.is_empty(),
+        format!("no FE crashed by itself {crashed:?}"),
+    );
+
+    // Liveness: within 30 s every FE serves a linearizable read and a write goes through.
+    let live = liveness(&db, Duration::from_secs(30)).await;
+    summary.note(
+        live.is_ok(),
+        format!(
+            "liveness after healing: {}",
+            live.as_ref()
+                .map(|d| format!("{d:?}"))
+                .unwrap_or_else(|e| e.to_string())
+        ),
+    );
+    if let Some(l) = nemesis::leader(&db).await {
+        leaders.insert(l);
+    }
+    if s.require_leader_change {
+        summary.note(
+            leaders.len() > 1,
+            format!("the leader changed (leaders seen: {leaders:?})"),
+        );
+    }
+    let conv = convergence(&db, Duration::from_secs(20)).await;
+    summary.note(
+        conv.is_ok(),
+        format!(
+            "convergence: {}",
+            conv.as_ref()
+                .map(|s| s.clone())
+                .unwrap_or_else(|e| e.to_string())
+        ),
+    );
+
+    if let Workload::Set = s.workload {
+        for i in 0..db.len() {
+            workload::read_set(&history, 1_000_000 + i as u64, i, &db.rpc_addr(i)).await;
+        }
+    }
+
+    let ops = history.ops();
+    history::write_jsonl(&ops, &dir.join("history.jsonl"))?;
+    history::write_edn(&ops, &dir.join("history.edn"))?;
+    let nemesis_ops: Vec<_> = ops
+        .iter()
+        .filter(|o| o.process == Process::Nemesis)
+        .cloned()
+        .collect();
+    history::write_jsonl(&nemesis_ops, &dir.join("nemesis.jsonl"))?;
+    let count = |k: OpType| {
+        ops.iter()
+            .filter(|o| o.kind == k && o.process != Process::Nemesis)
+            .count()
+    };
+    let (oks, fails, infos) = (count(OpType::Ok), count(OpType::Fail), count(OpType::Info));
+    summary.lines.push(format!(
+        "ops: {} invoked, {oks} ok, {fails} fail, {infos} info; {} nemesis actions",
+        count(OpType::Invoke),
+        nemesis_ops.len()
+    ));
+
+    let check = match s.workload {
+        Workload::Register { .. } => {
+            let r = linear::check(&ops, &json!(workload::INITIAL_TAG), Duration::from_secs(60))?;
+            summary.note(oks > 0, format!("{oks} operations succeeded"));
+            let ok = r.valid();
+            summary.note(
+                ok,
+                format!(
+                    "linearizable: {} ops over {} keys{}",
+                    r.ops,
+                    r.keys,
+                    if ok {
+                        String::new()
+                    } else {
+                        format!(": {:?}", r.bad)
+                    }
+                ),
+            );
+            json!({"linearizable": ok, "keys": r.keys, "ops": r.ops, "bad": r.bad.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect::<std::collections::BTreeMap<_, _>>()})
+        }
+        Workload::Set => {
+            let r = set::check(&ops)?;
+            let ok = r.valid();
+            summary.note(
+                r.acknowledged > 0,
+                format!("{} adds acknowledged", r.acknowledged),
+            );
+            summary.note(
+                ok,
+                format!(
+                    "set: {} acknowledged, {} unknown, {} final reads; lost {:?}, unexpected {:?}, failed but present {:?}",
+                    r.acknowledged,
+                    r.unknown,
+                    r.final_reads,
+                    r.lost,
+                    r.unexpected,
+                    r.failed_but_present
+                ),
+            );
+            json!({"valid": ok, "acknowledged": r.acknowledged, "lost": r.lost, "unexpected": r.unexpected})
+        }
+    };
+    let results = json!({
+        "scenario": s.name,
+        "seed": cfg.seed,
+        "bug": cfg.bug,
+        "valid": summary.valid(),
+        "summary": summary.lines,
+        "check": check,
+    });
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
+    db.kill_all();
+    Ok(Outcome {
+        valid: summary.valid(),
+        dir: dir.to_path_buf(),
+        summary: summary.lines,
+    })
+}
+
+/// The run's checks, one line each.
+#[derive(Default)]
+struct Summary {
+    failed: bool,
+    lines: Vec<String>,
+}
+
+impl Summary {
+    fn note(&mut self, ok: bool, line: String) {
+        self.failed |= !ok;
+        self.lines
+            .push(format!("{} {line}", if ok { "PASS" } else { "FAIL" }));
+    }
+
+    fn valid(&self) -> bool {
+        !self.failed
+    }
+}
+
+async fn sleep_until(t: Instant, cap: Instant) {
+    let t = t.min(cap);
+    while Instant::now() < t && !stopped() {
+        tokio::time::sleep(
+            Duration::from_millis(100).min(t.saturating_duration_since(Instant::now())),
+        )
+        .await;
+    }
+}
+
+/// Every FE serves a linearizable read, and a write goes through; returns how long it took.
+async fn liveness(db: &Db, within: Duration) -> anyhow::Result<Duration> {
+    let t0 = Instant::now();
+    let deadline = t0 + within;
+    for i in 0..db.len() {
+        let c = workload::client_of(&db.rpc_addr(i), Duration::from_secs(3));
+        loop {
+            match c.list_backends().await {
+                Ok(_) => break,
+                Err(e) if Instant::now() > deadline || stopped() => {
+                    bail!("n{} serves no read: {e}", i + 1)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+    let c = workload::client_of(&db.rpc_addr(0), Duration::from_secs(3));
+    loop {
+        match c
+            .execute("ADMIN SET FRONTEND CONFIG (\"heartbeat_interval_second\" = \"5\")")
+            .await
+        {
+            Ok(_) => return Ok(t0.elapsed()),
+            Err(e) if Instant::now() > deadline || stopped() => bail!("no write goes through: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// All FEs at the same applied index hold the same registry.
+async fn convergence(db: &Db, within: Duration) -> anyhow::Result<String> {
+    let deadline = Instant::now() + within;
+    let mut last = String::new();
+    while Instant::now() < deadline && !stopped() {
+        let mut applied = Vec::new();
+        let mut states = Vec::new();
+        for i in 0..db.len() {
+            let mut cfg = roster_api::ClientConfig::new(vec![db.rpc_addr(i)]);
+            cfg.password = crate::db::ROOT_PASSWORD.into();
+            cfg.stale_reads = true;
+            cfg.timeout = Duration::from_secs(2);
+            let c = roster_api::Client::new(cfg)?;
+            let a = c
+                .status_within(Duration::from_secs(1))
+                .await
+                .map(|s| s.last_applied);
+            let b = c.list_backends().await.map(|bs| format!("{bs:?}"));
+            let a2 = c
+                .status_within(Duration::from_secs(1))
+                .await
+                .map(|s| s.last_applied);
+            match (a, b, a2) {
+                (Ok(a), Ok(b), Ok(a2)) if a == a2 => {
+                    applied.push(a);
+                    states.push(b);
+                }
+                _ => {}
+            }
+        }
+        if applied.len() == db.len() && applied.iter().all(|a| *a == applied[0]) {
+            if states.iter().all(|s| *s == states[0]) {
+                return Ok(format!(
+                    "{} FEs agree at applied index {}",
+                    db.len(),
+                    applied[0]
+                ));
+            }
+            bail!(
+                "FEs at applied index {} hold different registries",
+                applied[0]
+            );
+        }
+        last = format!("applied indexes {applied:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    bail!("FEs did not reach one applied index within {within:?} ({last})")
+}
