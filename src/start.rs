@@ -42,6 +42,12 @@ async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> 
 
 /// Bind the ports first (so a port conflict fails fast and changes nothing), then start.
 pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
+    if let Some(bug) = roster_api::bugs::from_env().map_err(|e| anyhow::anyhow!(e))? {
+        tracing::warn!(
+            "BUG SWITCH {} IS ON: this FE is deliberately broken (a test build)",
+            bug.name()
+        );
+    }
     let raft_l = bind(&cfg.host, cfg.edit_log_port, "edit_log_port").await?;
     let rpc_l = bind(&cfg.host, cfg.rpc_port, "rpc_port").await?;
     let query_l = bind(&cfg.host, cfg.query_port, "query_port").await?;

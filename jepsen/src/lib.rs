@@ -9,3 +9,10 @@ pub mod nemesis;
 pub mod scenario;
 pub mod topology;
 pub mod workload;
+
+/// Set by SIGINT/SIGTERM: every loop of a run stops, and the run tears down.
+pub static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn stopped() -> bool {
+    STOP.load(std::sync::atomic::Ordering::Relaxed)
+}

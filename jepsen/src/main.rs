@@ -2,7 +2,8 @@
 //! See jepsen/README.md.
 
 use clap::{Parser, Subcommand};
-use roster_jepsen::scenario::{self, RunConfig, STOP};
+use roster_jepsen::STOP;
+use roster_jepsen::scenario::{self, RunConfig};
 use roster_jepsen::{checker, history, topology};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -128,7 +129,23 @@ fn main() -> anyhow::Result<()> {
             true
         }
         Cmd::Run { name, args, bug } => run_one(&scenario::find(&name)?, &args, bug)?,
-        Cmd::Gate { args } => run_many(scenario::GATE, &args)?,
+        Cmd::Gate { args } => {
+            let mut ok = run_many(scenario::GATE, &args)?;
+            for (name, bug) in scenario::TWINS {
+                let caught = !run_one(&scenario::find(name)?, &args, Some(bug.to_string()))?;
+                eprintln!(
+                    "   twin {name} with {bug}: {}",
+                    if caught {
+                        "failed, as it must"
+                    } else {
+                        "PASSED: the bug went unseen"
+                    }
+                );
+                ok &= caught;
+            }
+            eprintln!("gate: {}", if ok { "ok" } else { "FAILED" });
+            ok
+        }
         Cmd::All { args } => {
             let names: Vec<&str> = scenario::all().iter().map(|s| s.name).collect();
             run_many(&names, &args)?

@@ -66,14 +66,20 @@ fn complete(h: &Recorder, inv: &Op, kind: OpType, value: Value, node: u64, error
     });
 }
 
-/// Register the workload's keys (fake backends) through `c`.
-pub async fn setup_registers(c: &Client, keys: usize) -> anyhow::Result<()> {
+/// The workloads' backends are fake addresses: nothing to schedule, and no FE should
+/// blacklist them (or probe them every second).
+pub async fn setup_cluster(c: &Client) -> anyhow::Result<()> {
     for sql in [
         r#"ADMIN SET FRONTEND CONFIG ("disable_tablet_scheduler" = "true")"#,
         r#"ADMIN SET FRONTEND CONFIG ("disable_backend_black_list" = "true")"#,
     ] {
         c.execute(sql).await?;
     }
+    Ok(())
+}
+
+/// Register the workload's keys (fake backends) through `c`.
+pub async fn setup_registers(c: &Client, keys: usize) -> anyhow::Result<()> {
     let addrs: Vec<String> = (0..keys)
         .map(|k| format!("\"{}:9050\"", key_host(k)))
         .collect();
@@ -103,7 +109,7 @@ impl RegisterWorker {
         let mut process = self.worker as u64;
         let mut seq = 0u64;
         let node = self.node as u64 + 1;
-        while Instant::now() < self.until {
+        while Instant::now() < self.until && !crate::stopped() {
             let k = rng.random_range(0..self.keys);
             let key = Some(format!("be/{}", key_host(k)));
             if rng.random_bool(0.5) {
@@ -170,7 +176,7 @@ impl SetWorker {
         let mut process = self.worker as u64;
         let mut n = 0u64;
         let node = self.node as u64 + 1;
-        while Instant::now() < self.until {
+        while Instant::now() < self.until && !crate::stopped() {
             let e = element(self.worker, n);
             n += 1;
             let inv = invoke(&h, process, "add", Some("set".into()), json!(e));

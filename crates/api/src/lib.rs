@@ -3,6 +3,7 @@
 //! client library that finds the leader by itself.
 
 pub mod auth;
+pub mod bugs;
 pub mod client;
 pub mod error;
 pub mod executor;

@@ -115,6 +115,16 @@ impl Roster for RosterService {
         _req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let m = self.fe.raft().metrics().borrow_watched().clone();
+        // Read state and index together, under the state lock.
+        let (digest_index, state_digest) = self.fe.store().read(|state, applied| {
+            use sha1::Digest;
+            let bytes = bincode::serialize(state).unwrap_or_default();
+            let hex: String = sha1::Sha1::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            (applied.last_applied.map(|l| l.index).unwrap_or(0), hex)
+        });
         Ok(Response::new(pb::StatusResponse {
             node_id: self.fe.id(),
             cluster_id: self.fe.config().cluster_id.clone(),
@@ -125,6 +135,8 @@ impl Roster for RosterService {
             is_leader: m.current_leader == Some(self.fe.id()),
             snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
             purged_index: m.purged.map(|l| l.index).unwrap_or(0),
+            state_digest,
+            digest_index,
         }))
     }
 

@@ -117,9 +117,18 @@ pub(super) async fn checker_loop(weak: Weak<Inner>) {
         let me = FrontendId(fe.id());
         let source = fe.config().backend_source_ip;
         let (disabled, backends) = fe.store().read(|s, _| {
+            let disabled = s.meta.settings.bool("disable_backend_black_list");
+            // Switched off, the checker only looks after the AUTO entries still listed.
+            let wanted = |id: BackendId| {
+                !disabled
+                    || s.blacklist.get(&(me, id)).is_some_and(|e| {
+                        e.kind == roster_membership::blacklist::BlacklistKind::Auto
+                    })
+            };
             let backends: Vec<(BackendId, Vec<Target>)> = s
                 .backends
                 .values()
+                .filter(|b| wanted(b.id))
                 .map(|b| {
                     let mut t = vec![Target {
                         host: b.addr.host.clone(),
@@ -136,7 +145,7 @@ pub(super) async fn checker_loop(weak: Weak<Inner>) {
                     (b.id, t)
                 })
                 .collect();
-            (s.meta.settings.bool("disable_backend_black_list"), backends)
+            (disabled, backends)
         });
         pending.retain(|id, _| backends.iter().any(|(b, _)| b == id));
         let results = futures::future::join_all(
