@@ -55,7 +55,7 @@ enum Cmd {
     /// Check a recorded history again.
     Check {
         history: PathBuf,
-        /// register or set
+        /// register, blacklist or set
         #[arg(long, default_value = "register")]
         model: String,
     },
@@ -156,10 +156,15 @@ fn main() -> anyhow::Result<()> {
         } => {
             let ops = history::read_jsonl(&path)?;
             match model.as_str() {
-                "register" => {
+                "register" | "blacklist" => {
+                    let initial = if model == "register" {
+                        roster_jepsen::workload::INITIAL_TAG
+                    } else {
+                        "off"
+                    };
                     let r = checker::linear::check(
                         &ops,
-                        &serde_json::json!(roster_jepsen::workload::INITIAL_TAG),
+                        &serde_json::json!(initial),
                         Duration::from_secs(60),
                     )?;
                     println!("{} ops over {} keys; bad keys: {:?}", r.ops, r.keys, r.bad);
@@ -170,7 +175,7 @@ fn main() -> anyhow::Result<()> {
                     println!("{r:?}");
                     r.valid()
                 }
-                other => anyhow::bail!("unknown model {other:?}: register or set"),
+                other => anyhow::bail!("unknown model {other:?}: register, blacklist or set"),
             }
         }
         Cmd::Cleanup { all } => {

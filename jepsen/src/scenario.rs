@@ -27,6 +27,8 @@ pub enum Workload {
     Register { keys: usize, via_leader: bool },
     /// Unique adds, then a final read from every FE.
     Set,
+    /// A register per (FE, backend) over each FE's own blacklist.
+    Blacklist { backends: usize },
 }
 
 #[derive(Debug, Clone)]
@@ -52,7 +54,10 @@ const NONE: &[Fault] = &[];
 
 /// Scenarios run with a bug switch on, which must then fail: the proof that the checkers and
 /// faults can see that bug.
-pub const TWINS: &[(&str, &str)] = &[("register-follower-partitions", "stale-local-read")];
+pub const TWINS: &[(&str, &str)] = &[
+    ("register-follower-partitions", "stale-local-read"),
+    ("blacklist-partitions", "blacklist-global"),
+];
 
 /// The scenarios `.ci/run` runs on every change (about 10 minutes in all, twins included).
 pub const GATE: &[&str] = &[
@@ -61,6 +66,7 @@ pub const GATE: &[&str] = &[
     "register-leader-partitions",
     "register-follower-partitions",
     "register-pauses",
+    "blacklist-partitions",
 ];
 
 pub fn all() -> Vec<Scenario> {
@@ -125,6 +131,18 @@ pub fn all() -> Vec<Scenario> {
             faults: &[PauseMinority, PauseLeader],
             duration: Duration::from_secs(40),
             fault_secs: (5, 10),
+            calm_secs: (2, 5),
+            kill_all_once: false,
+            require_leader_change: true,
+        },
+        Scenario {
+            name: "blacklist-partitions",
+            about: "7 and 8: each FE's blacklist is its own and linearizable per (FE, backend), under partitions, kills and pauses",
+            nodes: 3,
+            workload: Workload::Blacklist { backends: 4 },
+            faults: &[PartitionHalves, IsolateLeader, KillOne, PauseLeader],
+            duration: Duration::from_secs(40),
+            fault_secs: (4, 8),
             calm_secs: (2, 5),
             kill_all_once: false,
             require_leader_change: true,
@@ -245,8 +263,11 @@ async fn run_in(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     workload::setup_cluster(&setup).await?;
-    if let Workload::Register { keys, .. } = s.workload {
-        workload::setup_registers(&setup, keys).await?;
+    match s.workload {
+        Workload::Register { keys, .. } => workload::setup_registers(&setup, keys).await?,
+        // The same fake backends serve as the blacklist's backends (ids 10001..).
+        Workload::Blacklist { backends } => workload::setup_registers(&setup, backends).await?,
+        Workload::Set => {}
     }
 
     let history = Recorder::new();
@@ -273,6 +294,19 @@ async fn run_in(
                     node,
                     addr,
                     keys,
+                    seed: cfg.seed,
+                    until,
+                    gap: Duration::from_millis(20),
+                };
+                workers.push(tokio::spawn(wk.run(h)));
+            }
+            Workload::Blacklist { backends } => {
+                let wk = workload::BlacklistWorker {
+                    worker: w,
+                    concurrency,
+                    node,
+                    addr: db.rpc_addr(node),
+                    backends,
                     seed: cfg.seed,
                     until,
                     gap: Duration::from_millis(20),
@@ -411,8 +445,12 @@ async fn run_in(
     ));
 
     let check = match s.workload {
-        Workload::Register { .. } => {
-            let r = linear::check(&ops, &json!(workload::INITIAL_TAG), Duration::from_secs(60))?;
+        Workload::Register { .. } | Workload::Blacklist { .. } => {
+            let initial = match s.workload {
+                Workload::Blacklist { .. } => "off",
+                _ => workload::INITIAL_TAG,
+            };
+            let r = linear::check(&ops, &json!(initial), Duration::from_secs(60))?;
             summary.note(oks > 0, format!("{oks} operations succeeded"));
             let ok = r.valid();
             summary.note(

@@ -7,6 +7,9 @@
 //!   BACKEND ... SET ("tag.location" = v)`, unique values) and reads (the typed `ListBackends`
 //!   call, linearizable), through a fixed FE per worker so followers serve reads too.
 //! - `set`: unique `ALTER SYSTEM ADD BACKEND`s, then a final read of the registry from every FE.
+//! - `blacklist`: a register per (FE, backend): `on` after ADD BACKEND BLACKLIST on that FE,
+//!   `off` after DELETE; reads are SHOW BACKEND BLACKLIST on that FE. An entry of another FE
+//!   showing up reads `on` where that FE's own history says `off`: not linearizable.
 
 use crate::history::{Op, OpType, Process, Recorder};
 use rand::rngs::StdRng;
@@ -221,6 +224,78 @@ pub async fn read_set(h: &Recorder, process: u64, node: usize, addr: &str) -> bo
                 Some(e.to_string()),
             );
             false
+        }
+    }
+}
+
+/// Backend ids of the blacklist workload's fake backends (registered first, so 10001..).
+pub fn blacklist_backend(k: usize) -> u64 {
+    10001 + k as u64
+}
+
+pub struct BlacklistWorker {
+    pub worker: usize,
+    pub concurrency: usize,
+    pub node: usize,
+    pub addr: String,
+    pub backends: usize,
+    pub seed: u64,
+    pub until: Instant,
+    pub gap: Duration,
+}
+
+impl BlacklistWorker {
+    pub async fn run(self, h: Recorder) {
+        let mut rng =
+            StdRng::seed_from_u64(self.seed ^ (self.worker as u64).wrapping_mul(0x51_7cc1_b727));
+        let c = client_of(&self.addr, Duration::from_secs(3));
+        let mut process = self.worker as u64;
+        let node = self.node as u64 + 1;
+        while Instant::now() < self.until && !crate::stopped() {
+            let b = blacklist_backend(rng.random_range(0..self.backends));
+            let key = Some(format!("bl/fe{node}/{b}"));
+            match rng.random_range(0..4) {
+                0 | 1 => {
+                    let inv = invoke(&h, process, "read", key, Value::Null);
+                    match c.execute("SHOW BACKEND BLACKLIST").await {
+                        Ok(r) => {
+                            let listed = r
+                                .rows
+                                .iter()
+                                .any(|row| row.first().cloned().flatten() == Some(b.to_string()));
+                            let v = if listed { "on" } else { "off" };
+                            complete(&h, &inv, OpType::Ok, json!(v), node, None);
+                        }
+                        Err(e) => complete(
+                            &h,
+                            &inv,
+                            OpType::Fail,
+                            Value::Null,
+                            node,
+                            Some(e.to_string()),
+                        ),
+                    }
+                }
+                n => {
+                    let (v, sql) = if n == 2 {
+                        ("on", format!("ADD BACKEND BLACKLIST {b}"))
+                    } else {
+                        ("off", format!("DELETE BACKEND BLACKLIST {b}"))
+                    };
+                    let inv = invoke(&h, process, "write", key, json!(v));
+                    match c.execute(&sql).await {
+                        Ok(_) => complete(&h, &inv, OpType::Ok, json!(v), node, None),
+                        Err(e) => {
+                            let kind = failure(&e, false);
+                            complete(&h, &inv, kind, json!(v), node, Some(e.to_string()));
+                            if kind == OpType::Info {
+                                process += self.concurrency as u64;
+                            }
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(self.gap).await;
         }
     }
 }

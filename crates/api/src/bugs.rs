@@ -8,14 +8,17 @@ pub enum Bug {
     /// Serve reads from local state without a read index: stale reads on a deposed leader or a
     /// partitioned follower.
     StaleLocalRead,
+    /// SHOW BACKEND BLACKLIST on an FE lists every FE's entries as its own.
+    BlacklistGlobal,
 }
 
 impl Bug {
-    pub const ALL: &[Bug] = &[Bug::StaleLocalRead];
+    pub const ALL: &[Bug] = &[Bug::StaleLocalRead, Bug::BlacklistGlobal];
 
     pub fn name(&self) -> &'static str {
         match self {
             Bug::StaleLocalRead => "stale-local-read",
+            Bug::BlacklistGlobal => "blacklist-global",
         }
     }
 }

@@ -246,7 +246,11 @@ pub fn show_blacklist(fe: &FeNodeHandle, all_frontends: bool) -> QueryResult {
         state
             .blacklist
             .values()
-            .filter(|e| all_frontends || e.frontend == me)
+            .filter(|e| {
+                all_frontends
+                    || e.frontend == me
+                    || crate::bugs::on(crate::bugs::Bug::BlacklistGlobal)
+            })
             .map(|e| {
                 let mut row = Vec::new();
                 if all_frontends {
