@@ -55,7 +55,7 @@ enum Cmd {
     /// Check a recorded history again.
     Check {
         history: PathBuf,
-        /// register, blacklist or set
+        /// register, blacklist, intent or set
         #[arg(long, default_value = "register")]
         model: String,
     },
@@ -156,11 +156,11 @@ fn main() -> anyhow::Result<()> {
         } => {
             let ops = history::read_jsonl(&path)?;
             match model.as_str() {
-                "register" | "blacklist" => {
-                    let initial = if model == "register" {
-                        roster_jepsen::workload::INITIAL_TAG
-                    } else {
-                        "off"
+                "register" | "blacklist" | "intent" => {
+                    let initial = match model.as_str() {
+                        "register" => roster_jepsen::workload::INITIAL_TAG,
+                        "intent" => roster_jepsen::workload::ACTIVE,
+                        _ => "off",
                     };
                     let r = checker::linear::check(
                         &ops,
@@ -175,7 +175,9 @@ fn main() -> anyhow::Result<()> {
                     println!("{r:?}");
                     r.valid()
                 }
-                other => anyhow::bail!("unknown model {other:?}: register, blacklist or set"),
+                other => {
+                    anyhow::bail!("unknown model {other:?}: register, blacklist, intent or set")
+                }
             }
         }
         Cmd::Cleanup { all } => {

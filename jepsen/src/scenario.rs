@@ -29,6 +29,8 @@ pub enum Workload {
     Set,
     /// A register per (FE, backend) over each FE's own blacklist.
     Blacklist { backends: usize },
+    /// Decommission intents as CAS registers per backend.
+    Intent { keys: usize },
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +59,7 @@ const NONE: &[Fault] = &[];
 pub const TWINS: &[(&str, &str)] = &[
     ("register-follower-partitions", "stale-local-read"),
     ("blacklist-partitions", "blacklist-global"),
+    ("decommission-intents", "decommission-twice"),
 ];
 
 /// The scenarios `.ci/run` runs on every change (about 10 minutes in all, twins included).
@@ -67,6 +70,7 @@ pub const GATE: &[&str] = &[
     "register-follower-partitions",
     "register-pauses",
     "blacklist-partitions",
+    "decommission-intents",
 ];
 
 pub fn all() -> Vec<Scenario> {
@@ -141,6 +145,18 @@ pub fn all() -> Vec<Scenario> {
             nodes: 3,
             workload: Workload::Blacklist { backends: 4 },
             faults: &[PartitionHalves, IsolateLeader, KillOne, PauseLeader],
+            duration: Duration::from_secs(40),
+            fault_secs: (4, 8),
+            calm_secs: (2, 5),
+            kill_all_once: false,
+            require_leader_change: true,
+        },
+        Scenario {
+            name: "decommission-intents",
+            about: "6: concurrent and repeated DECOMMISSION / CANCEL of the same backends are carried out exactly once, across killed, paused and isolated leaders",
+            nodes: 3,
+            workload: Workload::Intent { keys: 6 },
+            faults: &[KillLeader, PauseLeader, IsolateLeader],
             duration: Duration::from_secs(40),
             fault_secs: (4, 8),
             calm_secs: (2, 5),
@@ -267,6 +283,7 @@ async fn run_in(
         Workload::Register { keys, .. } => workload::setup_registers(&setup, keys).await?,
         // The same fake backends serve as the blacklist's backends (ids 10001..).
         Workload::Blacklist { backends } => workload::setup_registers(&setup, backends).await?,
+        Workload::Intent { keys } => workload::setup_registers(&setup, keys).await?,
         Workload::Set => {}
     }
 
@@ -307,6 +324,19 @@ async fn run_in(
                     node,
                     addr: db.rpc_addr(node),
                     backends,
+                    seed: cfg.seed,
+                    until,
+                    gap: Duration::from_millis(20),
+                };
+                workers.push(tokio::spawn(wk.run(h)));
+            }
+            Workload::Intent { keys } => {
+                let wk = workload::IntentWorker {
+                    worker: w,
+                    concurrency,
+                    node,
+                    addr: db.rpc_addr(node),
+                    keys,
                     seed: cfg.seed,
                     until,
                     gap: Duration::from_millis(20),
@@ -445,9 +475,10 @@ async fn run_in(
     ));
 
     let check = match s.workload {
-        Workload::Register { .. } | Workload::Blacklist { .. } => {
+        Workload::Register { .. } | Workload::Blacklist { .. } | Workload::Intent { .. } => {
             let initial = match s.workload {
                 Workload::Blacklist { .. } => "off",
+                Workload::Intent { .. } => workload::ACTIVE,
                 _ => workload::INITIAL_TAG,
             };
             let r = linear::check(&ops, &json!(initial), Duration::from_secs(60))?;

@@ -7,6 +7,11 @@
 //!   BACKEND ... SET ("tag.location" = v)`, unique values) and reads (the typed `ListBackends`
 //!   call, linearizable), through a fixed FE per worker so followers serve reads too.
 //! - `set`: unique `ALTER SYSTEM ADD BACKEND`s, then a final read of the registry from every FE.
+//! - `intent`: decommission intents as compare-and-set registers: key k's value is backend k's
+//!   membership; DECOMMISSION is `cas(ACTIVE, DECOMMISSIONING)` and CANCEL the reverse, `ok`
+//!   when the statement changed the backend (affected rows 1) and `fail` when it found it
+//!   already there (it changed nothing). Two DECOMMISSIONs both reporting the change with no
+//!   CANCEL between them are not linearizable: an intent carried out twice.
 //! - `blacklist`: a register per (FE, backend): `on` after ADD BACKEND BLACKLIST on that FE,
 //!   `off` after DELETE; reads are SHOW BACKEND BLACKLIST on that FE. An entry of another FE
 //!   showing up reads `on` where that FE's own history says `off`: not linearizable.
@@ -292,6 +297,95 @@ impl BlacklistWorker {
                                 process += self.concurrency as u64;
                             }
                         }
+                    }
+                }
+            }
+            tokio::time::sleep(self.gap).await;
+        }
+    }
+}
+
+pub const ACTIVE: &str = "ACTIVE";
+pub const DECOMMISSIONING: &str = "DECOMMISSIONING";
+
+pub struct IntentWorker {
+    pub worker: usize,
+    pub concurrency: usize,
+    pub node: usize,
+    pub addr: String,
+    pub keys: usize,
+    pub seed: u64,
+    pub until: Instant,
+    pub gap: Duration,
+}
+
+impl IntentWorker {
+    pub async fn run(self, h: Recorder) {
+        let mut rng =
+            StdRng::seed_from_u64(self.seed ^ (self.worker as u64).wrapping_mul(0x2545_f491));
+        let c = client_of(&self.addr, Duration::from_secs(3));
+        let mut process = self.worker as u64;
+        let node = self.node as u64 + 1;
+        while Instant::now() < self.until && !crate::stopped() {
+            let k = rng.random_range(0..self.keys);
+            let key = Some(format!("intent/{}", key_host(k)));
+            let roll = rng.random_range(0..10);
+            if roll < 4 {
+                let inv = invoke(&h, process, "read", key, Value::Null);
+                match c.list_backends().await {
+                    Ok(bs) => {
+                        let v = bs
+                            .iter()
+                            .find(|b| b.host == key_host(k))
+                            .map(|b| json!(b.membership))
+                            .unwrap_or(Value::Null);
+                        complete(&h, &inv, OpType::Ok, v, node, None);
+                    }
+                    Err(e) => complete(
+                        &h,
+                        &inv,
+                        OpType::Fail,
+                        Value::Null,
+                        node,
+                        Some(e.to_string()),
+                    ),
+                }
+                tokio::time::sleep(self.gap).await;
+                continue;
+            }
+            let (from, to, sql) = if roll < 7 {
+                (
+                    ACTIVE,
+                    DECOMMISSIONING,
+                    format!(
+                        r#"ALTER SYSTEM DECOMMISSION BACKEND "{}:9050""#,
+                        key_host(k)
+                    ),
+                )
+            } else {
+                (
+                    DECOMMISSIONING,
+                    ACTIVE,
+                    format!(r#"CANCEL DECOMMISSION BACKEND "{}:9050""#, key_host(k)),
+                )
+            };
+            let value = json!([from, to]);
+            let inv = invoke(&h, process, "cas", key, value.clone());
+            match c.execute(&sql).await {
+                Ok(r) if r.affected_rows == 1 => complete(&h, &inv, OpType::Ok, value, node, None),
+                Ok(_) => complete(
+                    &h,
+                    &inv,
+                    OpType::Fail,
+                    value,
+                    node,
+                    Some(format!("no change: already {to}")),
+                ),
+                Err(e) => {
+                    let kind = failure(&e, false);
+                    complete(&h, &inv, kind, value, node, Some(e.to_string()));
+                    if kind == OpType::Info {
+                        process += self.concurrency as u64;
                     }
                 }
             }

@@ -10,15 +10,23 @@ pub enum Bug {
     StaleLocalRead,
     /// SHOW BACKEND BLACKLIST on an FE lists every FE's entries as its own.
     BlacklistGlobal,
+    /// DECOMMISSION answers that it changed every backend named, even one it found already
+    /// DECOMMISSIONING: an intent seemingly carried out twice.
+    DecommissionTwice,
 }
 
 impl Bug {
-    pub const ALL: &[Bug] = &[Bug::StaleLocalRead, Bug::BlacklistGlobal];
+    pub const ALL: &[Bug] = &[
+        Bug::StaleLocalRead,
+        Bug::BlacklistGlobal,
+        Bug::DecommissionTwice,
+    ];
 
     pub fn name(&self) -> &'static str {
         match self {
             Bug::StaleLocalRead => "stale-local-read",
             Bug::BlacklistGlobal => "blacklist-global",
+            Bug::DecommissionTwice => "decommission-twice",
         }
     }
 }

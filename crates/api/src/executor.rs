@@ -228,7 +228,11 @@ pub async fn execute(
                 .await?,
             )? {
                 Reply::Changed(ids) => Ok(QueryResult::ok(
-                    ids.len() as u64,
+                    if crate::bugs::on(crate::bugs::Bug::DecommissionTwice) {
+                        targets.len() as u64
+                    } else {
+                        ids.len() as u64
+                    },
                     decommission_message(&ids),
                 )),
                 other => Err(unexpected(other)),
