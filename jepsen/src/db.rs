@@ -23,7 +23,12 @@ pub struct Db {
     netns: Vec<String>,
     ips: Vec<String>,
     extra_env: Vec<(String, String)>,
+    /// FEs run under libfaketime (see `fake_clocks`).
+    clocks: bool,
 }
+
+/// libfaketime's multithreaded build, from Debian's libfaketime package.
+pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 fn member(id: usize, ip: &str) -> String {
     format!(
@@ -62,12 +67,40 @@ impl Db {
             netns: topo.nodes.iter().map(|h| h.netns.clone()).collect(),
             ips,
             extra_env: Vec::new(),
+            clocks: false,
         })
     }
 
     /// An environment variable for every FE started from now on (e.g. a bug switch).
     pub fn env(&mut self, k: &str, v: &str) {
         self.extra_env.push((k.into(), v.into()));
+    }
+
+    /// The file that holds node `node`'s wall-clock offset (libfaketime's format, e.g. `+600`).
+    pub fn clock_file(&self, node: usize) -> PathBuf {
+        self.dir.join(format!("n{}.clock", node + 1))
+    }
+
+    /// Run every FE under libfaketime, each with its own wall-clock offset file (starting at
+    /// +0); the monotonic clock, which Raft's timers use, is left alone.
+    pub fn fake_clocks(&mut self) -> anyhow::Result<()> {
+        let lib = Path::new(FAKETIME_LIB);
+        if !lib.exists() {
+            anyhow::bail!(
+                "{FAKETIME_LIB} is missing: apt-get install libfaketime (clock faults need it)"
+            );
+        }
+        for i in 0..self.len() {
+            self.set_clock(i, "+0")?;
+        }
+        self.clocks = true;
+        Ok(())
+    }
+
+    /// Set node `node`'s wall-clock offset (`+600`, `-300`, `+0`).
+    pub fn set_clock(&self, node: usize, offset: &str) -> anyhow::Result<()> {
+        std::fs::write(self.clock_file(node), format!("{offset}\n"))?;
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -105,6 +138,7 @@ impl Db {
             .arg(self.dir.join(format!("n{}.toml", node + 1)))
             .env("RUST_LOG", "info,openraft=warn")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
+            .envs(self.clock_env(node))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -120,6 +154,21 @@ impl Db {
             .with_context(|| format!("starting n{}", node + 1))?;
         self.procs[node] = Some(child);
         Ok(())
+    }
+
+    fn clock_env(&self, node: usize) -> Vec<(String, String)> {
+        if !self.clocks {
+            return Vec::new();
+        }
+        vec![
+            ("LD_PRELOAD".into(), FAKETIME_LIB.into()),
+            (
+                "FAKETIME_TIMESTAMP_FILE".into(),
+                self.clock_file(node).display().to_string(),
+            ),
+            ("FAKETIME_CACHE_DURATION".into(), "1".into()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+        ]
     }
 
     pub fn start_all(&mut self) -> anyhow::Result<()> {

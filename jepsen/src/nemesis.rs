@@ -33,6 +33,10 @@ pub enum Fault {
     PauseLeader,
     /// SIGSTOP a minority, SIGCONT them later.
     PauseMinority,
+    /// Move one node's wall clock by minutes, forwards or backwards (libfaketime).
+    ClockBump,
+    /// Move the leader's wall clock back and a follower's forward.
+    ClockSkewLeader,
 }
 
 impl Fault {
@@ -47,6 +51,8 @@ impl Fault {
             Fault::KillOne => "kill-one",
             Fault::PauseLeader => "pause-leader",
             Fault::PauseMinority => "pause-minority",
+            Fault::ClockBump => "clock-bump",
+            Fault::ClockSkewLeader => "clock-skew-leader",
         }
     }
 }
@@ -122,6 +128,7 @@ pub enum Active {
     Partition,
     Killed(usize),
     Paused(Vec<usize>),
+    Clocks(Vec<usize>),
 }
 
 pub struct Nemesis {
@@ -217,6 +224,30 @@ impl Nemesis {
                 self.history.nemesis(f, json!(format!("n{}", target + 1)));
                 Active::Killed(target)
             }
+            Fault::ClockBump => {
+                let target = self.rng.random_range(0..n);
+                let secs = self.rng.random_range(60..=600);
+                let sign = if self.rng.random_bool(0.5) { '+' } else { '-' };
+                db.set_clock(target, &format!("{sign}{secs}"))?;
+                self.history.nemesis(
+                    f,
+                    json!({format!("n{}", target + 1): format!("{sign}{secs}s")}),
+                );
+                Active::Clocks(vec![target])
+            }
+            Fault::ClockSkewLeader => {
+                let Some(l) = leader(db).await else {
+                    return Ok(None);
+                };
+                let other = (l + 1 + self.rng.random_range(0..n - 1)) % n;
+                db.set_clock(l, "-300")?;
+                db.set_clock(other, "+300")?;
+                self.history.nemesis(
+                    f,
+                    json!({format!("n{}", l + 1): "-300s", format!("n{}", other + 1): "+300s"}),
+                );
+                Active::Clocks(vec![l, other])
+            }
             Fault::PauseLeader | Fault::PauseMinority => {
                 let targets: Vec<usize> = if fault == Fault::PauseLeader {
                     match leader(db).await {
@@ -250,6 +281,13 @@ impl Nemesis {
                 db.start(t)?;
                 self.history
                     .nemesis("restart", json!(format!("n{}", t + 1)));
+            }
+            Active::Clocks(ts) => {
+                for t in &ts {
+                    db.set_clock(*t, "+0")?;
+                }
+                let set: BTreeSet<usize> = ts.into_iter().collect();
+                self.history.nemesis("clock-reset", json!(names(&set)));
             }
             Active::Paused(ts) => {
                 for t in &ts {

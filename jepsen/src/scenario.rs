@@ -60,6 +60,7 @@ pub const TWINS: &[(&str, &str)] = &[
     ("register-follower-partitions", "stale-local-read"),
     ("blacklist-partitions", "blacklist-global"),
     ("decommission-intents", "decommission-twice"),
+    ("set-kill-leader", "ack-before-commit"),
 ];
 
 /// The scenarios `.ci/run` runs on every change (about 10 minutes in all, twins included).
@@ -69,6 +70,7 @@ pub const GATE: &[&str] = &[
     "register-leader-partitions",
     "register-follower-partitions",
     "register-pauses",
+    "register-clocks",
     "blacklist-partitions",
     "decommission-intents",
 ];
@@ -119,6 +121,21 @@ pub fn all() -> Vec<Scenario> {
                 OneWayFromLeader,
             ],
             duration: Duration::from_secs(45),
+            fault_secs: (4, 8),
+            calm_secs: (2, 5),
+            kill_all_once: false,
+            require_leader_change: true,
+        },
+        Scenario {
+            name: "register-clocks",
+            about: "4: linearizable follower reads while wall clocks jump by minutes (libfaketime) and the leader is paused; reads use a read index, never a clock lease",
+            nodes: 3,
+            workload: Workload::Register {
+                keys: 10,
+                via_leader: false,
+            },
+            faults: &[ClockBump, ClockSkewLeader, PauseLeader],
+            duration: Duration::from_secs(40),
             fault_secs: (4, 8),
             calm_secs: (2, 5),
             kill_all_once: false,
@@ -263,6 +280,12 @@ async fn run_in(
     let mut db = Db::new(&cfg.bin, dir, topo)?;
     if let Some(bug) = &cfg.bug {
         db.env("ROSTER_BUG", bug);
+    }
+    if s.faults
+        .iter()
+        .any(|f| matches!(f, Fault::ClockBump | Fault::ClockSkewLeader))
+    {
+        db.fake_clocks()?;
     }
     db.start_all()?;
     let first_leader = wait_for_leader(&db, Duration::from_secs(30)).await?;

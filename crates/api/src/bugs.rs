@@ -13,6 +13,9 @@ pub enum Bug {
     /// DECOMMISSION answers that it changed every backend named, even one it found already
     /// DECOMMISSIONING: an intent seemingly carried out twice.
     DecommissionTwice,
+    /// The leader acknowledges ADD BACKEND as soon as it has handed the entry to Raft, before
+    /// it is committed: a leader killed or deposed then loses acknowledged adds.
+    AckBeforeCommit,
 }
 
 impl Bug {
@@ -20,6 +23,7 @@ impl Bug {
         Bug::StaleLocalRead,
         Bug::BlacklistGlobal,
         Bug::DecommissionTwice,
+        Bug::AckBeforeCommit,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -27,6 +31,7 @@ impl Bug {
             Bug::StaleLocalRead => "stale-local-read",
             Bug::BlacklistGlobal => "blacklist-global",
             Bug::DecommissionTwice => "decommission-twice",
+            Bug::AckBeforeCommit => "ack-before-commit",
         }
     }
 }

@@ -374,6 +374,17 @@ impl FeNodeHandle {
                     user: user.clone(),
                     cmd: cmd.clone(),
                 };
+                if matches!(cmd, Cmd::AddBackends { .. })
+                    && crate::bugs::on(crate::bugs::Bug::AckBeforeCommit)
+                {
+                    let raft = self.inner.raft.clone();
+                    tokio::spawn(async move {
+                        let _ = raft.client_write(req).await;
+                    });
+                    return Ok(LeaderReply::Applied(Response::Ok(
+                        roster_raft_store::Reply::Added(Vec::new()),
+                    )));
+                }
                 let left = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(left, self.inner.raft.client_write(req)).await {
                     Ok(Ok(resp)) => Ok(LeaderReply::Applied(resp.data)),
