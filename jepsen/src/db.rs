@@ -221,3 +221,103 @@ impl Drop for Db {
         self.kill_all();
     }
 }
+
+/// A backend agent's heartbeat port and data port, on its own host.
+pub const AGENT_HEARTBEAT_PORT: u16 = 9050;
+pub const AGENT_BE_PORT: u16 = 9060;
+
+/// The backend agents of a run: one `roster backend` per agent host, data and log under the run
+/// directory (`agent-b<k>/`, `b<k>.log`); they die with the harness like the FEs.
+pub struct Agents {
+    bin: PathBuf,
+    dir: PathBuf,
+    hosts: Vec<crate::topology::Host>,
+    procs: Vec<Option<Child>>,
+}
+
+impl Agents {
+    pub fn new(bin: &Path, dir: &Path, topo: &Topology) -> Agents {
+        Agents {
+            bin: bin.to_path_buf(),
+            dir: dir.to_path_buf(),
+            hosts: topo.agents.clone(),
+            procs: topo.agents.iter().map(|_| None).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    /// The address agent `k` is registered under (`host:heartbeat_port`).
+    pub fn addr(&self, k: usize) -> String {
+        format!("{}:{AGENT_HEARTBEAT_PORT}", self.hosts[k].ip)
+    }
+
+    pub fn data_dir(&self, k: usize) -> PathBuf {
+        self.dir.join(format!("agent-{}", self.hosts[k].name))
+    }
+
+    pub fn start_all(&mut self) -> anyhow::Result<()> {
+        for k in 0..self.len() {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(format!("{}.log", self.hosts[k].name)))?;
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", &self.hosts[k].netns])
+                .arg(&self.bin)
+                .args(["backend", "--host", &self.hosts[k].ip.to_string()])
+                .arg("--data-dir")
+                .arg(self.data_dir(k))
+                .args(["--heartbeat-port", &AGENT_HEARTBEAT_PORT.to_string()])
+                .args(["--be-port", &AGENT_BE_PORT.to_string()])
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log);
+            // SAFETY: prctl in the child before exec; async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = cmd
+                .spawn()
+                .with_context(|| format!("starting agent {}", self.hosts[k].name))?;
+            self.procs[k] = Some(child);
+        }
+        Ok(())
+    }
+
+    /// Agents that exited by themselves (a crash), by name.
+    pub fn exited(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (k, p) in self.procs.iter_mut().enumerate() {
+            if let Some(Ok(Some(st))) = p.as_mut().map(|c| c.try_wait()) {
+                out.push(format!("{} exited by itself: {st}", self.hosts[k].name));
+            }
+        }
+        out
+    }
+
+    pub fn kill_all(&mut self) {
+        for p in &mut self.procs {
+            if let Some(mut c) = p.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}

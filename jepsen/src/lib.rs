@@ -7,6 +7,7 @@ pub mod db;
 pub mod history;
 pub mod nemesis;
 pub mod scenario;
+pub mod tablets;
 pub mod topology;
 pub mod workload;
 

@@ -5,11 +5,12 @@
 //! `nemesis.jsonl`, the FEs' logs and data, and `results.json`. Seeded: the same seed gives the
 //! same schedule of faults and operations (not the same timing).
 
-use crate::checker::{linear, set};
+use crate::checker::{linear, replication, set};
 use crate::db::Db;
 use crate::history::{self, OpType, Process, Recorder};
 use crate::nemesis::{self, Fault, Nemesis};
 use crate::stopped;
+use crate::tablets;
 use crate::topology::Topology;
 use crate::workload::{self, RegisterWorker, SetWorker};
 use anyhow::{Context, bail};
@@ -31,6 +32,19 @@ pub enum Workload {
     Blacklist { backends: usize },
     /// Decommission intents as CAS registers per backend.
     Intent { keys: usize },
+    /// Real agents holding a table's replicas; an operator decommissions, cancels and re-adds
+    /// backends; observers check the replication factor (see `tablets`).
+    Tablets { agents: usize },
+}
+
+impl Workload {
+    /// Backend-agent hosts the workload needs.
+    pub fn agents(&self) -> usize {
+        match self {
+            Workload::Tablets { agents } => *agents,
+            _ => 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -54,14 +68,60 @@ pub struct Scenario {
 
 const NONE: &[Fault] = &[];
 
-/// Scenarios run with a bug switch on, which must then fail: the proof that the checkers and
-/// faults can see that bug.
-pub const TWINS: &[(&str, &str)] = &[
-    ("register-follower-partitions", "stale-local-read"),
-    ("blacklist-partitions", "blacklist-global"),
-    ("decommission-intents", "decommission-twice"),
-    ("set-kill-leader", "ack-before-commit"),
+/// A scenario run with a bug switch on, which must then fail, and fail the check that watches
+/// for that bug: the proof that the checkers and faults can see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Twin {
+    pub scenario: &'static str,
+    pub bug: &'static str,
+    /// The check that must fail: the start of its summary line (`linearizable`, `set`,
+    /// `replication`).
+    pub anomaly: &'static str,
+}
+
+impl Twin {
+    /// Whether a run's outcome shows this twin's anomaly.
+    pub fn caught(&self, o: &Outcome) -> bool {
+        o.summary
+            .iter()
+            .any(|l| l.starts_with(&format!("FAIL {}", self.anomaly)))
+    }
+}
+
+const fn twin(scenario: &'static str, bug: &'static str, anomaly: &'static str) -> Twin {
+    Twin {
+        scenario,
+        bug,
+        anomaly,
+    }
+}
+
+/// Every scenario of the reference's list has its twin.
+pub const TWINS: &[Twin] = &[
+    twin("set-kill-leader", "ack-before-commit", "set"),
+    twin(
+        "register-leader-partitions",
+        "stale-local-read",
+        "linearizable",
+    ),
+    twin(
+        "register-follower-partitions",
+        "stale-local-read",
+        "linearizable",
+    ),
+    twin("register-clocks", "stale-local-read", "linearizable"),
+    twin(
+        "decommission-tablets",
+        "decommission-no-rf-check",
+        "replication",
+    ),
+    twin("decommission-intents", "decommission-twice", "linearizable"),
+    twin("blacklist-partitions", "blacklist-global", "linearizable"),
+    twin("register-pauses", "ack-before-commit", "linearizable"),
 ];
+
+/// How long twins run in the gate: their bugs show within seconds.
+pub const TWIN_DURATION: Duration = Duration::from_secs(25);
 
 /// The scenarios `.ci/run` runs on every change (about 10 minutes in all, twins included).
 pub const GATE: &[&str] = &[
@@ -73,6 +133,7 @@ pub const GATE: &[&str] = &[
     "register-clocks",
     "blacklist-partitions",
     "decommission-intents",
+    "decommission-tablets",
 ];
 
 pub fn all() -> Vec<Scenario> {
@@ -181,6 +242,18 @@ pub fn all() -> Vec<Scenario> {
             require_leader_change: true,
         },
         Scenario {
+            name: "decommission-tablets",
+            about: "5: decommissions, cancels and re-adds of backends holding real replicas, under partitions and leader kills; no tablet ever below its replication factor, agents' files match the catalog",
+            nodes: 3,
+            workload: Workload::Tablets { agents: 6 },
+            faults: &[PartitionHalves, IsolateLeader, KillLeader],
+            duration: Duration::from_secs(45),
+            fault_secs: (3, 6),
+            calm_secs: (2, 4),
+            kill_all_once: false,
+            require_leader_change: true,
+        },
+        Scenario {
             name: "register-calm",
             about: "a control run without faults: the checkers accept a healthy cluster",
             nodes: 3,
@@ -215,6 +288,8 @@ pub struct RunConfig {
     pub seed: u64,
     /// A bug switch to turn on in every FE (`ROSTER_BUG`); the run is then expected to fail.
     pub bug: Option<String>,
+    /// Run the clients this long instead of the scenario's own duration.
+    pub duration: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -237,9 +312,12 @@ pub fn run(s: &Scenario, cfg: &RunConfig) -> anyhow::Result<Outcome> {
             .unwrap_or(0)
     ));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (s, cfg, d) = (s.clone(), cfg.clone(), dir.clone());
+    let (mut s, cfg, d) = (s.clone(), cfg.clone(), dir.clone());
+    if let Some(t) = cfg.duration {
+        s.duration = t;
+    }
     let result = std::thread::spawn(move || -> anyhow::Result<Outcome> {
-        let mut topo = Topology::create(s.nodes)?;
+        let mut topo = Topology::create(s.nodes, s.workload.agents())?;
         let r = (|| {
             topo.enter_client()?;
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -288,6 +366,8 @@ async fn run_in(
         db.fake_clocks()?;
     }
     db.start_all()?;
+    let mut agents = crate::db::Agents::new(&cfg.bin, dir, topo);
+    agents.start_all()?;
     let first_leader = wait_for_leader(&db, Duration::from_secs(30)).await?;
     let setup = workload::client_of(&db.rpc_addr(first_leader), Duration::from_secs(10));
     // The cluster is up when root can log in and write.
@@ -301,18 +381,25 @@ async fn run_in(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    workload::setup_cluster(&setup).await?;
+    match s.workload {
+        Workload::Tablets { .. } => tablets::setup(&setup, &agents).await?,
+        _ => workload::setup_cluster(&setup).await?,
+    }
     match s.workload {
         Workload::Register { keys, .. } => workload::setup_registers(&setup, keys).await?,
         // The same fake backends serve as the blacklist's backends (ids 10001..).
         Workload::Blacklist { backends } => workload::setup_registers(&setup, backends).await?,
         Workload::Intent { keys } => workload::setup_registers(&setup, keys).await?,
-        Workload::Set => {}
+        Workload::Set | Workload::Tablets { .. } => {}
     }
 
     let history = Recorder::new();
     let until = Instant::now() + s.duration;
-    let concurrency = 2 * s.nodes;
+    let concurrency = match s.workload {
+        // An observer per FE and one operator.
+        Workload::Tablets { .. } => s.nodes + 1,
+        _ => 2 * s.nodes,
+    };
     let mut workers = Vec::new();
     for w in 0..concurrency {
         let node = w % s.nodes;
@@ -363,6 +450,30 @@ async fn run_in(
                     seed: cfg.seed,
                     until,
                     gap: Duration::from_millis(20),
+                };
+                workers.push(tokio::spawn(wk.run(h)));
+            }
+            Workload::Tablets { .. } if w == s.nodes => {
+                let wk = tablets::OperatorWorker {
+                    worker: w,
+                    concurrency,
+                    addrs: (0..s.nodes)
+                        .map(|i| db.rpc_addr(i))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    agents: (0..agents.len()).map(|k| agents.addr(k)).collect(),
+                    seed: cfg.seed,
+                    until,
+                };
+                workers.push(tokio::spawn(wk.run(h)));
+            }
+            Workload::Tablets { .. } => {
+                let wk = tablets::ObserverWorker {
+                    worker: w,
+                    node,
+                    addr: db.rpc_addr(node),
+                    until,
+                    gap: Duration::from_millis(50),
                 };
                 workers.push(tokio::spawn(wk.run(h)));
             }
@@ -433,6 +544,7 @@ async fn run_in(
     }
     history.nemesis("heal-all", Value::Null);
 
+    crashed.extend(agents.exited());
     let mut summary = Summary::default();
     summary.note(
         crashed.is_empty(),
@@ -474,6 +586,40 @@ async fn run_in(
         for i in 0..db.len() {
             workload::read_set(&history, 1_000_000 + i as u64, i, &db.rpc_addr(i)).await;
         }
+    }
+    if let Workload::Tablets { .. } = s.workload {
+        let all = workload::client_of(
+            &(0..db.len())
+                .map(|i| db.rpc_addr(i))
+                .collect::<Vec<_>>()
+                .join(","),
+            Duration::from_secs(5),
+        );
+        let settled = tablets::settle(&all, Duration::from_secs(90)).await;
+        summary.note(
+            settled.is_ok(),
+            format!(
+                "after healing every tablet settles at {} NORMAL replicas: {}",
+                tablets::RF,
+                settled
+                    .as_ref()
+                    .map(|_| "yes".to_string())
+                    .unwrap_or_else(|e| e.to_string())
+            ),
+        );
+        // The final observations, from every FE, join the history the checker reads.
+        for i in 0..db.len() {
+            let c = workload::client_of(&db.rpc_addr(i), Duration::from_secs(5));
+            tablets::observe(&history, 1_000_000 + i as u64, i, &c).await;
+        }
+        let files = tablets::files_match(&all, &agents, Duration::from_secs(30)).await;
+        summary.note(
+            files.is_ok(),
+            format!(
+                "agents' replica files: {}",
+                files.unwrap_or_else(|e| e.to_string())
+            ),
+        );
     }
 
     let ops = history.ops();
@@ -521,6 +667,25 @@ async fn run_in(
                 ),
             );
             json!({"linearizable": ok, "keys": r.keys, "ops": r.ops, "bad": r.bad.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect::<std::collections::BTreeMap<_, _>>()})
+        }
+        Workload::Tablets { .. } => {
+            let r = replication::check(&ops, tablets::RF, tablets::BUCKETS)?;
+            summary.note(
+                r.valid(),
+                format!(
+                    "replication: {} observations, lowest healthy count {:?}, {} below {}{}",
+                    r.observations,
+                    r.min_healthy,
+                    r.bad,
+                    tablets::RF,
+                    if r.violations.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", r.violations.join("; "))
+                    }
+                ),
+            );
+            json!({"valid": r.valid(), "observations": r.observations, "min_healthy": r.min_healthy, "violations": r.violations})
         }
         Workload::Set => {
             let r = set::check(&ops)?;
@@ -611,8 +776,9 @@ async fn liveness(db: &Db, within: Duration) -> anyhow::Result<Duration> {
     }
     let c = workload::client_of(&db.rpc_addr(0), Duration::from_secs(3));
     loop {
+        // A setting no workload reads, written with its default value.
         match c
-            .execute("ADMIN SET FRONTEND CONFIG (\"heartbeat_interval_second\" = \"5\")")
+            .execute("ADMIN SET FRONTEND CONFIG (\"catalog_trash_expire_second\" = \"86400\")")
             .await
         {
             Ok(_) => return Ok(t0.elapsed()),

@@ -13,6 +13,8 @@ use std::process::Command;
 pub const SUBNET: [u8; 3] = [10, 88, 0];
 /// The client host's address.
 pub const CLIENT_HOST: u8 = 100;
+/// Backend-agent host k (1..) is at `SUBNET.(AGENT_HOSTS + k)`.
+pub const AGENT_HOSTS: u8 = 50;
 
 #[derive(Debug, Clone)]
 pub struct Host {
@@ -26,6 +28,9 @@ pub struct Host {
 pub struct Topology {
     pub prefix: String,
     pub nodes: Vec<Host>,
+    /// Backend-agent hosts `b1..`: never in a partition's grudges (like the client), so the
+    /// FEs always reach them.
+    pub agents: Vec<Host>,
     pub client: Host,
     bridge_ns: String,
     torn_down: bool,
@@ -76,8 +81,9 @@ fn remove_namespace(ns: &str) {
 }
 
 impl Topology {
-    /// Create `n` node hosts and the client host. Refuses to run without root.
-    pub fn create(n: usize) -> anyhow::Result<Topology> {
+    /// Create `n` FE hosts, `agents` backend-agent hosts and the client host. Refuses to run
+    /// without root.
+    pub fn create(n: usize, agents: usize) -> anyhow::Result<Topology> {
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let prefix = format!("jt{}_{seq}-", std::process::id());
@@ -86,6 +92,13 @@ impl Topology {
         let mut t = Topology {
             prefix: prefix.clone(),
             nodes: Vec::new(),
+            agents: (1..=agents)
+                .map(|k| Host {
+                    name: format!("b{k}"),
+                    netns: format!("{prefix}b{k}"),
+                    ip: Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], AGENT_HOSTS + k as u8),
+                })
+                .collect(),
             client: Host {
                 name: "client".into(),
                 netns: format!("{prefix}c"),
@@ -105,7 +118,13 @@ impl Topology {
                 ip: Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], i as u8),
             });
         }
-        let hosts: Vec<Host> = t.nodes.iter().chain([&t.client]).cloned().collect();
+        let hosts: Vec<Host> = t
+            .nodes
+            .iter()
+            .chain(&t.agents)
+            .chain([&t.client])
+            .cloned()
+            .collect();
         for (i, h) in hosts.iter().enumerate() {
             let port = format!("v{i}");
             ip(&["netns", "add", &h.netns])?;

@@ -40,7 +40,7 @@ pub fn client_of(addrs: &str, timeout: Duration) -> Client {
 }
 
 /// How a failed call ends in the history.
-fn failure(e: &ClientError, read_only: bool) -> OpType {
+pub(crate) fn failure(e: &ClientError, read_only: bool) -> OpType {
     match e {
         _ if read_only => OpType::Fail,
         // The client library's contract: Server and Unavailable mean "not applied".
@@ -51,7 +51,7 @@ fn failure(e: &ClientError, read_only: bool) -> OpType {
     }
 }
 
-fn invoke(h: &Recorder, process: u64, f: &str, key: Option<String>, value: Value) -> Op {
+pub(crate) fn invoke(h: &Recorder, process: u64, f: &str, key: Option<String>, value: Value) -> Op {
     h.record(Op {
         process: Process::Client(process),
         kind: OpType::Invoke,
@@ -64,7 +64,14 @@ fn invoke(h: &Recorder, process: u64, f: &str, key: Option<String>, value: Value
     })
 }
 
-fn complete(h: &Recorder, inv: &Op, kind: OpType, value: Value, node: u64, error: Option<String>) {
+pub(crate) fn complete(
+    h: &Recorder,
+    inv: &Op,
+    kind: OpType,
+    value: Value,
+    node: u64,
+    error: Option<String>,
+) {
     h.record(Op {
         kind,
         value,

@@ -13,9 +13,13 @@ pub enum Bug {
     /// DECOMMISSION answers that it changed every backend named, even one it found already
     /// DECOMMISSIONING: an intent seemingly carried out twice.
     DecommissionTwice,
-    /// The leader acknowledges ADD BACKEND as soon as it has handed the entry to Raft, before
-    /// it is committed: a leader killed or deposed then loses acknowledged adds.
+    /// The leader acknowledges ADD BACKEND and MODIFY BACKEND as soon as it has handed the
+    /// entry to Raft, before it is committed: a leader killed or deposed then loses
+    /// acknowledged writes, and a read right after the acknowledgement may miss the write.
     AckBeforeCommit,
+    /// The master finishes a decommission without waiting for the backend's replicas to be
+    /// copied elsewhere: it drops the draining backend at once, replicas and all.
+    DecommissionNoRfCheck,
 }
 
 impl Bug {
@@ -24,6 +28,7 @@ impl Bug {
         Bug::BlacklistGlobal,
         Bug::DecommissionTwice,
         Bug::AckBeforeCommit,
+        Bug::DecommissionNoRfCheck,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -32,6 +37,7 @@ impl Bug {
             Bug::BlacklistGlobal => "blacklist-global",
             Bug::DecommissionTwice => "decommission-twice",
             Bug::AckBeforeCommit => "ack-before-commit",
+            Bug::DecommissionNoRfCheck => "decommission-no-rf-check",
         }
     }
 }

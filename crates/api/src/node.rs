@@ -374,16 +374,24 @@ impl FeNodeHandle {
                     user: user.clone(),
                     cmd: cmd.clone(),
                 };
-                if matches!(cmd, Cmd::AddBackends { .. })
-                    && crate::bugs::on(crate::bugs::Bug::AckBeforeCommit)
-                {
-                    let raft = self.inner.raft.clone();
-                    tokio::spawn(async move {
-                        let _ = raft.client_write(req).await;
-                    });
-                    return Ok(LeaderReply::Applied(Response::Ok(
-                        roster_raft_store::Reply::Added(Vec::new()),
-                    )));
+                if crate::bugs::on(crate::bugs::Bug::AckBeforeCommit) {
+                    // The reply a committed entry of this kind would give, made up.
+                    let fake = match &cmd {
+                        Cmd::AddBackends { .. } => {
+                            Some(roster_raft_store::Reply::Added(Vec::new()))
+                        }
+                        Cmd::ModifyBackends { .. } => {
+                            Some(roster_raft_store::Reply::Changed(Vec::new()))
+                        }
+                        _ => None,
+                    };
+                    if let Some(fake) = fake {
+                        let raft = self.inner.raft.clone();
+                        tokio::spawn(async move {
+                            let _ = raft.client_write(req).await;
+                        });
+                        return Ok(LeaderReply::Applied(Response::Ok(fake)));
+                    }
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
                 match tokio::time::timeout(left, self.inner.raft.client_write(req)).await {

@@ -1,4 +1,5 @@
 //! Checkers of recorded histories.
 
 pub mod linear;
+pub mod replication;
 pub mod set;

@@ -218,6 +218,21 @@ impl Executor {
         if finished {
             propose(fe, Cmd::FinishDecommissions).await;
         }
+        if crate::bugs::on(crate::bugs::Bug::DecommissionNoRfCheck) {
+            // The bug: a draining backend is dropped at once, with the replicas it still holds.
+            let draining: Vec<_> = fe.store().read(|s, _| {
+                s.backends
+                    .values()
+                    .filter(|b| {
+                        b.membership == roster_membership::BackendMembership::Decommissioning
+                    })
+                    .map(|b| roster_membership::BackendRef::Id(b.id))
+                    .collect()
+            });
+            if !draining.is_empty() {
+                propose(fe, Cmd::DroppBackends { targets: draining }).await;
+            }
+        }
     }
 }
 
