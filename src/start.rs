@@ -48,6 +48,11 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
             bug.name()
         );
     }
+    if let Some(spec) =
+        roster_raft_store::failpoints::arm_from_env().map_err(|e| anyhow::anyhow!(e))?
+    {
+        tracing::warn!("FAILPOINTS {spec} ARMED: this FE will crash on purpose (a test build)");
+    }
     let raft_l = bind(&cfg.host, cfg.edit_log_port, "edit_log_port").await?;
     let rpc_l = bind(&cfg.host, cfg.rpc_port, "rpc_port").await?;
     let query_l = bind(&cfg.host, cfg.query_port, "query_port").await?;

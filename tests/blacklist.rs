@@ -83,17 +83,7 @@ async fn wait_blacklist(
 }
 
 async fn setup(cluster: &Cluster, settings: &[(&str, &str)]) -> (Vec<Agent>, Client) {
-    cluster.wait_leader(Duration::from_secs(20)).await;
-    let c = cluster.client_of(&[0, 1, 2]);
-    let mut pairs = vec![("heartbeat_interval_second", "1")];
-    pairs.extend_from_slice(settings);
-    for (k, v) in pairs {
-        c.execute(&format!(r#"ADMIN SET FRONTEND CONFIG ("{k}" = "{v}")"#))
-            .await
-            .unwrap();
-    }
-    let agents = start_agents(cluster, 4);
-    register(cluster, &[0, 1, 2], &agents).await;
+    let (agents, c) = agents_up(cluster, 4, settings).await;
     c.execute("CREATE TABLE t (k INT) BUCKETS 12")
         .await
         .unwrap();

@@ -46,17 +46,7 @@ fn assert_healthy(t: &Replicas, min: usize, when: &str) {
 
 async fn setup(n_agents: usize, settings: &[(&str, &str)]) -> (Cluster, Vec<Agent>, Client) {
     let cluster = Cluster::start(3, 0);
-    cluster.wait_leader(Duration::from_secs(20)).await;
-    let c = cluster.client_of(&[0, 1, 2]);
-    let mut pairs = vec![("heartbeat_interval_second", "1")];
-    pairs.extend_from_slice(settings);
-    for (k, v) in pairs {
-        c.execute(&format!(r#"ADMIN SET FRONTEND CONFIG ("{k}" = "{v}")"#))
-            .await
-            .unwrap();
-    }
-    let agents = start_agents(&cluster, n_agents);
-    register(&cluster, &[0, 1, 2], &agents).await;
+    let (agents, c) = agents_up(&cluster, n_agents, settings).await;
     (cluster, agents, c)
 }
 

@@ -186,7 +186,7 @@ async fn sigstop_leader_no_stale_reads_and_clean_step_down() {
         .await
         .expect("connect to the leader");
     to_old
-        .status(pb::StatusRequest {})
+        .status(pb::StatusRequest::default())
         .await
         .expect("leader status over the early connection");
 

@@ -37,6 +37,36 @@ fn member(id: usize, ip: &str) -> String {
     )
 }
 
+/// `ip netns exec <netns>`, to be completed with the program and its arguments: output appended
+/// to `log`, no stdin, no core dumps, and the process killed when the harness dies
+/// (PR_SET_PDEATHSIG).
+fn in_netns(netns: &str, log: &Path) -> anyhow::Result<Command> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", netns])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: prctl and setrlimit in the child before exec; both async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // Failpoint crashes abort: no core files.
+            let none = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &none);
+            Ok(())
+        });
+    }
+    Ok(cmd)
+}
+
 impl Db {
     /// Write every node's config; start nothing yet.
     pub fn new(bin: &Path, dir: &Path, topo: &Topology) -> anyhow::Result<Db> {
@@ -124,31 +154,22 @@ impl Db {
     }
 
     pub fn start(&mut self, node: usize) -> anyhow::Result<()> {
+        self.start_with(node, &[])
+    }
+
+    /// Start a node with more environment for this start only (e.g. armed failpoints).
+    pub fn start_with(&mut self, node: usize, env: &[(&str, &str)]) -> anyhow::Result<()> {
         if self.procs[node].is_some() {
             return Ok(());
         }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path(node))?;
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.netns[node]])
-            .arg(&self.bin)
+        let mut cmd = in_netns(&self.netns[node], &self.log_path(node))?;
+        cmd.arg(&self.bin)
             .args(["start", "--config"])
             .arg(self.dir.join(format!("n{}.toml", node + 1)))
             .env("RUST_LOG", "info,openraft=warn")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .envs(self.clock_env(node))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        // SAFETY: prctl in the child before exec; async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+            .envs(env.iter().copied());
         let child = cmd
             .spawn()
             .with_context(|| format!("starting n{}", node + 1))?;
@@ -264,29 +285,15 @@ impl Agents {
 
     pub fn start_all(&mut self) -> anyhow::Result<()> {
         for k in 0..self.len() {
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.dir.join(format!("{}.log", self.hosts[k].name)))?;
-            let mut cmd = Command::new("ip");
-            cmd.args(["netns", "exec", &self.hosts[k].netns])
-                .arg(&self.bin)
+            let log = self.dir.join(format!("{}.log", self.hosts[k].name));
+            let mut cmd = in_netns(&self.hosts[k].netns, &log)?;
+            cmd.arg(&self.bin)
                 .args(["backend", "--host", &self.hosts[k].ip.to_string()])
                 .arg("--data-dir")
                 .arg(self.data_dir(k))
                 .args(["--heartbeat-port", &AGENT_HEARTBEAT_PORT.to_string()])
                 .args(["--be-port", &AGENT_BE_PORT.to_string()])
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log);
-            // SAFETY: prctl in the child before exec; async-signal-safe.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
+                .env("RUST_LOG", "info");
             let child = cmd
                 .spawn()
                 .with_context(|| format!("starting agent {}", self.hosts[k].name))?;

@@ -37,7 +37,19 @@ pub enum Fault {
     ClockBump,
     /// Move the leader's wall clock back and a follower's forward.
     ClockSkewLeader,
+    /// Restart an FE (the leader half the time) with a storage failpoint armed, so that it
+    /// crashes (abort) at that point of its write path soon after; restart it clean later.
+    CrashAtFailpoint,
 }
+
+/// The failpoints the nemesis arms: the write path of every entry (snapshot installation,
+/// `raft-sm-before-install`, is too rare to be worth arming at random).
+pub const CRASH_POINTS: &[&str] = &[
+    "raft-log-before-append",
+    "raft-log-after-append",
+    "raft-sm-before-apply",
+    "raft-sm-after-apply",
+];
 
 impl Fault {
     pub fn name(&self) -> &'static str {
@@ -53,6 +65,7 @@ impl Fault {
             Fault::PauseMinority => "pause-minority",
             Fault::ClockBump => "clock-bump",
             Fault::ClockSkewLeader => "clock-skew-leader",
+            Fault::CrashAtFailpoint => "crash-at-failpoint",
         }
     }
 }
@@ -129,6 +142,8 @@ pub enum Active {
     Killed(usize),
     Paused(Vec<usize>),
     Clocks(Vec<usize>),
+    /// Running with this failpoint armed.
+    Armed(usize, &'static str),
 }
 
 pub struct Nemesis {
@@ -224,6 +239,18 @@ impl Nemesis {
                 self.history.nemesis(f, json!(format!("n{}", target + 1)));
                 Active::Killed(target)
             }
+            Fault::CrashAtFailpoint => {
+                let target = match leader(db).await {
+                    Some(l) if self.rng.random_bool(0.5) => l,
+                    _ => self.rng.random_range(0..n),
+                };
+                let point = CRASH_POINTS[self.rng.random_range(0..CRASH_POINTS.len())];
+                db.kill(target);
+                db.start_with(target, &[("FAILPOINTS", &format!("{point}=10%return"))])?;
+                self.history
+                    .nemesis(f, json!({format!("n{}", target + 1): point}));
+                Active::Armed(target, point)
+            }
             Fault::ClockBump => {
                 let target = self.rng.random_range(0..n);
                 let secs = self.rng.random_range(60..=600);
@@ -276,6 +303,16 @@ impl Nemesis {
             Active::Partition => {
                 heal(topo);
                 self.history.nemesis("heal", serde_json::Value::Null);
+            }
+            Active::Armed(t, point) => {
+                // Did it crash at the point? Either way it restarts clean.
+                let crashed = db.exited(t).is_some();
+                db.kill(t);
+                db.start(t)?;
+                self.history.nemesis(
+                    "restart-disarmed",
+                    json!({"node": format!("n{}", t + 1), "failpoint": point, "crashed": crashed}),
+                );
             }
             Active::Killed(t) => {
                 db.start(t)?;

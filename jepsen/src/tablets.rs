@@ -8,13 +8,12 @@
 //! Agents are never partitioned from the FEs: the faults are the FEs', as in the issue.
 
 use crate::db::Agents;
-use crate::history::{OpType, Recorder};
-use crate::workload::{client_of, complete, failure, invoke};
+use crate::history::Recorder;
+use crate::workload::{Proc, Worker, client_of};
 use anyhow::bail;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use roster_api::{Client, QueryResult};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -114,69 +113,47 @@ async fn wait<T>(
 
 /// Reads the table's replicas from one FE, over and over.
 pub struct ObserverWorker {
-    pub worker: usize,
-    pub node: usize,
-    pub addr: String,
-    pub until: Instant,
-    pub gap: Duration,
+    pub w: Worker,
 }
 
 /// One observation: a `tablets` op whose value maps tablet id to healthy replicas.
-pub async fn observe(h: &Recorder, process: u64, node: usize, c: &Client) -> bool {
-    let inv = invoke(h, process, "tablets", Some("tablets".into()), Value::Null);
-    let node = node as u64 + 1;
-    match replicas(c).await {
-        Ok(t) => {
-            let counts: BTreeMap<String, u64> = t
-                .iter()
-                .map(|(k, rs)| (k.to_string(), healthy(rs)))
-                .collect();
-            complete(h, &inv, OpType::Ok, json!(counts), node, None);
-            true
-        }
-        Err(e) => {
-            complete(
-                h,
-                &inv,
-                OpType::Fail,
-                Value::Null,
-                node,
-                Some(e.to_string()),
-            );
-            false
-        }
-    }
+pub async fn observe(p: &Proc<'_>, c: &Client) -> bool {
+    p.read("tablets", Some("tablets".into()), replicas(c), |t| {
+        let counts: BTreeMap<String, u64> = t
+            .iter()
+            .map(|(k, rs)| (k.to_string(), healthy(rs)))
+            .collect();
+        json!(counts)
+    })
+    .await
 }
 
 impl ObserverWorker {
     pub async fn run(self, h: Recorder) {
-        let c = client_of(&self.addr, Duration::from_secs(3));
-        while Instant::now() < self.until && !crate::stopped() {
-            // Reads never end `info`: the process never retires.
-            observe(&h, self.worker as u64, self.node, &c).await;
-            tokio::time::sleep(self.gap).await;
+        let c = client_of(&self.w.addr, Duration::from_secs(3));
+        // Reads never end `info`: the process never retires.
+        let p = self.w.process(&h);
+        while self.w.running() {
+            observe(&p, &c).await;
+            tokio::time::sleep(self.w.gap).await;
         }
     }
 }
 
-/// Decommissions, cancels and re-adds backends through whichever FE leads.
+/// Decommissions, cancels and re-adds backends every 1-3 s, through whichever FE leads (its
+/// `w.addr` names every FE).
 pub struct OperatorWorker {
-    pub worker: usize,
-    pub concurrency: usize,
-    /// Every FE, comma-separated: the client follows the leader.
-    pub addrs: String,
+    pub w: Worker,
     /// Every agent's address, to add back the ones drained and dropped.
     pub agents: Vec<String>,
-    pub seed: u64,
-    pub until: Instant,
 }
 
 impl OperatorWorker {
     pub async fn run(self, h: Recorder) {
-        let mut rng = StdRng::seed_from_u64(self.seed ^ 0x6c8e_9cf5_7093_2bd5);
-        let c = client_of(&self.addrs, Duration::from_secs(5));
-        let mut process = self.worker as u64;
-        while Instant::now() < self.until && !crate::stopped() {
+        let mut rng = self.w.rng(0x6c8e_9cf5_7093_2bd5);
+        let c = client_of(&self.w.addr, Duration::from_secs(5));
+        let mut p = self.w.process(&h);
+        while self.w.running() {
             tokio::time::sleep(Duration::from_millis(rng.random_range(1000..3000))).await;
             let Ok(bs) = c.list_backends().await else {
                 continue;
@@ -228,17 +205,8 @@ impl OperatorWorker {
                     )
                 }
             };
-            let inv = invoke(&h, process, f, Some(key), Value::Null);
-            match c.execute(&sql).await {
-                Ok(r) => complete(&h, &inv, OpType::Ok, json!(r.message), 0, None),
-                Err(e) => {
-                    let kind = failure(&e, false);
-                    complete(&h, &inv, kind, Value::Null, 0, Some(e.to_string()));
-                    if kind == OpType::Info {
-                        process += self.concurrency as u64;
-                    }
-                }
-            }
+            p.write(f, Some(key), json!(sql), c.execute(&sql), |_| Ok(()))
+                .await;
         }
     }
 }

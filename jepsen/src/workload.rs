@@ -21,6 +21,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use roster_api::{Client, ClientConfig, ClientError};
 use serde_json::{Value, json};
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// The initial value of every register key (a new backend's tag).
@@ -48,6 +49,111 @@ pub(crate) fn failure(e: &ClientError, read_only: bool) -> OpType {
             OpType::Fail
         }
         ClientError::Unknown(_) => OpType::Info,
+    }
+}
+
+/// What every worker has: its number, the FE(s) it talks to, its seed and schedule.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub worker: usize,
+    pub concurrency: usize,
+    /// The FE index this worker talks to (its answers are recorded as that FE's).
+    pub node: usize,
+    /// FE address(es), comma-separated (see `client_of`).
+    pub addr: String,
+    pub seed: u64,
+    pub until: Instant,
+    /// Pause between operations.
+    pub gap: Duration,
+}
+
+impl Worker {
+    /// This worker's generator: the seed mixed with the worker number and a per-workload salt.
+    pub fn rng(&self, salt: u64) -> StdRng {
+        StdRng::seed_from_u64(self.seed ^ (self.worker as u64).wrapping_mul(salt))
+    }
+
+    pub fn running(&self) -> bool {
+        Instant::now() < self.until && !crate::stopped()
+    }
+
+    /// The worker's first logical process.
+    pub fn process<'a>(&self, h: &'a Recorder) -> Proc<'a> {
+        Proc {
+            h,
+            id: self.worker as u64,
+            concurrency: self.concurrency as u64,
+            node: self.node as u64 + 1,
+        }
+    }
+}
+
+/// A worker's current logical process, which records each operation as an invocation and its
+/// completion. An `info` completion retires it: the worker goes on as `id + concurrency`.
+pub struct Proc<'a> {
+    h: &'a Recorder,
+    pub id: u64,
+    concurrency: u64,
+    /// The answering FE (1-based; 0 when the client follows the leader).
+    pub node: u64,
+}
+
+impl<'a> Proc<'a> {
+    /// A one-off process (e.g. the final reads), answered by FE index `node`.
+    pub fn once(h: &'a Recorder, id: u64, node: usize) -> Proc<'a> {
+        Proc {
+            h,
+            id,
+            concurrency: 0,
+            node: node as u64 + 1,
+        }
+    }
+
+    /// A read: `ok` with `value(answer)`, or `fail` (a read that changed nothing).
+    pub async fn read<T>(
+        &self,
+        f: &str,
+        key: Option<String>,
+        call: impl Future<Output = Result<T, ClientError>>,
+        value: impl FnOnce(T) -> Value,
+    ) -> bool {
+        let inv = invoke(self.h, self.id, f, key, Value::Null);
+        match call.await {
+            Ok(t) => {
+                complete(self.h, &inv, OpType::Ok, value(t), self.node, None);
+                true
+            }
+            Err(e) => {
+                let why = Some(e.to_string());
+                complete(self.h, &inv, OpType::Fail, Value::Null, self.node, why);
+                false
+            }
+        }
+    }
+
+    /// A write of `value`: `ok` when the call succeeds and `judge` accepts its answer; `fail`
+    /// when `judge` says it changed nothing, or the client knows it was not applied; `info`
+    /// when its fate is unknown (and the process retires).
+    pub async fn write<T>(
+        &mut self,
+        f: &str,
+        key: Option<String>,
+        value: Value,
+        call: impl Future<Output = Result<T, ClientError>>,
+        judge: impl FnOnce(T) -> Result<(), String>,
+    ) {
+        let inv = invoke(self.h, self.id, f, key, value.clone());
+        let (kind, why) = match call.await {
+            Ok(t) => match judge(t) {
+                Ok(()) => (OpType::Ok, None),
+                Err(why) => (OpType::Fail, Some(why)),
+            },
+            Err(e) => (failure(&e, false), Some(e.to_string())),
+        };
+        complete(self.h, &inv, kind, value, self.node, why);
+        if kind == OpType::Info {
+            self.id += self.concurrency;
+        }
     }
 }
 
@@ -104,111 +210,65 @@ pub async fn setup_registers(c: &Client, keys: usize) -> anyhow::Result<()> {
 }
 
 pub struct RegisterWorker {
-    pub worker: usize,
-    pub concurrency: usize,
-    /// FE index and address this worker talks to.
-    pub node: usize,
-    pub addr: String,
+    pub w: Worker,
     pub keys: usize,
-    pub seed: u64,
-    pub until: Instant,
-    /// Pause between operations.
-    pub gap: Duration,
 }
 
 impl RegisterWorker {
     pub async fn run(self, h: Recorder) {
-        let mut rng =
-            StdRng::seed_from_u64(self.seed ^ (self.worker as u64).wrapping_mul(0x9e37_79b9));
-        let c = client_of(&self.addr, Duration::from_secs(3));
-        let mut process = self.worker as u64;
+        let mut rng = self.w.rng(0x9e37_79b9);
+        let c = client_of(&self.w.addr, Duration::from_secs(3));
+        let mut p = self.w.process(&h);
         let mut seq = 0u64;
-        let node = self.node as u64 + 1;
-        while Instant::now() < self.until && !crate::stopped() {
+        while self.w.running() {
             let k = rng.random_range(0..self.keys);
             let key = Some(format!("be/{}", key_host(k)));
             if rng.random_bool(0.5) {
-                let inv = invoke(&h, process, "read", key, Value::Null);
-                match c.list_backends().await {
-                    Ok(bs) => {
-                        let v = bs
-                            .iter()
-                            .find(|b| b.host == key_host(k))
-                            .map(|b| json!(b.tag_location))
-                            .unwrap_or(Value::Null);
-                        complete(&h, &inv, OpType::Ok, v, node, None);
-                    }
-                    Err(e) => complete(
-                        &h,
-                        &inv,
-                        OpType::Fail,
-                        Value::Null,
-                        node,
-                        Some(e.to_string()),
-                    ),
-                }
+                p.read("read", key, c.list_backends(), |bs| {
+                    bs.iter()
+                        .find(|b| b.host == key_host(k))
+                        .map(|b| json!(b.tag_location))
+                        .unwrap_or(Value::Null)
+                })
+                .await;
             } else {
                 seq += 1;
-                let v = format!("w{process}-{seq}");
-                let inv = invoke(&h, process, "write", key, json!(v));
+                let v = format!("w{}-{seq}", p.id);
                 let sql = format!(
                     r#"ALTER SYSTEM MODIFY BACKEND "{}:9050" SET ("tag.location" = "{v}")"#,
                     key_host(k)
                 );
-                match c.execute(&sql).await {
-                    Ok(_) => complete(&h, &inv, OpType::Ok, json!(v), node, None),
-                    Err(e) => {
-                        let kind = failure(&e, false);
-                        complete(&h, &inv, kind, json!(v), node, Some(e.to_string()));
-                        if kind == OpType::Info {
-                            process += self.concurrency as u64;
-                        }
-                    }
-                }
+                p.write("write", key, json!(v), c.execute(&sql), |_| Ok(()))
+                    .await;
             }
-            tokio::time::sleep(self.gap).await;
+            tokio::time::sleep(self.w.gap).await;
         }
     }
 }
 
 pub struct SetWorker {
-    pub worker: usize,
-    pub concurrency: usize,
-    pub node: usize,
-    pub addr: String,
-    pub until: Instant,
-    pub gap: Duration,
+    pub w: Worker,
 }
 
-/// The element of add number `n` of process `p`: a unique backend address.
+/// The element of add number `n` of worker `worker`: a unique backend address.
 fn element(worker: usize, n: u64) -> String {
     format!("10.{}.{}.{}:9050", 100 + worker, n / 250, n % 250 + 1)
 }
 
 impl SetWorker {
     pub async fn run(self, h: Recorder) {
-        let c = client_of(&self.addr, Duration::from_secs(3));
-        let mut process = self.worker as u64;
+        let c = client_of(&self.w.addr, Duration::from_secs(3));
+        let mut p = self.w.process(&h);
         let mut n = 0u64;
-        let node = self.node as u64 + 1;
-        while Instant::now() < self.until && !crate::stopped() {
-            let e = element(self.worker, n);
+        while self.w.running() {
+            let e = element(self.w.worker, n);
             n += 1;
-            let inv = invoke(&h, process, "add", Some("set".into()), json!(e));
-            match c
-                .execute(&format!("ALTER SYSTEM ADD BACKEND \"{e}\""))
-                .await
-            {
-                Ok(_) => complete(&h, &inv, OpType::Ok, json!(e), node, None),
-                Err(err) => {
-                    let kind = failure(&err, false);
-                    complete(&h, &inv, kind, json!(e), node, Some(err.to_string()));
-                    if kind == OpType::Info {
-                        process += self.concurrency as u64;
-                    }
-                }
-            }
-            tokio::time::sleep(self.gap).await;
+            let sql = format!("ALTER SYSTEM ADD BACKEND \"{e}\"");
+            p.write("add", Some("set".into()), json!(e), c.execute(&sql), |_| {
+                Ok(())
+            })
+            .await;
+            tokio::time::sleep(self.w.gap).await;
         }
     }
 }
@@ -216,28 +276,15 @@ impl SetWorker {
 /// The final read of the set from FE `node`: every backend address it knows.
 pub async fn read_set(h: &Recorder, process: u64, node: usize, addr: &str) -> bool {
     let c = client_of(addr, Duration::from_secs(10));
-    let inv = invoke(h, process, "read_set", Some("set".into()), Value::Null);
-    match c.list_backends().await {
-        Ok(bs) => {
-            let v: Vec<Value> = bs
-                .iter()
-                .map(|b| json!(format!("{}:{}", b.host, b.heartbeat_port)))
-                .collect();
-            complete(h, &inv, OpType::Ok, Value::Array(v), node as u64 + 1, None);
-            true
-        }
-        Err(e) => {
-            complete(
-                h,
-                &inv,
-                OpType::Fail,
-                Value::Null,
-                node as u64 + 1,
-                Some(e.to_string()),
-            );
-            false
-        }
-    }
+    Proc::once(h, process, node)
+        .read("read_set", Some("set".into()), c.list_backends(), |bs| {
+            Value::Array(
+                bs.iter()
+                    .map(|b| json!(format!("{}:{}", b.host, b.heartbeat_port)))
+                    .collect(),
+            )
+        })
+        .await
 }
 
 /// Backend ids of the blacklist workload's fake backends (registered first, so 10001..).
@@ -246,47 +293,28 @@ pub fn blacklist_backend(k: usize) -> u64 {
 }
 
 pub struct BlacklistWorker {
-    pub worker: usize,
-    pub concurrency: usize,
-    pub node: usize,
-    pub addr: String,
+    pub w: Worker,
     pub backends: usize,
-    pub seed: u64,
-    pub until: Instant,
-    pub gap: Duration,
 }
 
 impl BlacklistWorker {
     pub async fn run(self, h: Recorder) {
-        let mut rng =
-            StdRng::seed_from_u64(self.seed ^ (self.worker as u64).wrapping_mul(0x51_7cc1_b727));
-        let c = client_of(&self.addr, Duration::from_secs(3));
-        let mut process = self.worker as u64;
-        let node = self.node as u64 + 1;
-        while Instant::now() < self.until && !crate::stopped() {
+        let mut rng = self.w.rng(0x51_7cc1_b727);
+        let c = client_of(&self.w.addr, Duration::from_secs(3));
+        let mut p = self.w.process(&h);
+        while self.w.running() {
             let b = blacklist_backend(rng.random_range(0..self.backends));
-            let key = Some(format!("bl/fe{node}/{b}"));
+            let key = Some(format!("bl/fe{}/{b}", p.node));
             match rng.random_range(0..4) {
                 0 | 1 => {
-                    let inv = invoke(&h, process, "read", key, Value::Null);
-                    match c.execute("SHOW BACKEND BLACKLIST").await {
-                        Ok(r) => {
-                            let listed = r
-                                .rows
-                                .iter()
-                                .any(|row| row.first().cloned().flatten() == Some(b.to_string()));
-                            let v = if listed { "on" } else { "off" };
-                            complete(&h, &inv, OpType::Ok, json!(v), node, None);
-                        }
-                        Err(e) => complete(
-                            &h,
-                            &inv,
-                            OpType::Fail,
-                            Value::Null,
-                            node,
-                            Some(e.to_string()),
-                        ),
-                    }
+                    p.read("read", key, c.execute("SHOW BACKEND BLACKLIST"), |r| {
+                        let listed = r
+                            .rows
+                            .iter()
+                            .any(|row| row.first().cloned().flatten() == Some(b.to_string()));
+                        json!(if listed { "on" } else { "off" })
+                    })
+                    .await;
                 }
                 n => {
                     let (v, sql) = if n == 2 {
@@ -294,20 +322,11 @@ impl BlacklistWorker {
                     } else {
                         ("off", format!("DELETE BACKEND BLACKLIST {b}"))
                     };
-                    let inv = invoke(&h, process, "write", key, json!(v));
-                    match c.execute(&sql).await {
-                        Ok(_) => complete(&h, &inv, OpType::Ok, json!(v), node, None),
-                        Err(e) => {
-                            let kind = failure(&e, false);
-                            complete(&h, &inv, kind, json!(v), node, Some(e.to_string()));
-                            if kind == OpType::Info {
-                                process += self.concurrency as u64;
-                            }
-                        }
-                    }
+                    p.write("write", key, json!(v), c.execute(&sql), |_| Ok(()))
+                        .await;
                 }
             }
-            tokio::time::sleep(self.gap).await;
+            tokio::time::sleep(self.w.gap).await;
         }
     }
 }
@@ -316,87 +335,56 @@ pub const ACTIVE: &str = "ACTIVE";
 pub const DECOMMISSIONING: &str = "DECOMMISSIONING";
 
 pub struct IntentWorker {
-    pub worker: usize,
-    pub concurrency: usize,
-    pub node: usize,
-    pub addr: String,
+    pub w: Worker,
     pub keys: usize,
-    pub seed: u64,
-    pub until: Instant,
-    pub gap: Duration,
 }
 
 impl IntentWorker {
     pub async fn run(self, h: Recorder) {
-        let mut rng =
-            StdRng::seed_from_u64(self.seed ^ (self.worker as u64).wrapping_mul(0x2545_f491));
-        let c = client_of(&self.addr, Duration::from_secs(3));
-        let mut process = self.worker as u64;
-        let node = self.node as u64 + 1;
-        while Instant::now() < self.until && !crate::stopped() {
+        let mut rng = self.w.rng(0x2545_f491);
+        let c = client_of(&self.w.addr, Duration::from_secs(3));
+        let mut p = self.w.process(&h);
+        while self.w.running() {
             let k = rng.random_range(0..self.keys);
             let key = Some(format!("intent/{}", key_host(k)));
             let roll = rng.random_range(0..10);
             if roll < 4 {
-                let inv = invoke(&h, process, "read", key, Value::Null);
-                match c.list_backends().await {
-                    Ok(bs) => {
-                        let v = bs
-                            .iter()
-                            .find(|b| b.host == key_host(k))
-                            .map(|b| json!(b.membership))
-                            .unwrap_or(Value::Null);
-                        complete(&h, &inv, OpType::Ok, v, node, None);
-                    }
-                    Err(e) => complete(
-                        &h,
-                        &inv,
-                        OpType::Fail,
-                        Value::Null,
-                        node,
-                        Some(e.to_string()),
-                    ),
-                }
-                tokio::time::sleep(self.gap).await;
-                continue;
-            }
-            let (from, to, sql) = if roll < 7 {
-                (
-                    ACTIVE,
-                    DECOMMISSIONING,
-                    format!(
-                        r#"ALTER SYSTEM DECOMMISSION BACKEND "{}:9050""#,
-                        key_host(k)
-                    ),
-                )
+                p.read("read", key, c.list_backends(), |bs| {
+                    bs.iter()
+                        .find(|b| b.host == key_host(k))
+                        .map(|b| json!(b.membership))
+                        .unwrap_or(Value::Null)
+                })
+                .await;
             } else {
-                (
-                    DECOMMISSIONING,
-                    ACTIVE,
-                    format!(r#"CANCEL DECOMMISSION BACKEND "{}:9050""#, key_host(k)),
-                )
-            };
-            let value = json!([from, to]);
-            let inv = invoke(&h, process, "cas", key, value.clone());
-            match c.execute(&sql).await {
-                Ok(r) if r.affected_rows == 1 => complete(&h, &inv, OpType::Ok, value, node, None),
-                Ok(_) => complete(
-                    &h,
-                    &inv,
-                    OpType::Fail,
-                    value,
-                    node,
-                    Some(format!("no change: already {to}")),
-                ),
-                Err(e) => {
-                    let kind = failure(&e, false);
-                    complete(&h, &inv, kind, value, node, Some(e.to_string()));
-                    if kind == OpType::Info {
-                        process += self.concurrency as u64;
+                let (from, to, sql) = if roll < 7 {
+                    (
+                        ACTIVE,
+                        DECOMMISSIONING,
+                        format!(
+                            r#"ALTER SYSTEM DECOMMISSION BACKEND "{}:9050""#,
+                            key_host(k)
+                        ),
+                    )
+                } else {
+                    (
+                        DECOMMISSIONING,
+                        ACTIVE,
+                        format!(r#"CANCEL DECOMMISSION BACKEND "{}:9050""#, key_host(k)),
+                    )
+                };
+                // `ok` when the statement changed the backend; finding it already there
+                // changed nothing: the cas failed.
+                p.write("cas", key, json!([from, to]), c.execute(&sql), |r| {
+                    if r.affected_rows == 1 {
+                        Ok(())
+                    } else {
+                        Err(format!("no change: already {to}"))
                     }
-                }
+                })
+                .await;
             }
-            tokio::time::sleep(self.gap).await;
+            tokio::time::sleep(self.w.gap).await;
         }
     }
 }

@@ -2,7 +2,7 @@
 //! (127.0.0.N) so that replicas can be placed on distinct hosts on one machine.
 
 use super::{BIN, Cluster};
-use roster_api::QueryResult;
+use roster_api::{Client, QueryResult};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -161,4 +161,26 @@ pub async fn register(cluster: &Cluster, fes: &[usize], agents: &[Agent]) {
         |r| r.rows.len() == n && (0..n).all(|i| column(r, i, "Alive") == "true"),
     )
     .await;
+}
+
+/// The usual start of a test with agents: wait for a leader, set `heartbeat_interval_second` to
+/// 1 and then `settings` through FEs 0-2, start `n` agents and register them (all alive on
+/// every FE). Returns the agents and a client of FEs 0-2.
+pub async fn agents_up(
+    cluster: &Cluster,
+    n: usize,
+    settings: &[(&str, &str)],
+) -> (Vec<Agent>, Client) {
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    let c = cluster.client_of(&[0, 1, 2]);
+    let mut pairs = vec![("heartbeat_interval_second", "1")];
+    pairs.extend_from_slice(settings);
+    for (k, v) in pairs {
+        c.execute(&format!(r#"ADMIN SET FRONTEND CONFIG ("{k}" = "{v}")"#))
+            .await
+            .unwrap();
+    }
+    let agents = start_agents(cluster, n);
+    register(cluster, &[0, 1, 2], &agents).await;
+    (agents, c)
 }

@@ -20,6 +20,10 @@ pub enum Bug {
     /// The master finishes a decommission without waiting for the backend's replicas to be
     /// copied elsewhere: it drops the draining backend at once, replicas and all.
     DecommissionNoRfCheck,
+    /// The log and the state machine never make a commit durable: killing an FE loses what it
+    /// wrote since it started, acknowledged entries included, as a power failure loses writes
+    /// never fsynced.
+    SkipFsync,
 }
 
 impl Bug {
@@ -29,6 +33,7 @@ impl Bug {
         Bug::DecommissionTwice,
         Bug::AckBeforeCommit,
         Bug::DecommissionNoRfCheck,
+        Bug::SkipFsync,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -38,6 +43,7 @@ impl Bug {
             Bug::DecommissionTwice => "decommission-twice",
             Bug::AckBeforeCommit => "ack-before-commit",
             Bug::DecommissionNoRfCheck => "decommission-no-rf-check",
+            Bug::SkipFsync => "skip-fsync",
         }
     }
 }

@@ -322,10 +322,27 @@ impl Client {
         &self,
         per_endpoint: Duration,
     ) -> Result<pb::StatusResponse, ClientError> {
+        self.status_request(per_endpoint, false).await
+    }
+
+    /// `status_within`, with the digest of the answering FE's state (`state_digest` at
+    /// `digest_index`): FEs at one index must agree.
+    pub async fn status_with_digest(
+        &self,
+        per_endpoint: Duration,
+    ) -> Result<pb::StatusResponse, ClientError> {
+        self.status_request(per_endpoint, true).await
+    }
+
+    async fn status_request(
+        &self,
+        per_endpoint: Duration,
+        with_digest: bool,
+    ) -> Result<pb::StatusResponse, ClientError> {
         let mut last = String::new();
         for e in &self.cfg.endpoints {
             let mut client = RosterClient::new(self.channel(e)?);
-            let mut req = tonic::Request::new(pb::StatusRequest {});
+            let mut req = tonic::Request::new(pb::StatusRequest { with_digest });
             req.set_timeout(per_endpoint);
             match tokio::time::timeout(per_endpoint, client.status(req)).await {
                 Ok(Ok(r)) => return Ok(r.into_inner()),

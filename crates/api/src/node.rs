@@ -162,6 +162,9 @@ impl FeNodeHandle {
     /// configured initial members and has never been initialized.
     pub async fn start(cfg: FeConfig) -> Result<Self, ApiError> {
         let config = Arc::new(raft_config(&cfg)?);
+        if crate::bugs::on(crate::bugs::Bug::SkipFsync) {
+            roster_raft_store::skip_fsync();
+        }
         let (log, sm) = roster_raft_store::open(&cfg.data_dir.join("raft"))
             .map_err(|e| ApiError::Internal(format!("opening {}: {e}", cfg.data_dir.display())))?;
         let channels = Channels::default();

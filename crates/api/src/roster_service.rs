@@ -112,19 +112,24 @@ impl Roster for RosterService {
 
     async fn status(
         &self,
-        _req: Request<pb::StatusRequest>,
+        req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let m = self.fe.raft().metrics().borrow_watched().clone();
-        // Read state and index together, under the state lock.
-        let (digest_index, state_digest) = self.fe.store().read(|state, applied| {
-            use sha1::Digest;
-            let bytes = bincode::serialize(state).unwrap_or_default();
-            let hex: String = sha1::Sha1::digest(&bytes)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            (applied.last_applied.map(|l| l.index).unwrap_or(0), hex)
-        });
+        // Read state and index together, under the state lock. Hashing the whole state costs
+        // time proportional to it, so only on request.
+        let (digest_index, state_digest) = if req.into_inner().with_digest {
+            self.fe.store().read(|state, applied| {
+                use sha1::Digest;
+                let bytes = bincode::serialize(state).unwrap_or_default();
+                let hex: String = sha1::Sha1::digest(&bytes)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                (applied.last_applied.map(|l| l.index).unwrap_or(0), hex)
+            })
+        } else {
+            (0, String::new())
+        };
         Ok(Response::new(pb::StatusResponse {
             node_id: self.fe.id(),
             cluster_id: self.fe.config().cluster_id.clone(),

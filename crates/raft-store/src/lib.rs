@@ -4,6 +4,7 @@
 pub mod applier;
 pub mod cmd;
 pub mod codec;
+pub mod failpoints;
 pub mod log_store;
 pub mod state_machine;
 pub mod types;
@@ -12,6 +13,29 @@ pub use cmd::{Cmd, Reply, Request, Response};
 pub use log_store::LogStore;
 pub use state_machine::{AppliedState, StateMachineStore};
 pub use types::{FeNode, NodeId, Raft, TypeConfig};
+
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// Set by the test-only `skip-fsync` bug switch (see `skip_fsync`).
+static SKIP_FSYNC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Test-only, for the `skip-fsync` bug switch: every commit of this process from now on is
+/// `Durability::None`. redb then keeps it in this process's memory only, so killing the
+/// process loses it, as a power failure loses writes never fsynced. Call before `open`.
+pub fn skip_fsync() {
+    SKIP_FSYNC.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Every write transaction of the log and the state machine starts here.
+fn begin_write(db: &redb::Database) -> std::io::Result<redb::WriteTransaction> {
+    let mut w = db.begin_write().map_err(io_err)?;
+    if SKIP_FSYNC.load(std::sync::atomic::Ordering::Relaxed) {
+        w.set_durability(redb::Durability::None).map_err(io_err)?;
+    }
+    Ok(w)
+}
 
 /// Open (or create) the log and state-machine files under `dir`: `log.redb` and `sm.redb`.
 pub fn open(dir: &std::path::Path) -> std::io::Result<(LogStore, StateMachineStore)> {

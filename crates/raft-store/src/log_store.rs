@@ -7,6 +7,7 @@
 //! readable and durable when its callback fires, `save_vote` is durable when it returns.
 
 use crate::codec;
+use crate::io_err;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 use openraft::OptionalSend;
 use openraft::entry::RaftEntry;
@@ -24,10 +25,6 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const KEY_VOTE: &str = "vote";
 const KEY_PURGED: &str = "last_purged";
 const KEY_COMMITTED: &str = "committed";
-
-fn io_err(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
-}
 
 /// One queued write; `done` fires after the commit that contains it.
 enum Op {
@@ -67,7 +64,7 @@ impl LogStore {
             .create(path)
             .map_err(io_err)?;
         {
-            let w = db.begin_write().map_err(io_err)?;
+            let w = crate::begin_write(&db)?;
             w.open_table(LOGS).map_err(io_err)?;
             w.open_table(META).map_err(io_err)?;
             w.commit().map_err(io_err)?;
@@ -109,6 +106,9 @@ fn writer_loop(db: Arc<Database>, rx: mpsc::Receiver<Op>) {
             batch.push(more);
         }
         let res = write_batch(&db, &batch);
+        fail::fail_point!("raft-log-after-append", |_| crate::failpoints::crash(
+            "raft-log-after-append"
+        ));
         for op in batch {
             let r = res
                 .as_ref()
@@ -138,7 +138,10 @@ fn writer_loop(db: Arc<Database>, rx: mpsc::Receiver<Op>) {
 }
 
 fn write_batch(db: &Database, batch: &[Op]) -> io::Result<()> {
-    let w = db.begin_write().map_err(io_err)?;
+    fail::fail_point!("raft-log-before-append", |_| crate::failpoints::crash(
+        "raft-log-before-append"
+    ));
+    let w = crate::begin_write(db)?;
     {
         let mut logs = w.open_table(LOGS).map_err(io_err)?;
         let mut meta = w.open_table(META).map_err(io_err)?;

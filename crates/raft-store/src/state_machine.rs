@@ -9,6 +9,7 @@
 use crate::applier;
 use crate::cmd::{Reply, Response};
 use crate::codec;
+use crate::io_err;
 use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
@@ -42,10 +43,6 @@ const KEY_SNAPSHOT: &str = "snapshot";
 
 fn entity(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
     TableDefinition::new(name)
-}
-
-fn io_err(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
 }
 
 /// How an entity's key is stored: big-endian integers so tables iterate in key order.
@@ -174,7 +171,7 @@ fn entity_rows(state: &mut ClusterState, all: bool) -> io::Result<Vec<(&'static 
 }
 
 fn write_rows(db: &Database, rows: RowWrites) -> io::Result<()> {
-    let w = db.begin_write().map_err(io_err)?;
+    let w = crate::begin_write(db)?;
     {
         let mut meta = w.open_table(META).map_err(io_err)?;
         for (k, v) in &rows.meta {
@@ -228,7 +225,7 @@ impl StateMachineStore {
             .create(path)
             .map_err(io_err)?;
         {
-            let w = db.begin_write().map_err(io_err)?;
+            let w = crate::begin_write(&db)?;
             w.open_table(META).map_err(io_err)?;
             for name in ENTITY_TABLES {
                 w.open_table(entity(name)).map_err(io_err)?;
@@ -293,7 +290,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let blob = codec::encode(&(&meta, &data))?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || -> io::Result<()> {
-            let w = inner.db.begin_write().map_err(io_err)?;
+            let w = crate::begin_write(&inner.db)?;
             w.open_table(META)
                 .map_err(io_err)?
                 .insert(KEY_SNAPSHOT, blob.as_slice())
@@ -357,8 +354,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 replace_all: false,
             }
         };
+        fail::fail_point!("raft-sm-before-apply", |_| crate::failpoints::crash(
+            "raft-sm-before-apply"
+        ));
         // Durable before anyone is answered.
         self.commit(rows).await?;
+        fail::fail_point!("raft-sm-after-apply", |_| crate::failpoints::crash(
+            "raft-sm-after-apply"
+        ));
         for (r, resp) in answers {
             r.send(resp);
         }
@@ -390,6 +393,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             tables: entity_rows(&mut state, true)?,
             replace_all: true,
         };
+        fail::fail_point!("raft-sm-before-install", |_| crate::failpoints::crash(
+            "raft-sm-before-install"
+        ));
         // Hold the view lock across the commit so no reader sees the old state after the new
         // one is durable, nor the new one before.
         let inner = self.inner.clone();
