@@ -18,7 +18,17 @@ pub const ROOT_PASSWORD: &str = "jepsen";
 pub struct Db {
     pub bin: PathBuf,
     pub dir: PathBuf,
-    /// Node ids are 1..=n, node i on topology host i-1.
+    /// The FE node id on each host: host i starts as node i+1; a host whose FE was dropped
+    /// rejoins with a new id (ids are never reused).
+    ids: Vec<u64>,
+    next_id: u64,
+    /// Hosts whose FE was dropped from the cluster: not restarted until they rejoin.
+    retired: Vec<bool>,
+    /// The first `voters` hosts bootstrap the cluster: their `initial_members` block.
+    voters: usize,
+    initial_members: String,
+    /// More `[raft]` settings for every FE (TOML lines).
+    raft_extra: String,
     procs: Vec<Option<Child>>,
     netns: Vec<String>,
     ips: Vec<String>,
@@ -68,37 +78,122 @@ fn in_netns(netns: &str, log: &Path) -> anyhow::Result<Command> {
 }
 
 impl Db {
-    /// Write every node's config; start nothing yet.
-    pub fn new(bin: &Path, dir: &Path, topo: &Topology) -> anyhow::Result<Db> {
+    /// Write every node's config; start nothing yet. The first `voters` hosts bootstrap the
+    /// cluster together; the others wait to be added (ADD FOLLOWER).
+    pub fn new(bin: &Path, dir: &Path, topo: &Topology, voters: usize) -> anyhow::Result<Db> {
         let ips: Vec<String> = topo.nodes.iter().map(|h| h.ip.to_string()).collect();
         let members: String = ips
             .iter()
+            .take(voters)
             .enumerate()
             .map(|(i, ip)| member(i + 1, ip))
             .collect::<Vec<_>>()
             .join("\n");
-        for (i, ip) in ips.iter().enumerate() {
-            let id = i + 1;
-            let cfg = format!(
-                "node_id = {id}\ncluster_id = \"jepsen\"\nhost = \"{ip}\"\ndata_dir = \"{}\"\n\
-                 edit_log_port = {EDIT_LOG_PORT}\nrpc_port = {RPC_PORT}\nquery_port = {QUERY_PORT}\n\
-                 http_port = {HTTP_PORT}\nroot_password = \"{ROOT_PASSWORD}\"\n\
-                 read_timeout_ms = 3000\nwrite_timeout_ms = 5000\n\
-                 [raft]\nheartbeat_interval_ms = 200\nelection_timeout_min_ms = 1000\n\
-                 election_timeout_max_ms = 2000\n\n{members}",
-                dir.join(format!("data-n{id}")).display()
-            );
-            std::fs::write(dir.join(format!("n{id}.toml")), cfg)?;
-        }
-        Ok(Db {
+        let db = Db {
             bin: bin.to_path_buf(),
             dir: dir.to_path_buf(),
+            ids: (1..=ips.len() as u64).collect(),
+            next_id: ips.len() as u64 + 1,
+            retired: vec![false; ips.len()],
+            voters,
+            initial_members: members,
+            raft_extra: String::new(),
             procs: ips.iter().map(|_| None).collect(),
             netns: topo.nodes.iter().map(|h| h.netns.clone()).collect(),
             ips,
             extra_env: Vec::new(),
             clocks: false,
-        })
+        };
+        for host in 0..db.len() {
+            db.write_config(host)?;
+        }
+        Ok(db)
+    }
+
+    /// More `[raft]` settings (TOML lines) for every FE, from its next start.
+    pub fn raft_settings(&mut self, toml: &str) -> anyhow::Result<()> {
+        self.raft_extra = toml.to_string();
+        for host in 0..self.len() {
+            self.write_config(host)?;
+        }
+        Ok(())
+    }
+
+    /// Write host `host`'s config for its current node id: an original voter bootstraps with
+    /// `initial_members`, any other FE waits to be added.
+    fn write_config(&self, host: usize) -> anyhow::Result<()> {
+        let (id, ip) = (self.ids[host], &self.ips[host]);
+        let bootstraps = host < self.voters && id == host as u64 + 1;
+        let initial_members = if bootstraps {
+            self.initial_members.as_str()
+        } else {
+            ""
+        };
+        let raft_extra = &self.raft_extra;
+        let cfg = format!(
+            "node_id = {id}\ncluster_id = \"jepsen\"\nhost = \"{ip}\"\ndata_dir = \"{}\"\n\
+             edit_log_port = {EDIT_LOG_PORT}\nrpc_port = {RPC_PORT}\nquery_port = {QUERY_PORT}\n\
+             http_port = {HTTP_PORT}\nroot_password = \"{ROOT_PASSWORD}\"\n\
+             read_timeout_ms = 3000\nwrite_timeout_ms = 5000\n\
+             [raft]\nheartbeat_interval_ms = 200\nelection_timeout_min_ms = 1000\n\
+             election_timeout_max_ms = 2000\n{raft_extra}\n\n{initial_members}",
+            self.data_dir(host).display()
+        );
+        std::fs::write(self.dir.join(format!("n{}.toml", host + 1)), cfg)?;
+        Ok(())
+    }
+
+    /// Host `host`'s data directory for its current node id (`data-n2`, or `data-n2-id7`
+    /// after it rejoined as node 7).
+    pub fn data_dir(&self, host: usize) -> PathBuf {
+        if self.ids[host] == host as u64 + 1 {
+            self.dir.join(format!("data-n{}", host + 1))
+        } else {
+            self.dir
+                .join(format!("data-n{}-id{}", host + 1, self.ids[host]))
+        }
+    }
+
+    /// The FE node id running on (or last assigned to) `host`.
+    pub fn node_id(&self, host: usize) -> u64 {
+        self.ids[host]
+    }
+
+    /// The host whose FE has node id `id`.
+    pub fn host_of(&self, id: u64) -> Option<usize> {
+        self.ids.iter().position(|i| *i == id)
+    }
+
+    /// The host with address `ip`.
+    pub fn host_of_ip(&self, ip: &str) -> Option<usize> {
+        self.ips.iter().position(|i| i == ip)
+    }
+
+    /// How ADD/DROP FOLLOWER name host `host`'s FE.
+    pub fn edit_log_addr(&self, host: usize) -> String {
+        format!("{}:{EDIT_LOG_PORT}", self.ips[host])
+    }
+
+    /// Host `host`'s FE was dropped from the cluster: stop it for good (until `rejoin`).
+    pub fn retire(&mut self, host: usize) {
+        self.kill(host);
+        self.retired[host] = true;
+    }
+
+    pub fn is_retired(&self, host: usize) -> bool {
+        self.retired[host]
+    }
+
+    /// Give a retired host a new FE: a fresh node id and an empty data directory, waiting to be
+    /// added. Returns the new id.
+    pub fn rejoin(&mut self, host: usize) -> anyhow::Result<u64> {
+        self.kill(host);
+        self.ids[host] = self.next_id;
+        self.next_id += 1;
+        self.retired[host] = false;
+        self.write_config(host)?;
+        self.start(host)?;
+        Ok(self.ids[host])
     }
 
     /// An environment variable for every FE started from now on (e.g. a bug switch).
@@ -159,7 +254,7 @@ impl Db {
 
     /// Start a node with more environment for this start only (e.g. armed failpoints).
     pub fn start_with(&mut self, node: usize, env: &[(&str, &str)]) -> anyhow::Result<()> {
-        if self.procs[node].is_some() {
+        if self.procs[node].is_some() || self.retired[node] {
             return Ok(());
         }
         let mut cmd = in_netns(&self.netns[node], &self.log_path(node))?;

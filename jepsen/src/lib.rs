@@ -6,6 +6,7 @@ pub mod checker;
 pub mod db;
 pub mod history;
 pub mod nemesis;
+pub mod proxy;
 pub mod scenario;
 pub mod tablets;
 pub mod topology;

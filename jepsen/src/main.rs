@@ -46,7 +46,7 @@ enum Cmd {
         bug: Option<String>,
     },
     /// Run the CI gate: every scenario of the gate must pass, and every twin must fail its
-    /// check (twins run 25 s each unless --secs says otherwise).
+    /// check (twins run 20 s each unless --secs says otherwise).
     Gate {
         #[command(flatten)]
         args: RunArgs,

@@ -40,6 +40,18 @@ pub enum Fault {
     /// Restart an FE (the leader half the time) with a storage failpoint armed, so that it
     /// crashes (abort) at that point of its write path soon after; restart it clean later.
     CrashAtFailpoint,
+    /// ALTER SYSTEM ADD FOLLOWER of a host outside the membership (a host whose FE was dropped
+    /// rejoins with a new node id and an empty data directory).
+    AddFollower,
+    /// ALTER SYSTEM DROP FOLLOWER of a random member (the leader included) while more than
+    /// three remain; a dropped FE is stopped.
+    RemoveFollower,
+    /// Every Raft link 100 ms ± 50 ms slower each way (the userspace proxy, `proxy.rs`).
+    SlowLinks,
+    /// Every FE drops 30 % of the packets from other FEs at random (nftables `numgen`).
+    LossyLinks,
+    /// Cut one random follower off from every other FE.
+    IsolateFollower,
 }
 
 /// The failpoints the nemesis arms: the write path of every entry (snapshot installation,
@@ -66,6 +78,11 @@ impl Fault {
             Fault::ClockBump => "clock-bump",
             Fault::ClockSkewLeader => "clock-skew-leader",
             Fault::CrashAtFailpoint => "crash-at-failpoint",
+            Fault::AddFollower => "add-follower",
+            Fault::RemoveFollower => "remove-follower",
+            Fault::SlowLinks => "slow-links",
+            Fault::LossyLinks => "lossy-links",
+            Fault::IsolateFollower => "partition-follower",
         }
     }
 }
@@ -81,10 +98,42 @@ pub async fn leader(db: &Db) -> Option<usize> {
         if let Ok(s) = c.status_within(Duration::from_millis(500)).await
             && let Some(l) = s.leader_id
         {
-            return Some(l as usize - 1);
+            return db.host_of(l);
         }
     }
     None
+}
+
+/// The hosts in the cluster's membership, from SHOW FRONTENDS (a linearizable read) through
+/// whichever running FE answers.
+pub async fn members(db: &Db) -> Option<BTreeSet<usize>> {
+    let addrs: Vec<String> = (0..db.len())
+        .filter(|i| db.is_running(*i))
+        .map(|i| db.rpc_addr(i))
+        .collect();
+    if addrs.is_empty() {
+        return None;
+    }
+    let c = crate::workload::client_of(&addrs.join(","), Duration::from_secs(3));
+    let r = c.execute("SHOW FRONTENDS").await.ok()?;
+    let col = r.columns.iter().position(|c| c == "Host")?;
+    Some(
+        r.rows
+            .iter()
+            .filter_map(|row| db.host_of_ip(row.get(col)?.as_deref()?))
+            .collect(),
+    )
+}
+
+/// How a membership statement ended, for the history.
+fn outcome(r: &Result<roster_api::QueryResult, roster_api::ClientError>) -> serde_json::Value {
+    match r {
+        Ok(q) => json!({"type": "ok", "message": q.message}),
+        Err(e) => json!({
+            "type": if matches!(e, roster_api::ClientError::Unknown(_)) { "info" } else { "fail" },
+            "error": e.to_string(),
+        }),
+    }
 }
 
 /// Grudges: `drop[i]` is the set of nodes whose packets node i drops (`inbound`) and to which it
@@ -128,10 +177,12 @@ fn split(n: usize, part_of: impl Fn(usize) -> usize) -> Vec<BTreeSet<usize>> {
         .collect()
 }
 
-/// Remove every partition rule.
+/// Remove every partition and loss rule (the table `inet jepsen`; the proxy's redirect, in a
+/// table of its own, stays).
 pub fn heal(topo: &Topology) {
     for i in 0..topo.nodes.len() {
-        let _ = topo.nft(i, "flush ruleset\n");
+        // Declaring the table first makes the delete succeed when there is none.
+        let _ = topo.nft(i, "table inet jepsen {}\ndelete table inet jepsen\n");
     }
 }
 
@@ -144,11 +195,19 @@ pub enum Active {
     Clocks(Vec<usize>),
     /// Running with this failpoint armed.
     Armed(usize, &'static str),
+    /// Nothing to undo (a membership change).
+    Done,
+    /// The proxies delay every link.
+    Slow,
 }
 
 pub struct Nemesis {
     pub rng: StdRng,
     pub history: Recorder,
+    /// Node ids seen in the membership: such an FE, once out, cannot join again.
+    pub ever_members: BTreeSet<u64>,
+    /// The Raft-link proxies' delay, in scenarios that run the proxies.
+    pub delay: Option<std::sync::Arc<crate::proxy::Delay>>,
 }
 
 impl Nemesis {
@@ -251,6 +310,110 @@ impl Nemesis {
                     .nemesis(f, json!({format!("n{}", target + 1): point}));
                 Active::Armed(target, point)
             }
+            Fault::SlowLinks => {
+                let Some(d) = &self.delay else {
+                    anyhow::bail!("slow-links needs the proxies (Scenario::proxies)");
+                };
+                d.set(100, 50);
+                self.history.nemesis(f, json!("100ms ± 50ms each way"));
+                Active::Slow
+            }
+            Fault::LossyLinks => {
+                let ips = |i: usize| {
+                    (0..n)
+                        .filter(|j| *j != i)
+                        .map(|j| topo.nodes[j].ip.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                for i in 0..n {
+                    topo.nft(
+                        i,
+                        &format!(
+                            "table inet jepsen {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    ip saddr {{ {} }} numgen random mod 100 < 30 drop\n  }}\n}}\n",
+                            ips(i)
+                        ),
+                    )?;
+                }
+                self.history.nemesis(f, json!("30% of packets between FEs"));
+                Active::Partition
+            }
+            Fault::IsolateFollower => {
+                let Some(l) = leader(db).await else {
+                    return Ok(None);
+                };
+                let target = (l + 1 + self.rng.random_range(0..n - 1)) % n;
+                apply_grudges(topo, &split(n, |i| (i == target) as usize), true, true)?;
+                self.history.nemesis(f, json!(format!("n{}", target + 1)));
+                Active::Partition
+            }
+            Fault::AddFollower => {
+                let Some(members) = members(db).await else {
+                    return Ok(None);
+                };
+                self.ever_members
+                    .extend(members.iter().map(|h| db.node_id(*h)));
+                let out: Vec<usize> = (0..n).filter(|h| !members.contains(h)).collect();
+                if out.is_empty() {
+                    return Ok(None);
+                }
+                let host = out[self.rng.random_range(0..out.len())];
+                if db.is_retired(host) || self.ever_members.contains(&db.node_id(host)) {
+                    db.rejoin(host)?;
+                } else {
+                    db.start(host)?;
+                }
+                let sql = format!("ALTER SYSTEM ADD FOLLOWER \"{}\"", db.edit_log_addr(host));
+                // A joiner just started may not listen yet: the FE refuses it as unreachable.
+                let c = crate::workload::client_of(
+                    &member_addrs(db, &members),
+                    Duration::from_secs(10),
+                );
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                let r = loop {
+                    let r = c.execute(&sql).await;
+                    match &r {
+                        Err(e)
+                            if e.to_string().contains("not reachable")
+                                && std::time::Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                        _ => break r,
+                    }
+                };
+                self.history.nemesis(
+                    f,
+                    json!({"node": format!("n{}", host + 1), "id": db.node_id(host), "outcome": outcome(&r)}),
+                );
+                Active::Done
+            }
+            Fault::RemoveFollower => {
+                let Some(members) = members(db).await else {
+                    return Ok(None);
+                };
+                self.ever_members
+                    .extend(members.iter().map(|h| db.node_id(*h)));
+                if members.len() <= 3 {
+                    return Ok(None);
+                }
+                let list: Vec<usize> = members.iter().copied().collect();
+                let host = list[self.rng.random_range(0..list.len())];
+                let sql = format!("ALTER SYSTEM DROP FOLLOWER \"{}\"", db.edit_log_addr(host));
+                let c = crate::workload::client_of(
+                    &member_addrs(db, &members),
+                    Duration::from_secs(10),
+                );
+                let r = c.execute(&sql).await;
+                if r.is_ok() {
+                    db.retire(host);
+                }
+                self.history.nemesis(
+                    f,
+                    json!({"node": format!("n{}", host + 1), "id": db.node_id(host), "outcome": outcome(&r)}),
+                );
+                Active::Done
+            }
             Fault::ClockBump => {
                 let target = self.rng.random_range(0..n);
                 let secs = self.rng.random_range(60..=600);
@@ -304,6 +467,13 @@ impl Nemesis {
                 heal(topo);
                 self.history.nemesis("heal", serde_json::Value::Null);
             }
+            Active::Done => {}
+            Active::Slow => {
+                if let Some(d) = &self.delay {
+                    d.set(0, 0);
+                }
+                self.history.nemesis("fast-links", serde_json::Value::Null);
+            }
             Active::Armed(t, point) => {
                 // Did it crash at the point? Either way it restarts clean.
                 let crashed = db.exited(t).is_some();
@@ -336,6 +506,15 @@ impl Nemesis {
         }
         Ok(())
     }
+}
+
+/// The RPC addresses of `hosts`, comma-separated (a client that follows the leader).
+fn member_addrs(db: &Db, hosts: &BTreeSet<usize>) -> String {
+    hosts
+        .iter()
+        .map(|h| db.rpc_addr(*h))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn names(s: &BTreeSet<usize>) -> Vec<String> {

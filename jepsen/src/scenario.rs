@@ -9,6 +9,7 @@ use crate::checker::{linear, replication, set};
 use crate::db::Db;
 use crate::history::{self, OpType, Process, Recorder};
 use crate::nemesis::{self, Fault, Nemesis};
+use crate::proxy;
 use crate::stopped;
 use crate::tablets;
 use crate::topology::Topology;
@@ -52,6 +53,11 @@ pub struct Scenario {
     pub name: &'static str,
     pub about: &'static str,
     pub nodes: usize,
+    /// Of the nodes, how many start outside the cluster, waiting to be added.
+    pub spares: usize,
+    /// Snapshot (and purge the log) every this many applied entries, instead of the default,
+    /// so that a lagging FE must catch up by snapshot.
+    pub snapshot_logs: Option<u64>,
     pub workload: Workload,
     pub faults: &'static [Fault],
     /// How long clients run.
@@ -96,11 +102,11 @@ const fn twin(scenario: &'static str, bug: &'static str, anomaly: &'static str) 
     }
 }
 
-/// Every scenario of the reference's list has its twin.
+/// The twins: every scenario but the control and set-membership has one.
 pub const TWINS: &[Twin] = &[
     twin("set-kill-leader", "ack-before-commit", "set"),
     // Through the leader a stale local read needs a deposed leader that a client still
-    // trusts, which a 25 s run may not produce; an acknowledgement before commit shows at once.
+    // trusts, which a 20 s run may not produce; an acknowledgement before commit shows at once.
     twin(
         "register-leader-partitions",
         "ack-before-commit",
@@ -121,10 +127,15 @@ pub const TWINS: &[Twin] = &[
     twin("blacklist-partitions", "blacklist-global", "linearizable"),
     twin("register-pauses", "ack-before-commit", "linearizable"),
     twin("set-kill-leader", "skip-fsync", "set"),
+    twin("storage-crashes", "skip-fsync", "set"),
+    twin("register-slow-links", "stale-local-read", "linearizable"),
+    // set-membership has none: no switch is sure to show within a gate run there (an
+    // acknowledgement before commit is lost only when a leader dies in time), and its set
+    // checker is the one the twins of set-kill-leader and storage-crashes prove.
 ];
 
 /// How long twins run in the gate: their bugs show within seconds.
-pub const TWIN_DURATION: Duration = Duration::from_secs(25);
+pub const TWIN_DURATION: Duration = Duration::from_secs(20);
 
 /// The scenarios `.ci/run` runs on every change (about 10 minutes in all, twins included).
 pub const GATE: &[&str] = &[
@@ -138,6 +149,8 @@ pub const GATE: &[&str] = &[
     "decommission-intents",
     "decommission-tablets",
     "storage-crashes",
+    "set-membership",
+    "register-slow-links",
 ];
 
 pub fn all() -> Vec<Scenario> {
@@ -147,6 +160,8 @@ pub fn all() -> Vec<Scenario> {
             name: "set-kill-leader",
             about: "1: acknowledged ADD BACKENDs are never lost when the leader is killed (5 FEs, kill -9 of the leader, once of all)",
             nodes: 5,
+            spares: 0,
+            snapshot_logs: None,
             workload: Workload::Set,
             faults: &[KillLeader],
             duration: Duration::from_secs(40),
@@ -159,6 +174,8 @@ pub fn all() -> Vec<Scenario> {
             name: "register-leader-partitions",
             about: "2: linearizable reads and writes through the leader under random halves and an isolated leader",
             nodes: 3,
+            spares: 0,
+            snapshot_logs: None,
             workload: Workload::Register {
                 keys: 10,
                 via_leader: true,
@@ -174,6 +191,8 @@ pub fn all() -> Vec<Scenario> {
             name: "register-follower-partitions",
             about: "3: linearizable follower reads under an isolated leader, majorities ring, bridge and a paused leader (5 FEs)",
             nodes: 5,
+            spares: 0,
+            snapshot_logs: None,
             workload: Workload::Register {
                 keys: 10,
                 via_leader: false,
@@ -195,6 +214,8 @@ pub fn all() -> Vec<Scenario> {
             name: "register-clocks",
             about: "4: linearizable follower reads while wall clocks jump by minutes (libfaketime) and the leader is paused; reads use a read index, never a clock lease",
             nodes: 3,
+            spares: 0,
+            snapshot_logs: None,
             workload: Workload::Register {
                 keys: 10,
                 via_leader: false,
@@ -210,6 +231,8 @@ pub fn all() -> Vec<Scenario> {
             name: "register-pauses",
             about: "13: SIGSTOP of a minority and of the leader (past the election timeout); no write acknowledged that was not committed",
             nodes: 3,
+            spares: 0,
+            snapshot_logs: None,
             workload: Workload::Register {
                 keys: 10,
                 via_leader: false,
@@ -225,6 +248,8 @@ pub fn all() -> Vec<Scenario> {
             name: "blacklist-partitions",
             about: "7 and 8: each FE's blacklist is its own and linearizable per (FE, backend), under partitions, kills and pauses",
             nodes: 3,
+            spares: 0,
+            snapshot_logs: None,
             workload: Workload::Blacklist { backends: 4 },
             faults: &[PartitionHalves, IsolateLeader, KillOne, PauseLeader],
             duration: Duration::from_secs(40),
@@ -237,6 +262,8 @@ pub fn all() -> Vec<Scenario> {
             name: "decommission-intents",
             about: "6: concurrent and repeated DECOMMISSION / CANCEL of the same backends are carried out exactly once, across killed, paused and isolated leaders",
             nodes: 3,
+            spares: 0,
+            snapshot_logs: None,
             workload: Workload::Intent { keys: 6 },
             faults: &[KillLeader, PauseLeader, IsolateLeader],
             duration: Duration::from_secs(40),
@@ -249,6 +276,8 @@ pub fn all() -> Vec<Scenario> {
             name: "decommission-tablets",
             about: "5: decommissions, cancels and re-adds of backends holding real replicas, under partitions and leader kills; no tablet ever below its replication factor, agents' files match the catalog",
             nodes: 3,
+            spares: 0,
+            snapshot_logs: None,
             workload: Workload::Tablets { agents: 6 },
             faults: &[PartitionHalves, IsolateLeader, KillLeader],
             duration: Duration::from_secs(45),
@@ -261,6 +290,8 @@ pub fn all() -> Vec<Scenario> {
             name: "storage-crashes",
             about: "11: FEs crash (abort) at storage failpoints: before and after a log append, before and after a state-machine commit; restarts recover every acknowledged ADD BACKEND",
             nodes: 3,
+            spares: 0,
+            snapshot_logs: None,
             workload: Workload::Set,
             faults: &[CrashAtFailpoint],
             duration: Duration::from_secs(40),
@@ -270,9 +301,50 @@ pub fn all() -> Vec<Scenario> {
             require_leader_change: true,
         },
         Scenario {
+            name: "set-membership",
+            about: "9: followers added and dropped (the leader too) while partitions isolate the leader and FEs are killed; dropped FEs rejoin with new ids and empty disks; no acknowledged ADD BACKEND is lost",
+            nodes: 5,
+            spares: 2,
+            snapshot_logs: None,
+            workload: Workload::Set,
+            // Membership changes twice as often as the other faults.
+            faults: &[
+                AddFollower,
+                RemoveFollower,
+                AddFollower,
+                RemoveFollower,
+                IsolateLeader,
+                KillOne,
+            ],
+            duration: Duration::from_secs(45),
+            fault_secs: (1, 3),
+            calm_secs: (1, 2),
+            kill_all_once: false,
+            require_leader_change: false,
+        },
+        Scenario {
+            name: "register-slow-links",
+            about: "12: linearizable follower reads while Raft links are slowed (100 ms ± 50 ms each way, a userspace proxy) or lose 30 % of packets, and a follower is cut off long enough that it must catch up by snapshot (snapshots every 30 entries)",
+            nodes: 3,
+            spares: 0,
+            snapshot_logs: Some(30),
+            workload: Workload::Register {
+                keys: 10,
+                via_leader: false,
+            },
+            faults: &[SlowLinks, LossyLinks, IsolateFollower],
+            duration: Duration::from_secs(40),
+            fault_secs: (4, 8),
+            calm_secs: (2, 4),
+            kill_all_once: false,
+            require_leader_change: false,
+        },
+        Scenario {
             name: "register-calm",
             about: "a control run without faults: the checkers accept a healthy cluster",
             nodes: 3,
+            spares: 0,
+            snapshot_logs: None,
             workload: Workload::Register {
                 keys: 10,
                 via_leader: false,
@@ -371,7 +443,19 @@ async fn run_in(
     dir: &Path,
     topo: &Topology,
 ) -> anyhow::Result<Outcome> {
-    let mut db = Db::new(&cfg.bin, dir, topo)?;
+    let mut db = Db::new(&cfg.bin, dir, topo, s.nodes - s.spares)?;
+    if let Some(k) = s.snapshot_logs {
+        db.raft_settings(&format!(
+            "snapshot_logs_since_last = {k}\nmax_in_snapshot_log_to_keep = {}",
+            k / 5
+        ))?;
+    }
+    // The Raft-link proxies, for as long as the run.
+    let proxies = if s.faults.contains(&Fault::SlowLinks) {
+        Some(proxy::start(topo)?)
+    } else {
+        None
+    };
     if let Some(bug) = &cfg.bug {
         db.env("ROSTER_BUG", bug);
     }
@@ -467,6 +551,8 @@ async fn run_in(
     let mut nem = Nemesis {
         rng: StdRng::seed_from_u64(cfg.seed),
         history: history.clone(),
+        ever_members: BTreeSet::new(),
+        delay: proxies.as_ref().map(|p| p.delay.clone()),
     };
     let mut leaders: BTreeSet<usize> = BTreeSet::from([first_leader]);
     let mut killed_all = !s.kill_all_once;
@@ -523,8 +609,35 @@ async fn run_in(
         format!("no FE crashed by itself {crashed:?}"),
     );
 
+    // The FEs to check: the cluster's members (every FE, unless membership changed).
+    let members: Vec<usize> = if s.spares > 0
+        || s.faults
+            .iter()
+            .any(|f| matches!(f, Fault::AddFollower | Fault::RemoveFollower))
+    {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match nemesis::members(&db).await {
+                Some(m) => break m.into_iter().collect(),
+                None if Instant::now() > deadline || stopped() => {
+                    bail!("no FE says who the members are, 30 s after healing")
+                }
+                None => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    } else {
+        (0..db.len()).collect()
+    };
+    summary.lines.push(format!(
+        "members at the end: {:?}",
+        members
+            .iter()
+            .map(|h| format!("n{} (id {})", h + 1, db.node_id(*h)))
+            .collect::<Vec<_>>()
+    ));
+
     // Liveness: within 30 s every FE serves a linearizable read and a write goes through.
-    let live = liveness(&db, Duration::from_secs(30)).await;
+    let live = liveness(&db, &members, Duration::from_secs(30)).await;
     summary.note(
         live.is_ok(),
         format!(
@@ -555,7 +668,46 @@ async fn run_in(
             format!("FEs crashed at failpoints: {crashes:?}"),
         );
     }
-    let conv = convergence(&db, Duration::from_secs(20)).await;
+    if s.faults.contains(&Fault::AddFollower) {
+        let done = |f: Fault| {
+            history
+                .ops()
+                .iter()
+                .filter(|o| o.f == f.name() && o.value["outcome"]["type"] == json!("ok"))
+                .count()
+        };
+        let (added, dropped) = (done(Fault::AddFollower), done(Fault::RemoveFollower));
+        summary.note(
+            added > 0 && dropped > 0,
+            format!("membership changed: {added} follower(s) added, {dropped} dropped"),
+        );
+    }
+    if s.faults.contains(&Fault::IsolateFollower) {
+        let isolated = history
+            .ops()
+            .iter()
+            .any(|o| o.f == Fault::IsolateFollower.name());
+        let installs: usize = (0..db.len())
+            .map(|i| {
+                std::fs::read_to_string(db.log_path(i))
+                    .unwrap_or_default()
+                    .matches("installed a snapshot")
+                    .count()
+            })
+            .sum();
+        summary.note(
+            !isolated || installs > 0,
+            format!(
+                "a cut-off follower caught up by snapshot: {installs} snapshot(s) installed{}",
+                if isolated {
+                    ""
+                } else {
+                    " (no follower was cut off this run)"
+                }
+            ),
+        );
+    }
+    let conv = convergence(&db, &members, Duration::from_secs(20)).await;
     summary.note(
         conv.is_ok(),
         format!(
@@ -567,7 +719,7 @@ async fn run_in(
     );
 
     if let Workload::Set = s.workload {
-        for i in 0..db.len() {
+        for &i in &members {
             workload::read_set(&history, 1_000_000 + i as u64, i, &db.rpc_addr(i)).await;
         }
     }
@@ -742,11 +894,12 @@ async fn sleep_until(t: Instant, cap: Instant) {
     }
 }
 
-/// Every FE serves a linearizable read, and a write goes through; returns how long it took.
-async fn liveness(db: &Db, within: Duration) -> anyhow::Result<Duration> {
+/// Every FE of `members` serves a linearizable read, and a write goes through; returns how long
+/// it took.
+async fn liveness(db: &Db, members: &[usize], within: Duration) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
     let deadline = t0 + within;
-    for i in 0..db.len() {
+    for &i in members {
         let c = workload::client_of(&db.rpc_addr(i), Duration::from_secs(3));
         loop {
             match c.list_backends().await {
@@ -758,7 +911,7 @@ async fn liveness(db: &Db, within: Duration) -> anyhow::Result<Duration> {
             }
         }
     }
-    let c = workload::client_of(&db.rpc_addr(0), Duration::from_secs(3));
+    let c = workload::client_of(&db.rpc_addr(members[0]), Duration::from_secs(3));
     loop {
         // A setting no workload reads, written with its default value.
         match c
@@ -772,19 +925,26 @@ async fn liveness(db: &Db, within: Duration) -> anyhow::Result<Duration> {
     }
 }
 
-/// Every FE reports a digest of its replicated state with the index it was read at: two FEs at
-/// the same index must agree (checked on every sample), and all FEs must be seen at one common
-/// index within `within`.
-async fn convergence(db: &Db, within: Duration) -> anyhow::Result<String> {
+/// Every FE of `members` reports a digest of its replicated state with the index it was read
+/// at: two FEs at the same index must agree (checked on every sample), and all must be seen at
+/// one common index within `within`.
+async fn convergence(db: &Db, members: &[usize], within: Duration) -> anyhow::Result<String> {
     use std::collections::BTreeMap;
     let deadline = Instant::now() + within;
-    let clients: Vec<roster_api::Client> = (0..db.len())
-        .map(|i| workload::client_of(&db.rpc_addr(i), Duration::from_secs(2)))
+    let clients: Vec<(usize, roster_api::Client)> = members
+        .iter()
+        .map(|&i| {
+            (
+                i,
+                workload::client_of(&db.rpc_addr(i), Duration::from_secs(2)),
+            )
+        })
         .collect();
-    let mut seen: Vec<BTreeMap<u64, String>> = vec![BTreeMap::new(); db.len()];
+    let mut seen: Vec<BTreeMap<u64, String>> = vec![BTreeMap::new(); clients.len()];
     let mut by_index: BTreeMap<u64, (String, usize)> = BTreeMap::new();
     while Instant::now() < deadline && !stopped() {
-        for (i, c) in clients.iter().enumerate() {
+        for (k, (i, c)) in clients.iter().enumerate() {
+            let i = *i;
             let Ok(st) = c.status_with_digest(Duration::from_secs(1)).await else {
                 continue;
             };
@@ -800,7 +960,7 @@ async fn convergence(db: &Db, within: Duration) -> anyhow::Result<String> {
                     by_index.insert(st.digest_index, (st.state_digest.clone(), i));
                 }
             }
-            seen[i].insert(st.digest_index, st.state_digest);
+            seen[k].insert(st.digest_index, st.state_digest);
         }
         let common = seen[0]
             .keys()
@@ -809,7 +969,7 @@ async fn convergence(db: &Db, within: Duration) -> anyhow::Result<String> {
         if let Some(idx) = common {
             return Ok(format!(
                 "{} FEs hold the same state at applied index {idx} ({} samples compared)",
-                db.len(),
+                clients.len(),
                 seen.iter().map(BTreeMap::len).sum::<usize>()
             ));
         }

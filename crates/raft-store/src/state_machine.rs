@@ -402,6 +402,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         tokio::task::spawn_blocking(move || -> io::Result<()> {
             let mut v = inner.view.write().expect("state lock poisoned");
             write_rows(&inner.db, rows)?;
+            tracing::info!(
+                "installed a snapshot up to {:?}",
+                applied.last_applied.map(|l| l.index)
+            );
             *v = View { state, applied };
             Ok(())
         })
