@@ -5,7 +5,8 @@
 //! - `register`: per-key registers over registry entries: key k is fake backend
 //!   `10.99.0.k:9050`, its value the backend's `tag.location`. Writes (`ALTER SYSTEM MODIFY
 //!   BACKEND ... SET ("tag.location" = v)`, unique values) and reads (the typed `ListBackends`
-//!   call, linearizable), through a fixed FE per worker so followers serve reads too.
+//!   call, linearizable), through a fixed FE per worker so followers serve reads too. Two
+//!   settings are registers as well (`SETTING_KEYS`: ADMIN SET / SHOW FRONTEND CONFIG).
 //! - `set`: unique `ALTER SYSTEM ADD BACKEND`s, then a final read of the registry from every FE.
 //! - `intent`: decommission intents as compare-and-set registers: key k's value is backend k's
 //!   membership; DECOMMISSION is `cas(ACTIVE, DECOMMISSIONING)` and CANCEL the reverse, `ok`
@@ -209,8 +210,17 @@ pub async fn setup_registers(c: &Client, keys: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Settings that are register keys too (`cfg/<name>`), with their defaults: nothing reads them
+/// in register runs (no tables, the scheduler off). A read of the default value is recorded as
+/// `default`, the registers' initial value; writes never write it.
+pub const SETTING_KEYS: &[(&str, &str)] = &[
+    ("catalog_trash_expire_second", "86400"),
+    ("tablet_repair_delay_second", "60"),
+];
+
 pub struct RegisterWorker {
     pub w: Worker,
+    /// Backend keys; `SETTING_KEYS` come on top.
     pub keys: usize,
 }
 
@@ -221,7 +231,35 @@ impl RegisterWorker {
         let mut p = self.w.process(&h);
         let mut seq = 0u64;
         while self.w.running() {
-            let k = rng.random_range(0..self.keys);
+            let k = rng.random_range(0..self.keys + SETTING_KEYS.len());
+            if k >= self.keys {
+                let (name, default) = SETTING_KEYS[k - self.keys];
+                let key = Some(format!("cfg/{name}"));
+                if rng.random_bool(0.5) {
+                    let sql = format!("ADMIN SHOW FRONTEND CONFIG LIKE '{name}'");
+                    p.read("read", key, c.execute(&sql), |r| {
+                        let v = (0..r.rows.len())
+                            .find(|i| {
+                                r.rows[*i].first().cloned().flatten().as_deref() == Some(name)
+                            })
+                            .and_then(|i| r.rows[i].get(1).cloned().flatten());
+                        match v {
+                            Some(v) if v == default => json!(INITIAL_TAG),
+                            Some(v) => json!(v),
+                            None => Value::Null,
+                        }
+                    })
+                    .await;
+                } else {
+                    seq += 1;
+                    let v = (1_000_000 + p.id * 100_000 + seq).to_string();
+                    let sql = format!(r#"ADMIN SET FRONTEND CONFIG ("{name}" = "{v}")"#);
+                    p.write("write", key, json!(v), c.execute(&sql), |_| Ok(()))
+                        .await;
+                }
+                tokio::time::sleep(self.w.gap).await;
+                continue;
+            }
             let key = Some(format!("be/{}", key_host(k)));
             if rng.random_bool(0.5) {
                 p.read("read", key, c.list_backends(), |bs| {

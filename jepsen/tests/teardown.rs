@@ -41,9 +41,9 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
     found
 }
 
-fn start_run(store: &Path) -> Child {
+fn start_run(store: &Path, scenario: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_roster-jepsen"))
-        .args(["run", "register-leader-partitions", "--bin"])
+        .args(["run", scenario, "--bin"])
         .arg(roster_bin())
         .arg("--store")
         .arg(store)
@@ -53,13 +53,14 @@ fn start_run(store: &Path) -> Child {
         .expect("roster-jepsen")
 }
 
-/// Wait until the run is under way: its namespaces exist and its FEs run.
-fn wait_running(child: &Child, store: &Path) -> String {
+/// Wait until the run is under way: its namespaces exist and `procs` processes (FEs and
+/// agents) run.
+fn wait_running(child: &Child, store: &Path, procs: usize) -> String {
     let prefix = format!("jt{}_", child.id());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let fes = processes_mentioning(&store.display().to_string());
-        if namespaces(&prefix).len() >= 4 && fes.len() >= 3 {
+        let running = processes_mentioning(&store.display().to_string());
+        if namespaces(&prefix).len() >= 4 && running.len() >= procs {
             return prefix;
         }
         assert!(Instant::now() < deadline, "the run never got going");
@@ -91,9 +92,10 @@ fn wait_gone(what: &str, within: Duration, mut left: impl FnMut() -> Vec<String>
 fn interrupted_runs_leave_nothing_behind() {
     let store = tempfile_dir();
 
-    // SIGINT: the harness tears down by itself.
-    let mut run = start_run(&store);
-    let prefix = wait_running(&run, &store);
+    // SIGINT: the harness tears down by itself (a run with the Raft-link proxies, whose
+    // threads live in the FEs' namespaces, and their nftables redirects).
+    let mut run = start_run(&store, "register-slow-links");
+    let prefix = wait_running(&run, &store, 3);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
     wait_exit(&mut run, Duration::from_secs(60));
@@ -102,9 +104,10 @@ fn interrupted_runs_leave_nothing_behind() {
         processes_mentioning(&store.display().to_string())
     });
 
-    // SIGKILL: the FEs die with the harness; cleanup removes the namespaces.
-    let mut run = start_run(&store);
-    let prefix = wait_running(&run, &store);
+    // SIGKILL: the FEs and the backend agents die with the harness; cleanup removes the
+    // namespaces.
+    let mut run = start_run(&store, "decommission-tablets");
+    let prefix = wait_running(&run, &store, 3 + 6);
     run.kill().unwrap();
     run.wait().unwrap();
     wait_gone("processes", Duration::from_secs(10), || {
