@@ -37,6 +37,10 @@ pub enum Fault {
     ClockBump,
     /// Move the leader's wall clock back and a follower's forward.
     ClockSkewLeader,
+    /// Restart the leader with every clock (monotonic too, which Raft's timers use) at half
+    /// speed and a follower at double speed (libfaketime), the direction that breaks clock
+    /// leases; restart both at normal speed later.
+    ClockRates,
     /// Restart an FE (the leader half the time) with a storage failpoint armed, so that it
     /// crashes (abort) at that point of its write path soon after; restart it clean later.
     CrashAtFailpoint,
@@ -77,6 +81,7 @@ impl Fault {
             Fault::PauseMinority => "pause-minority",
             Fault::ClockBump => "clock-bump",
             Fault::ClockSkewLeader => "clock-skew-leader",
+            Fault::ClockRates => "clock-rates",
             Fault::CrashAtFailpoint => "crash-at-failpoint",
             Fault::AddFollower => "add-follower",
             Fault::RemoveFollower => "remove-follower",
@@ -197,6 +202,8 @@ pub enum Active {
     Armed(usize, &'static str),
     /// Nothing to undo (a membership change).
     Done,
+    /// Running at other clock rates.
+    Rates(Vec<usize>),
     /// The proxies delay every link.
     Slow,
 }
@@ -208,9 +215,21 @@ pub struct Nemesis {
     pub ever_members: BTreeSet<u64>,
     /// The Raft-link proxies' delay, in scenarios that run the proxies.
     pub delay: Option<std::sync::Arc<crate::proxy::Delay>>,
+    /// Faults still to deal before the next shuffle.
+    pub deck: Vec<Fault>,
 }
 
 impl Nemesis {
+    /// The next fault: the scenario's faults dealt in a seeded shuffled order, reshuffled when
+    /// all have been dealt, so that a run with as many faults as kinds has each kind once.
+    pub fn next_fault(&mut self, faults: &[Fault]) -> Fault {
+        if self.deck.is_empty() {
+            self.deck = faults.to_vec();
+            self.deck.shuffle(&mut self.rng);
+        }
+        self.deck.pop().expect("a scenario with faults")
+    }
+
     /// Start `fault`; returns what to undo, or `None` when it could not apply (no leader known).
     pub async fn start(
         &mut self,
@@ -438,6 +457,24 @@ impl Nemesis {
                 );
                 Active::Clocks(vec![l, other])
             }
+            Fault::ClockRates => {
+                let Some(l) = leader(db).await else {
+                    return Ok(None);
+                };
+                let other = (l + 1 + self.rng.random_range(0..n - 1)) % n;
+                // A rate counts from the process's start, so it is set before a restart and
+                // kept until the next one: no jump.
+                for (t, rate) in [(l, "x0.5"), (other, "x2")] {
+                    db.set_clock(t, &format!("+0 {rate}"))?;
+                    db.kill(t);
+                    db.start_with(t, &[("FAKETIME_DONT_FAKE_MONOTONIC", "0")])?;
+                }
+                self.history.nemesis(
+                    f,
+                    json!({format!("n{}", l + 1): "x0.5", format!("n{}", other + 1): "x2"}),
+                );
+                Active::Rates(vec![l, other])
+            }
             Fault::PauseLeader | Fault::PauseMinority => {
                 let targets: Vec<usize> = if fault == Fault::PauseLeader {
                     match leader(db).await {
@@ -468,6 +505,16 @@ impl Nemesis {
                 self.history.nemesis("heal", serde_json::Value::Null);
             }
             Active::Done => {}
+            Active::Rates(ts) => {
+                for t in &ts {
+                    db.set_clock(*t, "+0")?;
+                    db.kill(*t);
+                    db.start(*t)?;
+                }
+                let set: BTreeSet<usize> = ts.into_iter().collect();
+                self.history
+                    .nemesis("clock-rates-reset", json!(names(&set)));
+            }
             Active::Slow => {
                 if let Some(d) = &self.delay {
                     d.set(0, 0);

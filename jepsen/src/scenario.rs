@@ -212,7 +212,7 @@ pub fn all() -> Vec<Scenario> {
         },
         Scenario {
             name: "register-clocks",
-            about: "4: linearizable follower reads while wall clocks jump by minutes (libfaketime) and the leader is paused; reads use a read index, never a clock lease",
+            about: "4: linearizable follower reads while wall clocks jump by minutes, the leader runs at half speed and a follower at double speed (libfaketime), and the leader is paused; reads use a read index, never a clock lease",
             nodes: 3,
             spares: 0,
             snapshot_logs: None,
@@ -220,7 +220,7 @@ pub fn all() -> Vec<Scenario> {
                 keys: 10,
                 via_leader: false,
             },
-            faults: &[ClockBump, ClockSkewLeader, PauseLeader],
+            faults: &[ClockBump, ClockSkewLeader, ClockRates, PauseLeader],
             duration: Duration::from_secs(40),
             fault_secs: (4, 8),
             calm_secs: (2, 5),
@@ -460,10 +460,12 @@ async fn run_in(
     if let Some(bug) = &cfg.bug {
         db.env("ROSTER_BUG", bug);
     }
-    if s.faults
-        .iter()
-        .any(|f| matches!(f, Fault::ClockBump | Fault::ClockSkewLeader))
-    {
+    if s.faults.iter().any(|f| {
+        matches!(
+            f,
+            Fault::ClockBump | Fault::ClockSkewLeader | Fault::ClockRates
+        )
+    }) {
         db.fake_clocks()?;
     }
     db.start_all()?;
@@ -554,8 +556,10 @@ async fn run_in(
         history: history.clone(),
         ever_members: BTreeSet::new(),
         delay: proxies.as_ref().map(|p| p.delay.clone()),
+        deck: Vec::new(),
     };
     let mut leaders: BTreeSet<usize> = BTreeSet::from([first_leader]);
+    let watched = LeaderWatch::start((0..db.len()).map(|i| db.rpc_addr(i)).collect());
     let mut killed_all = !s.kill_all_once;
     let mut crashed = Vec::new();
     while Instant::now() < until && !stopped() {
@@ -576,8 +580,10 @@ async fn run_in(
             history.nemesis("restart-all", Value::Null);
             continue;
         }
-        let fault = s.faults[nem.rng.random_range(0..s.faults.len())];
+        let fault = nem.next_fault(s.faults);
         let Some(active) = nem.start(fault, topo, &mut db).await? else {
+            // No leader known, or nothing to change: the history says so.
+            history.nemesis("skipped", json!(fault.name()));
             continue;
         };
         let hold = Duration::from_secs(nem.rng.random_range(s.fault_secs.0..=s.fault_secs.1));
@@ -651,6 +657,7 @@ async fn run_in(
     if let Some(l) = nemesis::leader(&db).await {
         leaders.insert(l);
     }
+    leaders.extend(watched.stop().await);
     if s.require_leader_change {
         summary.note(
             leaders.len() > 1,
@@ -864,6 +871,45 @@ async fn run_in(
         dir: dir.to_path_buf(),
         summary: summary.lines,
     })
+}
+
+/// Which hosts claimed leadership, polled every 300 ms for the whole run (the nemesis's own
+/// samples miss short reigns).
+struct LeaderWatch {
+    seen: std::sync::Arc<std::sync::Mutex<BTreeSet<usize>>>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LeaderWatch {
+    fn start(addrs: Vec<String>) -> LeaderWatch {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, d) = (seen.clone(), done.clone());
+        let task = tokio::spawn(async move {
+            let clients: Vec<roster_api::Client> = addrs
+                .iter()
+                .map(|a| workload::client_of(a, Duration::from_millis(500)))
+                .collect();
+            while !d.load(std::sync::atomic::Ordering::Relaxed) && !stopped() {
+                for (i, c) in clients.iter().enumerate() {
+                    if let Ok(st) = c.status_within(Duration::from_millis(500)).await
+                        && st.is_leader
+                    {
+                        s.lock().expect("leader set").insert(i);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        });
+        LeaderWatch { seen, done, task }
+    }
+
+    async fn stop(self) -> BTreeSet<usize> {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.task.await;
+        self.seen.lock().expect("leader set").clone()
+    }
 }
 
 /// The run's checks, one line each.
