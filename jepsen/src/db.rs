@@ -164,6 +164,15 @@ impl Db {
         self.ids.iter().position(|i| *i == id)
     }
 
+    /// The RPC addresses of `hosts`, comma-separated: a client of them follows the leader.
+    pub fn rpc_addrs(&self, hosts: impl IntoIterator<Item = usize>) -> String {
+        hosts
+            .into_iter()
+            .map(|h| self.rpc_addr(h))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// The host with address `ip`.
     pub fn host_of_ip(&self, ip: &str) -> Option<usize> {
         self.ips.iter().position(|i| i == ip)

@@ -112,14 +112,11 @@ pub async fn leader(db: &Db) -> Option<usize> {
 /// The hosts in the cluster's membership, from SHOW FRONTENDS (a linearizable read) through
 /// whichever running FE answers.
 pub async fn members(db: &Db) -> Option<BTreeSet<usize>> {
-    let addrs: Vec<String> = (0..db.len())
-        .filter(|i| db.is_running(*i))
-        .map(|i| db.rpc_addr(i))
-        .collect();
+    let addrs = db.rpc_addrs((0..db.len()).filter(|i| db.is_running(*i)));
     if addrs.is_empty() {
         return None;
     }
-    let c = crate::workload::client_of(&addrs.join(","), Duration::from_secs(3));
+    let c = crate::workload::client_of(&addrs, Duration::from_secs(3));
     let r = c.execute("SHOW FRONTENDS").await.ok()?;
     let col = r.columns.iter().position(|c| c == "Host")?;
     Some(
@@ -220,6 +217,13 @@ pub struct Nemesis {
 }
 
 impl Nemesis {
+    /// The current members (see `members`), remembered in `ever_members`.
+    async fn members(&mut self, db: &Db) -> Option<BTreeSet<usize>> {
+        let m = members(db).await?;
+        self.ever_members.extend(m.iter().map(|h| db.node_id(*h)));
+        Some(m)
+    }
+
     /// The next fault: the scenario's faults dealt in a seeded shuffled order, reshuffled when
     /// all have been dealt, so that a run with as many faults as kinds has each kind once.
     pub fn next_fault(&mut self, faults: &[Fault]) -> Fault {
@@ -367,11 +371,9 @@ impl Nemesis {
                 Active::Partition
             }
             Fault::AddFollower => {
-                let Some(members) = members(db).await else {
+                let Some(members) = self.members(db).await else {
                     return Ok(None);
                 };
-                self.ever_members
-                    .extend(members.iter().map(|h| db.node_id(*h)));
                 let out: Vec<usize> = (0..n).filter(|h| !members.contains(h)).collect();
                 if out.is_empty() {
                     return Ok(None);
@@ -385,7 +387,7 @@ impl Nemesis {
                 let sql = format!("ALTER SYSTEM ADD FOLLOWER \"{}\"", db.edit_log_addr(host));
                 // A joiner just started may not listen yet: the FE refuses it as unreachable.
                 let c = crate::workload::client_of(
-                    &member_addrs(db, &members),
+                    &db.rpc_addrs(members.iter().copied()),
                     Duration::from_secs(10),
                 );
                 let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -408,11 +410,9 @@ impl Nemesis {
                 Active::Done
             }
             Fault::RemoveFollower => {
-                let Some(members) = members(db).await else {
+                let Some(members) = self.members(db).await else {
                     return Ok(None);
                 };
-                self.ever_members
-                    .extend(members.iter().map(|h| db.node_id(*h)));
                 if members.len() <= 3 {
                     return Ok(None);
                 }
@@ -420,7 +420,7 @@ impl Nemesis {
                 let host = list[self.rng.random_range(0..list.len())];
                 let sql = format!("ALTER SYSTEM DROP FOLLOWER \"{}\"", db.edit_log_addr(host));
                 let c = crate::workload::client_of(
-                    &member_addrs(db, &members),
+                    &db.rpc_addrs(members.iter().copied()),
                     Duration::from_secs(10),
                 );
                 let r = c.execute(&sql).await;
@@ -553,15 +553,6 @@ impl Nemesis {
         }
         Ok(())
     }
-}
-
-/// The RPC addresses of `hosts`, comma-separated (a client that follows the leader).
-fn member_addrs(db: &Db, hosts: &BTreeSet<usize>) -> String {
-    hosts
-        .iter()
-        .map(|h| db.rpc_addr(*h))
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 fn names(s: &BTreeSet<usize>) -> Vec<String> {

@@ -504,10 +504,7 @@ async fn run_in(
         _ => 2 * s.nodes,
     };
     let mut workers = Vec::new();
-    let all_fes = (0..s.nodes)
-        .map(|i| db.rpc_addr(i))
-        .collect::<Vec<_>>()
-        .join(",");
+    let all_fes = db.rpc_addrs(0..s.nodes);
     for worker in 0..concurrency {
         let node = worker % s.nodes;
         let h = history.clone();
@@ -732,13 +729,7 @@ async fn run_in(
         }
     }
     if let Workload::Tablets { .. } = s.workload {
-        let all = workload::client_of(
-            &(0..db.len())
-                .map(|i| db.rpc_addr(i))
-                .collect::<Vec<_>>()
-                .join(","),
-            Duration::from_secs(5),
-        );
+        let all = workload::client_of(&db.rpc_addrs(0..db.len()), Duration::from_secs(5));
         let settled = tablets::settle(&all, Duration::from_secs(90)).await;
         summary.note(
             settled.is_ok(),
