@@ -106,3 +106,47 @@ fn playground_starts_within_a_minute_with_backends_and_a_demo_table() {
         "{tablets}"
     );
 }
+
+#[test]
+fn sigterm_stops_every_node_gracefully_and_the_playground_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pg = Playground::start(free_block(), &dir.path().join("pg"));
+    pg.wait_line(Duration::from_secs(120), |l| l.starts_with("ready"));
+    let pids: Vec<u32> = pg
+        .seen
+        .iter()
+        .filter_map(|l| l.strip_prefix("started "))
+        .map(|l| l.split_whitespace().nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), NODES.len(), "{:#?}", pg.seen);
+    let st = Command::new("kill")
+        .args(["-TERM", &pg.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = pg.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the playground did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    for pid in &pids {
+        assert!(
+            proc_info(*pid).is_none(),
+            "pid {pid} outlived the playground"
+        );
+    }
+    // Each FE was asked to stop (SIGTERM) rather than killed: it logged its own shutdown.
+    let err = pg.err.lock().unwrap();
+    for n in 1..=3 {
+        assert!(
+            err.iter()
+                .any(|l| l.starts_with(&format!("fe{n} | ")) && l.contains("shutting down")),
+            "fe{n} was not stopped gracefully:\n{}",
+            err.join("\n")
+        );
+    }
+}
