@@ -62,7 +62,7 @@ impl Layout {
     /// http), then agent i holding N+12+2i (heartbeat) and N+13+2i (be). One contiguous block is
     /// easy to pick and to reason about, unlike Doris's spread-out defaults.
     pub fn from_base(base: u16) -> Result<Layout, String> {
-        if base < 1024 || base > u16::MAX - (BLOCK_LEN - 1) {
+        if !(1024..=u16::MAX - (BLOCK_LEN - 1)).contains(&base) {
             return Err(format!(
                 "--base-port {base} is out of range: the playground uses {BLOCK_LEN} ports from it, \
                  so it must be between 1024 and {}",
