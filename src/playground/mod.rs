@@ -263,14 +263,20 @@ fn refuse_other_ports(root: &Path, members: &[MemberSection]) -> anyhow::Result<
     };
     let old: FileConfig =
         toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
-    anyhow::ensure!(
-        old.initial_members == members,
-        "{} was made with other ports (fe1 edit_log_port {}): run with the same --base-port, \
-         or use another --data-dir",
+    if old.initial_members == members {
+        return Ok(());
+    }
+    let same = if old.edit_log_port == Layout::doris().fes[0].edit_log {
+        "without --base-port".to_string()
+    } else {
+        format!("with --base-port {}", old.edit_log_port)
+    };
+    anyhow::bail!(
+        "{} was made with other ports (fe1 edit_log_port {}): run {same}, or use another \
+         --data-dir",
         root.display(),
         old.edit_log_port
-    );
-    Ok(())
+    )
 }
 
 fn write_toml(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {

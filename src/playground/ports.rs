@@ -137,7 +137,7 @@ impl Layout {
 
 /// A base port above `after` whose whole block is free on every host the playground uses.
 fn free_block(after: u16) -> Option<u16> {
-    let mut base = after.max(19_000).checked_add(1)?;
+    let mut base = after.checked_add(1)?.max(19_000);
     while base <= u16::MAX - (BLOCK_LEN - 1) {
         let layout = Layout::from_base(base).ok()?;
         let taken = layout
