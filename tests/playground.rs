@@ -1,8 +1,9 @@
 //! `roster playground` as a newcomer uses it: each FE and agent its own child process with its
 //! pid printed, one "ready" line, log lines prefixed with the node's name, a real mysql client
 //! seeing 4 alive backends and the demo table; kill -9 of the leader's printed pid and writes
-//! resume through another FE; the nodes die with the playground; a taken port is refused
-//! before anything starts. Every playground here runs on a `--base-port` block of free ports.
+//! resume through another FE; SIGTERM stops every node gracefully; the nodes die with the
+//! playground even when it is killed with SIGKILL; a taken port is refused before anything
+//! starts. Every playground here runs on a `--base-port` block of free ports.
 
 mod common;
 
@@ -31,6 +32,8 @@ struct Playground {
     out: Receiver<String>,
     seen: Vec<String>,
     err: Arc<Mutex<Vec<String>>>,
+    /// Ends when the playground's stderr does (every process holding it has exited).
+    err_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Playground {
@@ -54,7 +57,7 @@ impl Playground {
         });
         let err = Arc::new(Mutex::new(Vec::new()));
         let sink = err.clone();
-        std::thread::spawn(move || {
+        let err_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
@@ -64,6 +67,7 @@ impl Playground {
             out,
             seen: Vec::new(),
             err,
+            err_reader: Some(err_reader),
         }
     }
 
@@ -384,6 +388,51 @@ fn a_taken_port_is_refused_naming_it_before_anything_starts() {
             !data.exists(),
             "nothing may be written: {:?}",
             std::fs::read_dir(&data).map(|d| d.count())
+        );
+    }
+}
+
+#[test]
+fn sigterm_stops_every_node_gracefully_and_the_playground_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pg = Playground::start(free_block(), &dir.path().join("pg"));
+    pg.wait_line(Duration::from_secs(120), |l| l.starts_with("ready"));
+    let pids: Vec<u32> = pg
+        .seen
+        .iter()
+        .filter_map(|l| l.strip_prefix("started "))
+        .map(|l| l.split_whitespace().nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), NODES.len(), "{:#?}", pg.seen);
+    let st = Command::new("kill")
+        .args(["-TERM", &pg.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = pg.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the playground did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    pg.err_reader.take().unwrap().join().unwrap();
+    for pid in &pids {
+        assert!(
+            proc_info(*pid).is_none(),
+            "pid {pid} outlived the playground"
+        );
+    }
+    // Each FE was asked to stop (SIGTERM) rather than killed: it logged its own shutdown.
+    let err = pg.err.lock().unwrap();
+    for n in 1..=3 {
+        assert!(
+            err.iter()
+                .any(|l| l.starts_with(&format!("fe{n} | ")) && l.contains("shutting down")),
+            "fe{n} was not stopped gracefully:\n{}",
+            err.join("\n")
         );
     }
 }
