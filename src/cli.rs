@@ -40,12 +40,9 @@ enum Command {
     /// Operator commands in CockroachDB's style: status, decommission, recommission.
     #[command(subcommand)]
     Node(node_cmd::NodeCmd),
-    /// Start a local three-FE cluster on loopback and print how to connect.
-    Playground {
-        /// Where the FEs keep their data (default: a fresh temporary directory).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
+    /// Start a local cluster on loopback (3 FEs, 4 agents, each its own process) and print how
+    /// to connect.
+    Playground(playground::PlaygroundArgs),
 }
 
 fn init_tracing(json: bool) {
@@ -111,9 +108,9 @@ pub fn main() -> std::process::ExitCode {
                 init_tracing(false);
                 backend::run(args).await
             }
-            Command::Playground { data_dir } => {
+            Command::Playground(args) => {
                 init_tracing(false);
-                playground::run(data_dir).await
+                playground::run(args).await
             }
         }
     });

@@ -8,6 +8,7 @@ mod bench;
 mod cli;
 mod config;
 mod http;
+mod local_cluster;
 mod mysql;
 mod node_cmd;
 mod playground;
