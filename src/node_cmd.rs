@@ -3,21 +3,29 @@
 //! starts a drain and (with `--wait=all`, the default) follows it with a progress bar until the
 //! master reports the backends DECOMMISSIONED or dropped: unlike CockroachDB, the command is not
 //! what finishes the decommission, so leaving early (Ctrl-C or `--wait=none`) is harmless.
-//! `--dry-run` runs the pre-check alone; `recommission ID...` cancels.
+//! `--dry-run` runs the pre-check alone; `recommission ID...` cancels. Re-running a finished
+//! decommission succeeds (the runbook's re-run), and `status --decommission` keeps listing
+//! backends the master dropped, from their tombstones.
+
+mod follow;
 
 use crate::sql_shell::ConnArgs;
 use crate::table;
-use roster_api::{Client, QueryResult};
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use roster_api::QueryResult;
 
 #[derive(clap::Subcommand)]
 pub enum NodeCmd {
     /// Backends, in `cockroach node status` columns.
     Status {
-        /// Add the decommission columns (replicas, membership, ...).
+        /// Only these backends (ids or "host:port"); an unknown one is an error.
+        ids: Vec<String>,
+        /// Add the decommission columns (replicas, membership, ...) and list the backends
+        /// the master decommissioned and dropped.
         #[arg(long)]
         decommission: bool,
+        /// Everything: the decommission columns, and every dropped backend (also by DROPP).
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         conn: ConnArgs,
     },
@@ -50,7 +58,7 @@ fn quoted(ids: &[String]) -> String {
         .join(", ")
 }
 
-fn col<'a>(r: &'a QueryResult, row: usize, name: &str) -> &'a str {
+pub(crate) fn col<'a>(r: &'a QueryResult, row: usize, name: &str) -> &'a str {
     r.columns
         .iter()
         .position(|c| c == name)
@@ -58,7 +66,7 @@ fn col<'a>(r: &'a QueryResult, row: usize, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-fn membership_of(status: &str) -> String {
+pub(crate) fn membership_of(status: &str) -> String {
     status
         .split("\"membership\":\"")
         .nth(1)
@@ -125,12 +133,70 @@ fn status_table(r: &QueryResult, decommission: bool) -> QueryResult {
     QueryResult::rows(&columns, rows)
 }
 
+/// Status rows of dropped backends, from SHOW DROPPED BACKENDS: decommissioned ones always,
+/// those removed by DROPP (membership `dropped`) only with `all`.
+fn dropped_rows(r: &QueryResult, all: bool) -> Vec<Vec<Option<String>>> {
+    (0..r.rows.len())
+        .filter_map(|i| {
+            let decommissioned = col(r, i, "Decommissioned") == "true";
+            (decommissioned || all).then(|| {
+                [
+                    col(r, i, "BackendId").to_string(),
+                    format!("{}:{}", col(r, i, "Host"), col(r, i, "HeartbeatPort")),
+                    String::new(),
+                    String::new(),
+                    col(r, i, "DroppedAt").to_string(),
+                    String::new(),
+                    "false".into(),
+                    "false".into(),
+                    "0".into(),
+                    "false".into(),
+                    if decommissioned {
+                        "decommissioned"
+                    } else {
+                        "dropped"
+                    }
+                    .into(),
+                    "false".into(),
+                ]
+                .into_iter()
+                .map(Some)
+                .collect()
+            })
+        })
+        .collect()
+}
+
+/// Keep the rows of the backends named (by id or address); every name must match one.
+fn only(mut t: QueryResult, names: &[String]) -> anyhow::Result<QueryResult> {
+    if names.is_empty() {
+        return Ok(t);
+    }
+    let cell = |row: &[Option<String>], i: usize| row[i].clone().unwrap_or_default();
+    let matches = |row: &[Option<String>], n: &String| cell(row, 0) == *n || cell(row, 1) == *n;
+    if let Some(n) = names.iter().find(|n| !t.rows.iter().any(|r| matches(r, n))) {
+        anyhow::bail!("backend does not exist[{n}] (dropped ones are listed with --decommission)");
+    }
+    t.rows.retain(|r| names.iter().any(|n| matches(r, n)));
+    Ok(t)
+}
+
 pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
     match cmd {
-        NodeCmd::Status { decommission, conn } => {
+        NodeCmd::Status {
+            ids,
+            decommission,
+            all,
+            conn,
+        } => {
             let c = conn.client()?;
             let r = c.execute("SHOW BACKENDS").await?;
-            print!("{}", table::render(&status_table(&r, decommission)));
+            let mut t = status_table(&r, decommission || all);
+            if decommission || all {
+                let dropped = c.execute("SHOW DROPPED BACKENDS").await?;
+                t.rows.extend(dropped_rows(&dropped, all));
+            }
+            print!("{}", table::render(&only(t, &ids)?));
         }
         NodeCmd::Recommission { ids, conn } => {
             let c = conn.client()?;
@@ -154,7 +220,8 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
                     ))
                     .await?;
                 print!("{}", table::render(&r));
-                let refused = (0..r.rows.len()).any(|i| col(&r, i, "Readiness") != "READY");
+                let refused =
+                    (0..r.rows.len()).any(|i| col(&r, i, "Readiness").starts_with("REFUSED"));
                 if refused {
                     anyhow::bail!("the decommission would be refused (see the reasons above)");
                 }
@@ -168,126 +235,9 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
                 .await?;
             print!("{}", table::render(&r));
             if wait == "all" {
-                follow(&c, &ids).await?;
+                follow::follow(&c, &ids).await?;
             }
         }
     }
-    Ok(())
-}
-
-/// The backend ids the operator named (ids or host:port), resolved through SHOW BACKENDS.
-fn resolve(backends: &QueryResult, names: &[String]) -> BTreeSet<String> {
-    (0..backends.rows.len())
-        .filter(|i| {
-            let id = col(backends, *i, "BackendId");
-            let addr = format!(
-                "{}:{}",
-                col(backends, *i, "Host"),
-                col(backends, *i, "HeartbeatPort")
-            );
-            names.iter().any(|n| n == id || *n == addr)
-        })
-        .map(|i| col(backends, i, "BackendId").to_string())
-        .collect()
-}
-
-/// Follow the drain with a progress bar until every backend is DECOMMISSIONED or dropped.
-async fn follow(c: &Client, names: &[String]) -> anyhow::Result<()> {
-    let ids = resolve(&c.execute("SHOW BACKENDS").await?, names);
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tablets moved  {msg}",
-        )
-        .expect("valid template"),
-    );
-    let mut last_blockers = String::new();
-    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
-    loop {
-        let backends = c.execute("SHOW BACKENDS").await?;
-        let present: BTreeMap<String, String> = (0..backends.rows.len())
-            .map(|i| {
-                (
-                    col(&backends, i, "BackendId").to_string(),
-                    membership_of(col(&backends, i, "Status")),
-                )
-            })
-            .collect();
-        let done = ids
-            .iter()
-            .all(|id| present.get(id).is_none_or(|m| m == "decommissioned"));
-        let d = c.execute("SHOW DECOMMISSION").await?;
-        let (mut left, mut bytes_moved, mut bytes_left, mut rate, mut blockers) = (0, 0, 0, 0, 0);
-        for i in 0..d.rows.len() {
-            let id = col(&d, i, "BackendId").to_string();
-            if !ids.contains(&id) {
-                continue;
-            }
-            let n = |name: &str| col(&d, i, name).parse::<u64>().unwrap_or(0);
-            totals.insert(id, n("TabletsTotal"));
-            left += n("TabletsLeft");
-            bytes_moved += n("BytesMoved");
-            bytes_left += n("BytesLeft");
-            rate += n("RateBytesPerSec");
-            blockers += n("Blockers");
-        }
-        let total: u64 = totals.values().sum();
-        bar.set_length(total);
-        bar.set_position(if done {
-            total
-        } else {
-            total.saturating_sub(left)
-        });
-        let eta = if rate > 0 {
-            format!("{} s", bytes_left.div_ceil(rate))
-        } else {
-            "-".to_string()
-        };
-        bar.set_message(format!(
-            "{} moved, {}/s, ETA {eta}, {blockers} blocker(s)",
-            roster_api::format::bytes(bytes_moved),
-            roster_api::format::bytes(rate)
-        ));
-        if blockers > 0 {
-            let b = c.execute("SHOW DECOMMISSION BLOCKERS").await?;
-            let text = table::render(&b);
-            if text != last_blockers {
-                bar.suspend(|| print!("{text}"));
-                last_blockers = text;
-            }
-        }
-        if done {
-            bar.finish();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let after = c.execute("SHOW BACKENDS").await?;
-    let mut rows = Vec::new();
-    for id in &ids {
-        let row = (0..after.rows.len()).find(|i| col(&after, *i, "BackendId") == id);
-        rows.push(match row {
-            Some(i) => vec![
-                Some(id.clone()),
-                Some(col(&after, i, "Alive").to_string()),
-                Some(col(&after, i, "TabletNum").to_string()),
-                Some(membership_of(col(&after, i, "Status"))),
-            ],
-            None => vec![
-                Some(id.clone()),
-                None,
-                Some("0".into()),
-                Some("decommissioned (dropped)".into()),
-            ],
-        });
-    }
-    print!(
-        "{}",
-        table::render(&QueryResult::rows(
-            &["id", "is_live", "replicas", "membership"],
-            rows
-        ))
-    );
-    println!("No more data reported on target nodes. The master finished the decommission itself.");
     Ok(())
 }

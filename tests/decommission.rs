@@ -230,11 +230,40 @@ async fn decommission_drains_real_replicas_and_drops_the_backend() {
         assert_eq!(rs.len(), 3, "{tablet}: {rs:?}");
         assert!(rs.iter().all(|r| r.0 != leaving && r.1 == "NORMAL"));
     }
-    let e = c
+    // The runbook's re-run, after the master dropped it: success, saying so, by SQL and CLI.
+    let r = c
         .execute(r#"ALTER SYSTEM DECOMMISSION BACKEND "10003""#)
         .await
+        .unwrap();
+    assert!(
+        r.message
+            .contains("10003 are already decommissioned and dropped"),
+        "{}",
+        r.message
+    );
+    let (code, out) = node(&cluster, &["decommission", "10003"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("already decommissioned and dropped"), "{out}");
+    // Still listed, from its tombstone; `status ID` shows only that one.
+    let (code, out) = node(&cluster, &["status", "--decommission"]);
+    assert_eq!(code, Some(0), "{out}");
+    let line = out.lines().find(|l| l.contains("| 10003 ")).expect(&out);
+    assert!(line.contains("| decommissioned "), "{out}");
+    let (code, out) = node(&cluster, &["status", "10003", "--all"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("decommissioned") && out.contains("127.0.0.3:"),
+        "{out}"
+    );
+    assert_eq!(out.matches("127.0.0.").count(), 1, "only 10003: {out}");
+    // An id that never existed stays an error.
+    let e = c
+        .execute(r#"ALTER SYSTEM DECOMMISSION BACKEND "424242""#)
+        .await
         .unwrap_err();
-    assert!(e.to_string().contains("was dropped"), "{e}");
+    assert!(e.to_string().contains("backend does not exist"), "{e}");
+    let (code, out) = node(&cluster, &["status", "424242"]);
+    assert_eq!(code, Some(1), "{out}");
     assert_files_match(&c, &agents, &["t"], &[2]).await;
 }
 
@@ -419,9 +448,8 @@ async fn a_stalled_clone_times_out_shows_as_a_blocker_and_is_retried_elsewhere()
         .flat_map(|rs| rs.iter().map(|r| r.0.clone()))
         .next()
         .unwrap();
-    c.execute(&format!(r#"ALTER SYSTEM DECOMMISSION BACKEND "{victim}""#))
-        .await
-        .unwrap();
+    // The operator's command starts the drain and follows it (in the background).
+    let follow = node_spawn(&cluster, &["decommission", &victim, "--wait=all"]);
     // While stuck, the blocker says so.
     let deadline = Instant::now() + Duration::from_secs(20);
     let reason = loop {
@@ -453,6 +481,24 @@ async fn a_stalled_clone_times_out_shows_as_a_blocker_and_is_retried_elsewhere()
         t.values().all(|rs| rs.iter().all(|r| r.0 != "10005")),
         "{t:?}"
     );
+    // The CLI printed the stalled tablet's blocker once when it appeared and once when it
+    // cleared, not every second, and ended with the totals.
+    let out = node_finish(follow, Duration::from_secs(30));
+    let stalled = out
+        .lines()
+        .find(|l| l.starts_with("blocker: tablet ") && l.contains("without finishing"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .expect(&out)
+        .to_string();
+    let mentions = out
+        .lines()
+        .filter(|l| l.split_whitespace().any(|w| w == stalled))
+        .count();
+    assert!(
+        mentions <= 2,
+        "tablet {stalled} printed {mentions} times:\n{out}"
+    );
+    assert_totals_line(&out, &victim);
     agents.push(stall);
     let _ = agents;
 }
@@ -507,10 +553,73 @@ fn node(cluster: &Cluster, args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), text)
 }
 
+/// `roster node ...` in the background, its output collected by `node_finish`.
+fn node_spawn(cluster: &Cluster, args: &[&str]) -> std::process::Child {
+    let endpoints: Vec<String> = cluster.nodes.iter().map(|n| n.rpc_addr()).collect();
+    std::process::Command::new(BIN)
+        .arg("node")
+        .args(args)
+        .args(["--endpoints", &endpoints.join(","), "-p", ROOT_PASSWORD])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait (with a deadline) for a `node_spawn`ed command to exit 0; its stdout and stderr.
+fn node_finish(mut child: std::process::Child, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{:?}: {text}", out.status);
+    text
+}
+
+/// The last line is the drain's totals, with the bytes really moved.
+fn assert_totals_line(out: &str, id: &str) {
+    let last = out
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    assert!(
+        last.starts_with(&format!("decommissioned {id}: ")) && last.contains(" tablets, "),
+        "last line: {last:?} of\n{out}"
+    );
+    let moved = last.split(" tablets, ").nth(1).unwrap_or("");
+    assert!(
+        !moved.starts_with("0 tablets") && !moved.starts_with("0.000 B"),
+        "no bytes moved? {last:?}"
+    );
+    let tablets: u64 = last
+        .split(": ")
+        .nth(1)
+        .and_then(|x| x.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(tablets > 0, "{last:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_commands_dry_run_drain_and_report() {
-    let (cluster, _agents, c) = setup(4, &[]).await;
-    create(&c, "t", 6, 10_000).await;
+    // 3 MiB replicas at 1 MiB/s: each clone takes 3 s, longer than the old, limit-blind
+    // estimate, but healthy.
+    let (cluster, _agents, c) = setup(
+        4,
+        &[("clone_rate_limit_bytes_per_sec", &(1u64 << 20).to_string())],
+    )
+    .await;
+    create(&c, "t", 6, 3 << 20).await;
     let (code, out) = node(&cluster, &["decommission", "10004", "--dry-run"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("READY"), "{out}");
@@ -523,6 +632,11 @@ async fn node_commands_dry_run_drain_and_report() {
     let (code, out) = node(&cluster, &["decommission", "10004", "--wait=all"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("decommissioned (dropped)"), "{out}");
+    assert!(
+        !out.contains("blocker") && !out.contains("without finishing"),
+        "healthy rate-limited clones are no blockers: {out}"
+    );
+    assert_totals_line(&out, "10004");
     assert!(!backends(&c).await.contains_key("10004"));
     assert_healthy(&tablets(&c, "t").await, 3, "after node decommission");
 
@@ -537,10 +651,16 @@ async fn node_commands_dry_run_drain_and_report() {
         out.contains("gossiped_replicas") && out.contains("active"),
         "{out}"
     );
-    assert_eq!(out.matches("127.0.0.").count(), 3, "{out}");
+    // Three live backends and the dropped one, from its tombstone.
+    assert_eq!(out.matches("127.0.0.").count(), 4, "{out}");
+    assert!(out.contains("| decommissioned "), "{out}");
 
     let (code, out) = node(&cluster, &["recommission", "10001"]);
     assert_eq!(code, Some(0), "an ACTIVE backend: harmless: {out}");
+    assert!(
+        out.contains("10001 are ACTIVE") && out.contains("nothing to cancel"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -605,6 +725,19 @@ async fn decommission_progress_over_http_json() {
     let d = c.execute("SHOW DECOMMISSION").await.unwrap();
     assert_eq!(column(&d, 0, "State"), "DECOMMISSIONED");
     assert_eq!(column(&d, 0, "TabletsLeft"), "0");
+    // Re-running it succeeds and says so (it was "DECOMMISSIONED and cannot be changed").
+    let r = c
+        .execute(r#"ALTER SYSTEM DECOMMISSION BACKEND "10002""#)
+        .await
+        .unwrap();
+    assert!(
+        r.message.contains("10002 are already decommissioned") && !r.message.contains("dropped"),
+        "{}",
+        r.message
+    );
+    let (code, out) = node(&cluster, &["decommission", "10002"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("already decommissioned"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,9 +119,10 @@ fn access(stmt: &Statement, user: &str) -> Access {
         Statement::DecommissionBackends { explain: true, .. }
         | Statement::ShowDecommission
         | Statement::ShowDecommissionBlockers { .. } => Read(Privilege::NodePriv),
-        Statement::ShowBackends | Statement::ShowFrontends | Statement::AdminShowConfig { .. } => {
-            Read(Privilege::AdminPriv)
-        }
+        Statement::ShowBackends
+        | Statement::ShowDroppedBackends
+        | Statement::ShowFrontends
+        | Statement::AdminShowConfig { .. } => Read(Privilege::AdminPriv),
         Statement::AddBlacklist { .. } | Statement::DeleteBlacklist { .. } => {
             Write(Privilege::Blacklist)
         }
@@ -227,13 +228,13 @@ pub async fn execute(
                 )
                 .await?,
             )? {
-                Reply::Changed(ids) => Ok(QueryResult::ok(
+                Reply::Memberships(outcomes) => Ok(QueryResult::ok(
                     if crate::bugs::on(crate::bugs::Bug::DecommissionTwice) {
                         targets.len() as u64
                     } else {
-                        ids.len() as u64
+                        decommission::changed(&outcomes).len() as u64
                     },
-                    decommission_message(&ids),
+                    decommission::decommission_message(&outcomes),
                 )),
                 other => Err(unexpected(other)),
             }
@@ -252,9 +253,9 @@ pub async fn execute(
                 )
                 .await?,
             )? {
-                Reply::Changed(ids) => Ok(QueryResult::ok(
-                    ids.len() as u64,
-                    format!("backends back to ACTIVE: {}", ids_text(&ids)),
+                Reply::Memberships(outcomes) => Ok(QueryResult::ok(
+                    decommission::changed(&outcomes).len() as u64,
+                    decommission::cancel_message(&outcomes),
                 )),
                 other => Err(unexpected(other)),
             }
@@ -292,6 +293,7 @@ pub async fn execute(
             done(fe.leader_op(op).await?)
         }
         Statement::ShowBackends => Ok(with_note(render::show_backends(fe), note)),
+        Statement::ShowDroppedBackends => Ok(with_note(render::show_dropped_backends(fe), note)),
         Statement::ShowFrontends => Ok(with_note(render::show_frontends(fe), note)),
         Statement::AdminSetConfig { properties } => {
             match applied(
@@ -415,17 +417,6 @@ pub async fn execute(
             &["Database"],
             vec![vec![Some("information_schema".into())]],
         )),
-    }
-}
-
-fn decommission_message(ids: &[BackendId]) -> String {
-    if ids.is_empty() {
-        "the backends were already DECOMMISSIONING".to_string()
-    } else {
-        format!(
-            "backends {} are now DECOMMISSIONING; watch SHOW BACKENDS",
-            ids_text(ids)
-        )
     }
 }
 

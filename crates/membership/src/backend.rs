@@ -148,9 +148,20 @@ pub struct DrainProgress {
 }
 
 /// What remains of a dropped backend: its id is never reused and statements naming it say so.
+/// A backend the master dropped after draining it keeps its decommission, so that re-running
+/// DECOMMISSION succeeds and `roster node status` still lists it (the CockroachDB runbook).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tombstone {
     pub id: BackendId,
     pub addr: HostPort,
     pub dropped_at_ms: u64,
+    /// `None`: removed by DROPP BACKEND, its data abandoned.
+    pub decommission: Option<FinishedDecommission>,
+}
+
+/// A decommission the master finished: when it started and what it moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishedDecommission {
+    pub started_ms: Option<u64>,
+    pub drain: DrainProgress,
 }

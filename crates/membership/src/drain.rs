@@ -3,10 +3,10 @@
 //! once no live replica is left. Replicas of recycle-bin tables do not count: they are
 //! abandoned with the backend, as in Doris.
 
-use crate::backend::BackendMembership;
+use crate::backend::{BackendMembership, FinishedDecommission};
 use crate::catalog::{self, ReplicaState, Tablet};
 use crate::ids::{BackendId, TabletId};
-use crate::moves::ESTIMATED_CLONE_BYTES_PER_SEC;
+use crate::moves::expected_clone_ms;
 use crate::placement;
 use crate::state::ClusterState;
 use serde::{Deserialize, Serialize};
@@ -215,7 +215,7 @@ pub fn blockers(state: &ClusterState, now_ms: u64) -> Vec<Blocker> {
         let moving = state.moves.values().find(|m| m.plan.tablet == t.id);
         let reason = if let Some(m) = moving {
             let elapsed_ms = now_ms.saturating_sub(m.started_ms);
-            let expected_ms = (m.bytes / ESTIMATED_CLONE_BYTES_PER_SEC * 1000).max(2000);
+            let expected_ms = expected_clone_ms(&state.meta.settings, m.bytes);
             (elapsed_ms > expected_ms).then(|| {
                 format!(
                     "clone to backend {} from backend {} has run {} s without finishing (times out after {} s){}",
@@ -276,18 +276,22 @@ pub fn ready_to_finish(state: &ClusterState) -> Vec<BackendId> {
         .collect()
 }
 
-/// Mark drained backends DECOMMISSIONED, and drop them if `drop_backend_after_decommission`.
-/// Returns the backends finished.
+/// Mark drained backends DECOMMISSIONED, and drop them if `drop_backend_after_decommission`;
+/// the tombstone keeps what the decommission moved. Returns the backends finished.
 pub fn finish(state: &mut ClusterState, now_ms: u64) -> Vec<BackendId> {
     let ids = ready_to_finish(state);
     let drop = state.meta.settings.bool("drop_backend_after_decommission");
     for id in &ids {
-        if let Some(b) = state.backends.get_mut(id) {
-            b.membership = BackendMembership::Decommissioned;
-        }
+        let Some(b) = state.backends.get_mut(id) else {
+            continue;
+        };
+        b.membership = BackendMembership::Decommissioned;
         if drop {
-            let refs = [crate::backend::BackendRef::Id(*id)];
-            let _ = crate::registry::dropp_backends(state, now_ms, &refs);
+            let record = FinishedDecommission {
+                started_ms: b.decommission_started_ms,
+                drain: b.drain.clone(),
+            };
+            crate::registry::drop_backend(state, now_ms, *id, Some(record));
         }
     }
     ids

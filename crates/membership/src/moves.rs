@@ -66,12 +66,29 @@ impl Move {
     }
 }
 
-/// The timeout of a clone of `bytes`: its duration at 5 MB/s, clamped to
+/// The rate a clone is expected to reach: Doris's 5 MB/s estimate, or the per-stream limit
+/// `clone_rate_limit_bytes_per_sec` when that is lower (a limited clone cannot go faster).
+pub fn expected_clone_rate_bytes_per_sec(settings: &Settings) -> u64 {
+    match settings.u64("clone_rate_limit_bytes_per_sec") {
+        0 => ESTIMATED_CLONE_BYTES_PER_SEC,
+        limit => limit.min(ESTIMATED_CLONE_BYTES_PER_SEC),
+    }
+}
+
+/// How long a healthy clone of `bytes` may run before it shows as a blocker: its duration at
+/// the expected rate, plus half again and 2 s for connecting and verifying the checksum.
+pub fn expected_clone_ms(settings: &Settings, bytes: u64) -> u64 {
+    let rate = expected_clone_rate_bytes_per_sec(settings);
+    let ms = bytes.saturating_mul(1000) / rate;
+    ms.saturating_add(ms / 2).saturating_add(2000)
+}
+
+/// The timeout of a clone of `bytes`: its duration at the expected rate, clamped to
 /// [`min_clone_task_timeout_sec`, `max_clone_task_timeout_sec`].
 pub fn clone_timeout_ms(settings: &Settings, bytes: u64) -> u64 {
     let min = settings.u64("min_clone_task_timeout_sec");
     let max = settings.u64("max_clone_task_timeout_sec").max(min);
-    let estimate = bytes / ESTIMATED_CLONE_BYTES_PER_SEC;
+    let estimate = bytes.div_ceil(expected_clone_rate_bytes_per_sec(settings));
     estimate.clamp(min, max).saturating_mul(1000)
 }
 

@@ -1,10 +1,14 @@
 //! Transitions of the backend registry (SPEC section 2, "Backends"). Each function validates the
 //! whole statement first and changes nothing when it refuses.
 
-use crate::backend::{Backend, BackendMembership, BackendRef, HostPort, Liveness, Tags, Tombstone};
+use crate::backend::{
+    Backend, BackendMembership, BackendRef, FinishedDecommission, HostPort, Liveness, Tags,
+    Tombstone,
+};
 use crate::error::DomainError;
 use crate::ids::{BackendId, FrontendId};
 use crate::state::ClusterState;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 const ADD_PROPERTIES: &str =
@@ -143,19 +147,33 @@ pub fn dropp_backends(
     let mut out = Vec::with_capacity(ids.len());
     let mut lost = 0;
     for id in ids {
-        let b = state.backends.remove(&id).expect("resolved above");
-        crate::blacklist::forget_backend(state, id);
-        crate::moves::forget_backend(state, now_ms, id);
-        lost += crate::catalog::forget_backend(state, id);
-        let t = Tombstone {
-            id,
-            addr: b.addr,
-            dropped_at_ms: now_ms,
-        };
-        state.tombstones.insert(id, t.clone());
+        let (t, l) = drop_backend(state, now_ms, id, None);
+        lost += l;
         out.push(t);
     }
     Ok((out, lost))
+}
+
+/// Remove a live backend, leaving its tombstone (with the decommission that drained it, if
+/// any). Returns the tombstone and how many tablets lost their last replica.
+pub(crate) fn drop_backend(
+    state: &mut ClusterState,
+    now_ms: u64,
+    id: BackendId,
+    decommission: Option<FinishedDecommission>,
+) -> (Tombstone, usize) {
+    let b = state.backends.remove(&id).expect("a live backend");
+    crate::blacklist::forget_backend(state, id);
+    crate::moves::forget_backend(state, now_ms, id);
+    let lost = crate::catalog::forget_backend(state, id);
+    let t = Tombstone {
+        id,
+        addr: b.addr,
+        dropped_at_ms: now_ms,
+        decommission,
+    };
+    state.tombstones.insert(id, t.clone());
+    (t, lost)
 }
 
 /// DECOMMISSIONED is final: statements that would change such a backend are refused.
@@ -168,22 +186,84 @@ fn refuse_decommissioned(state: &ClusterState, ids: &[BackendId]) -> Result<(), 
     }
 }
 
+/// What DECOMMISSION or CANCEL DECOMMISSION did to one backend it named. The SQL answer and
+/// `roster node` both render these, so the decision is made once, here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipOutcome {
+    /// DECOMMISSION: ACTIVE -> DECOMMISSIONING; CANCEL: DECOMMISSIONING -> ACTIVE.
+    Changed,
+    /// Already where the statement leads: DECOMMISSIONING for DECOMMISSION, ACTIVE for CANCEL.
+    Unchanged(BackendMembership),
+    /// DECOMMISSION of a backend whose decommission already finished (the runbook's re-run):
+    /// kept DECOMMISSIONED, or dropped by the master (`dropped`).
+    AlreadyDecommissioned { dropped: bool },
+}
+
+/// The tombstone of a backend the master decommissioned and dropped, named by id or address
+/// (the latest one of that address, if no live backend has it now).
+pub fn decommissioned_tombstone<'a>(
+    state: &'a ClusterState,
+    r: &BackendRef,
+) -> Option<&'a Tombstone> {
+    let t = match r {
+        BackendRef::Id(id) => state.tombstones.get(id),
+        BackendRef::Addr(a) if state.backend_by_addr(a).is_none() => state
+            .tombstones
+            .as_map()
+            .values()
+            .rev()
+            .find(|t| &t.addr == a),
+        BackendRef::Addr(_) => None,
+    };
+    t.filter(|t| t.decommission.is_some())
+}
+
 /// ALTER SYSTEM DECOMMISSION BACKEND: ACTIVE -> DECOMMISSIONING, refused up front when the
 /// pre-check proves the drain could not finish. The backends named together are planned
-/// together (none is a destination for another). Repeating it is harmless. Returns the
-/// backends whose state changed.
+/// together (none is a destination for another). Repeating it is harmless and succeeds, also
+/// once the decommission finished (DECOMMISSIONED, or dropped by the master); a backend removed
+/// by DROPP was not decommissioned and stays an error, as do ids that never existed. The
+/// pre-check runs only when some backend would change: a repeat commits to nothing new.
 pub fn decommission(
     state: &mut ClusterState,
     now_ms: u64,
     refs: &[BackendRef],
-) -> Result<Vec<BackendId>, DomainError> {
-    let ids = resolve(state, refs)?;
-    refuse_decommissioned(state, &ids)?;
-    let leaving: BTreeSet<BackendId> = ids.iter().copied().collect();
+) -> Result<Vec<(BackendId, MembershipOutcome)>, DomainError> {
+    let mut named: Vec<(BackendId, MembershipOutcome)> = Vec::with_capacity(refs.len());
+    for r in refs {
+        let (id, outcome) = match decommissioned_tombstone(state, r) {
+            Some(t) => (
+                t.id,
+                MembershipOutcome::AlreadyDecommissioned { dropped: true },
+            ),
+            None => {
+                let id = resolve(state, std::slice::from_ref(r))?[0];
+                let outcome = match state.backends.get(&id).expect("resolved").membership {
+                    BackendMembership::Active => MembershipOutcome::Changed,
+                    m @ BackendMembership::Decommissioning => MembershipOutcome::Unchanged(m),
+                    BackendMembership::Decommissioned => {
+                        MembershipOutcome::AlreadyDecommissioned { dropped: false }
+                    }
+                };
+                (id, outcome)
+            }
+        };
+        if !named.iter().any(|(n, _)| *n == id) {
+            named.push((id, outcome));
+        }
+    }
+    let leaving: BTreeSet<BackendId> = named
+        .iter()
+        .filter(|(_, o)| *o == MembershipOutcome::Changed)
+        .map(|(id, _)| *id)
+        .collect();
+    if leaving.is_empty() {
+        return Ok(named);
+    }
     let blockers = crate::drain::precheck(state, &leaving);
     if let Some(b) = blockers.first() {
         return Err(DomainError::DecommissionBlocked {
-            backends: ids
+            backends: leaving
                 .iter()
                 .map(|i| i.to_string())
                 .collect::<Vec<_>>()
@@ -195,46 +275,44 @@ pub fn decommission(
             ),
         });
     }
-    let mut changed = Vec::new();
-    for id in ids {
-        let b = state.backends.get(&id).expect("resolved above");
-        if b.membership == BackendMembership::Active {
-            let (tablets, bytes) = crate::drain::live_on(state, id);
-            let b = state.backends.get_mut(&id).expect("resolved above");
-            b.membership = BackendMembership::Decommissioning;
-            b.decommission_started_ms = Some(now_ms);
-            b.drain = crate::backend::DrainProgress {
-                tablets_total: tablets,
-                bytes_total: bytes,
-                ..Default::default()
-            };
-            changed.push(id);
-        }
+    for id in leaving {
+        let (tablets, bytes) = crate::drain::live_on(state, id);
+        let b = state.backends.get_mut(&id).expect("resolved above");
+        b.membership = BackendMembership::Decommissioning;
+        b.decommission_started_ms = Some(now_ms);
+        b.drain = crate::backend::DrainProgress {
+            tablets_total: tablets,
+            bytes_total: bytes,
+            ..Default::default()
+        };
     }
-    Ok(changed)
+    Ok(named)
 }
 
-/// CANCEL DECOMMISSION BACKEND: DECOMMISSIONING -> ACTIVE. Already ACTIVE is harmless;
-/// DECOMMISSIONED is final. Returns the backends whose state changed.
+/// CANCEL DECOMMISSION BACKEND: DECOMMISSIONING -> ACTIVE. Already ACTIVE is harmless (and
+/// said so); DECOMMISSIONED is final, as in CockroachDB, whose recommission refuses a
+/// decommissioned node.
 pub fn cancel_decommission(
     state: &mut ClusterState,
     now_ms: u64,
     refs: &[BackendRef],
-) -> Result<Vec<BackendId>, DomainError> {
+) -> Result<Vec<(BackendId, MembershipOutcome)>, DomainError> {
     let ids = resolve(state, refs)?;
     refuse_decommissioned(state, &ids)?;
-    let mut changed = Vec::new();
+    let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        if state.backends.get(&id).map(|b| b.membership) == Some(BackendMembership::Decommissioning)
-        {
+        let m = state.backends.get(&id).expect("resolved above").membership;
+        if m == BackendMembership::Decommissioning {
             let b = state.backends.get_mut(&id).expect("resolved above");
             b.membership = BackendMembership::Active;
             b.decommission_started_ms = None;
             crate::moves::cancel_drain(state, now_ms, id);
-            changed.push(id);
+            out.push((id, MembershipOutcome::Changed));
+        } else {
+            out.push((id, MembershipOutcome::Unchanged(m)));
         }
     }
-    Ok(changed)
+    Ok(out)
 }
 
 /// A validated MODIFY BACKEND change.

@@ -26,10 +26,10 @@ pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
             })
         }
         Cmd::DecommissionBackends { targets } => {
-            registry::decommission(state, now, targets).map(Reply::Changed)
+            registry::decommission(state, now, targets).map(Reply::Memberships)
         }
         Cmd::CancelDecommission { targets } => {
-            registry::cancel_decommission(state, now, targets).map(Reply::Changed)
+            registry::cancel_decommission(state, now, targets).map(Reply::Memberships)
         }
         Cmd::ModifyBackends {
             targets,
@@ -213,7 +213,13 @@ mod tests {
                 },
             ),
         );
-        assert_eq!(r, Response::Ok(Reply::Changed(vec![BackendId(10001)])));
+        assert_eq!(
+            r,
+            Response::Ok(Reply::Memberships(vec![(
+                BackendId(10001),
+                registry::MembershipOutcome::Changed
+            )]))
+        );
         assert_eq!(
             s.backends
                 .get(&BackendId(10001))

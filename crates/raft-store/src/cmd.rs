@@ -5,6 +5,7 @@ use roster_membership::backend::Tombstone;
 use roster_membership::catalog::{ReplicaReport, TableDef};
 use roster_membership::liveness::LivenessReport;
 use roster_membership::moves::MovePlan;
+use roster_membership::registry::MembershipOutcome;
 use roster_membership::users::PasswordHash;
 use roster_membership::{
     BackendId, BackendRef, DomainError, FrontendId, HostPort, MoveId, Privilege, TableId, TabletId,
@@ -216,6 +217,8 @@ pub enum Reply {
     Moves(Vec<MoveId>),
     /// Whether a move finished (or was aborted); false if it was already gone.
     MoveEnded(bool),
+    /// DECOMMISSION / CANCEL DECOMMISSION: what happened to each backend named.
+    Memberships(Vec<(BackendId, MembershipOutcome)>),
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ pub mod applier;
 pub mod cmd;
 pub mod codec;
 pub mod failpoints;
+pub mod legacy;
 pub mod log_store;
 pub mod state_machine;
 pub mod types;

@@ -10,13 +10,19 @@ use crate::applier;
 use crate::cmd::{Reply, Response};
 use crate::codec;
 use crate::io_err;
+use crate::legacy;
 use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use roster_membership::backend::{Backend, Tombstone};
+use roster_membership::blacklist::BlacklistEntry;
+use roster_membership::catalog::{Table, Tablet};
+use roster_membership::moves::Move;
 use roster_membership::state::Meta;
 use roster_membership::tracked::TrackedMap;
+use roster_membership::users::User;
 use roster_membership::{BackendId, ClusterState, FrontendId, MoveId, TableId, TabletId};
 use serde::{Serialize, de::DeserializeOwned};
 use std::collections::BTreeMap;
@@ -132,16 +138,42 @@ struct RowWrites {
     replace_all: bool,
 }
 
-fn dirty_rows<K: TableKey, V: Serialize>(map: &mut TrackedMap<K, V>) -> io::Result<Rows> {
+/// How an entity table's values are stored: format 1, or format 2 for the shapes that grew
+/// (reading their format-1 rows through `legacy`).
+trait Row: Serialize + DeserializeOwned {
+    fn encode_row(&self) -> io::Result<Vec<u8>> {
+        codec::encode(self)
+    }
+    fn decode_row(b: &[u8]) -> io::Result<Self> {
+        codec::decode(b)
+    }
+}
+
+impl Row for Backend {}
+impl Row for User {}
+impl Row for BlacklistEntry {}
+impl Row for Table {}
+impl Row for Tablet {}
+impl Row for Move {}
+impl Row for Tombstone {
+    fn encode_row(&self) -> io::Result<Vec<u8>> {
+        codec::encode_v2(self)
+    }
+    fn decode_row(b: &[u8]) -> io::Result<Self> {
+        codec::decode_v2::<Tombstone, legacy::TombstoneV1>(b)
+    }
+}
+
+fn dirty_rows<K: TableKey, V: Row>(map: &mut TrackedMap<K, V>) -> io::Result<Rows> {
     map.take_dirty()
         .into_iter()
-        .map(|(k, v)| Ok((k.encode_key(), v.map(codec::encode).transpose()?)))
+        .map(|(k, v)| Ok((k.encode_key(), v.map(V::encode_row).transpose()?)))
         .collect()
 }
 
-fn all_rows<K: TableKey, V: Serialize>(map: &TrackedMap<K, V>) -> io::Result<Rows> {
+fn all_rows<K: TableKey, V: Row>(map: &TrackedMap<K, V>) -> io::Result<Rows> {
     map.iter()
-        .map(|(k, v)| Ok((k.encode_key(), Some(codec::encode(v)?))))
+        .map(|(k, v)| Ok((k.encode_key(), Some(v.encode_row()?))))
         .collect()
 }
 
@@ -193,7 +225,7 @@ fn write_rows(db: &Database, rows: RowWrites) -> io::Result<()> {
     w.commit().map_err(io_err)
 }
 
-fn load_map<K: TableKey, V: DeserializeOwned>(
+fn load_map<K: TableKey, V: Row>(
     r: &redb::ReadTransaction,
     name: &str,
 ) -> io::Result<TrackedMap<K, V>> {
@@ -201,7 +233,7 @@ fn load_map<K: TableKey, V: DeserializeOwned>(
     let mut m = BTreeMap::new();
     for item in t.iter().map_err(io_err)? {
         let (k, v) = item.map_err(io_err)?;
-        m.insert(K::decode_key(k.value())?, codec::decode(v.value())?);
+        m.insert(K::decode_key(k.value())?, V::decode_row(v.value())?);
     }
     Ok(TrackedMap::from_clean(m))
 }
@@ -273,7 +305,7 @@ impl StateMachineStore {
 
     fn snapshot_of(&self) -> io::Result<(SnapshotMeta, Vec<u8>)> {
         let v = self.inner.view.read().expect("state lock poisoned");
-        let data = codec::encode(&v.state)?;
+        let data = codec::encode_v2(&v.state)?;
         let meta = SnapshotMeta {
             last_log_id: v.applied.last_applied,
             last_membership: v.applied.membership.clone(),
@@ -377,7 +409,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
-        let mut state: ClusterState = codec::decode(&snapshot)?;
+        let mut state: ClusterState =
+            codec::decode_v2::<ClusterState, legacy::ClusterStateV1>(&snapshot)?;
         let applied = AppliedState {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),

@@ -69,6 +69,8 @@ pub enum Statement {
     DropFrontend { role: FrontendRole, addr: HostPort },
     /// `SHOW BACKENDS`
     ShowBackends,
+    /// `SHOW DROPPED BACKENDS`: the tombstones, with the decommission that drained each.
+    ShowDroppedBackends,
     /// `SHOW FRONTENDS`
     ShowFrontends,
     /// `SHOW DECOMMISSION`
@@ -155,6 +157,7 @@ impl Statement {
         match self {
             DecommissionBackends { explain, .. } => *explain,
             ShowBackends
+            | ShowDroppedBackends
             | ShowFrontends
             | ShowDecommission
             | ShowDecommissionBlockers { .. }
@@ -264,6 +267,7 @@ impl Display for Statement {
             AddFrontend { role, addr } => write!(f, "ALTER SYSTEM ADD {role} {}", Dq(addr)),
             DropFrontend { role, addr } => write!(f, "ALTER SYSTEM DROP {role} {}", Dq(addr)),
             ShowBackends => f.write_str("SHOW BACKENDS"),
+            ShowDroppedBackends => f.write_str("SHOW DROPPED BACKENDS"),
             ShowFrontends => f.write_str("SHOW FRONTENDS"),
             ShowDecommission => f.write_str("SHOW DECOMMISSION"),
             ShowDecommissionBlockers { backend } => {

@@ -88,6 +88,7 @@ impl Parser {
             "BACKENDS",
             "FRONTENDS",
             "BACKEND",
+            "DROPPED",
             "DECOMMISSION",
             "CATALOG",
             "TABLES",
@@ -101,6 +102,10 @@ impl Parser {
             "BACKENDS" => Ok(Statement::ShowBackends),
             "FRONTENDS" => Ok(Statement::ShowFrontends),
             "BACKEND" => self.show_blacklist(),
+            "DROPPED" => {
+                self.expect_kw("BACKENDS")?;
+                Ok(Statement::ShowDroppedBackends)
+            }
             "DECOMMISSION" => self.show_decommission(),
             "GRANTS" => self.show_grants(),
             "DATABASES" => Ok(Statement::ShowDatabases),

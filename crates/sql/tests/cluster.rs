@@ -199,6 +199,7 @@ fn end_of_input_points_past_the_last_token() {
 #[test]
 fn one_statement_and_optional_semicolon() {
     assert_eq!(ok("SHOW BACKENDS;"), Statement::ShowBackends);
+    assert_eq!(ok("show dropped backends;"), Statement::ShowDroppedBackends);
     assert_eq!(
         err("SHOW BACKENDS; SHOW FRONTENDS"),
         (

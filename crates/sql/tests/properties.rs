@@ -94,6 +94,7 @@ fn backend_statement() -> impl Strategy<Value = Statement> {
         (role(), host_port()).prop_map(|(role, addr)| Statement::AddFrontend { role, addr }),
         (role(), host_port()).prop_map(|(role, addr)| Statement::DropFrontend { role, addr }),
         Just(Statement::ShowBackends),
+        Just(Statement::ShowDroppedBackends),
         Just(Statement::ShowFrontends),
     ]
 }

@@ -1,10 +1,11 @@
 //! Decommission progress and blockers, read from this FE's applied state: EXPLAIN (the
 //! pre-check alone), SHOW DECOMMISSION and SHOW DECOMMISSION BLOCKERS.
 
-use super::QueryResult;
+use super::{QueryResult, ids_text};
 use crate::error::ApiError;
 use crate::format::now_ms;
 use roster_membership::drain::{self, Blocker};
+use roster_membership::registry::MembershipOutcome;
 use roster_membership::{BackendId, BackendMembership, BackendRef, ClusterState, registry};
 use std::collections::BTreeSet;
 
@@ -14,19 +15,114 @@ fn s(v: impl ToString) -> Option<String> {
     Some(v.to_string())
 }
 
+/// The backends whose membership a DECOMMISSION or CANCEL changed.
+pub fn changed(outcomes: &[(BackendId, MembershipOutcome)]) -> Vec<BackendId> {
+    outcomes
+        .iter()
+        .filter(|(_, o)| *o == MembershipOutcome::Changed)
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+/// The answer to DECOMMISSION, one clause per kind of outcome (`roster node` prints it as is).
+pub fn decommission_message(outcomes: &[(BackendId, MembershipOutcome)]) -> String {
+    let of = |want: &dyn Fn(&MembershipOutcome) -> bool| -> Vec<BackendId> {
+        outcomes
+            .iter()
+            .filter(|(_, o)| want(o))
+            .map(|(id, _)| *id)
+            .collect()
+    };
+    let mut parts = Vec::new();
+    let started = changed(outcomes);
+    if !started.is_empty() {
+        parts.push(format!(
+            "backends {} are now DECOMMISSIONING; watch SHOW BACKENDS",
+            ids_text(&started)
+        ));
+    }
+    let clauses: [(Vec<BackendId>, &str); 3] = [
+        (
+            of(&|o| matches!(o, MembershipOutcome::Unchanged(_))),
+            "already DECOMMISSIONING",
+        ),
+        (
+            of(&|o| *o == MembershipOutcome::AlreadyDecommissioned { dropped: false }),
+            "already decommissioned",
+        ),
+        (
+            of(&|o| *o == MembershipOutcome::AlreadyDecommissioned { dropped: true }),
+            "already decommissioned and dropped by the master",
+        ),
+    ];
+    for (ids, what) in clauses {
+        if !ids.is_empty() {
+            parts.push(format!("backends {} are {what}", ids_text(&ids)));
+        }
+    }
+    parts.join("; ")
+}
+
+/// The answer to CANCEL DECOMMISSION: a backend that was not decommissioning is said so.
+pub fn cancel_message(outcomes: &[(BackendId, MembershipOutcome)]) -> String {
+    let mut parts = Vec::new();
+    let back = changed(outcomes);
+    if !back.is_empty() {
+        parts.push(format!("backends back to ACTIVE: {}", ids_text(&back)));
+    }
+    let idle: Vec<BackendId> = outcomes
+        .iter()
+        .filter(|(_, o)| *o != MembershipOutcome::Changed)
+        .map(|(id, _)| *id)
+        .collect();
+    if !idle.is_empty() {
+        parts.push(format!(
+            "backends {} are ACTIVE and not being decommissioned: nothing to cancel",
+            ids_text(&idle)
+        ));
+    }
+    parts.join("; ")
+}
+
+/// EXPLAIN's readiness of a backend whose decommission already finished.
+const ALREADY: &str = "ALREADY DECOMMISSIONED";
+
 /// EXPLAIN ALTER SYSTEM DECOMMISSION BACKEND: what the drain would move and everything that
 /// would block it, one row per blocker (or one READY row per backend). Changes nothing.
 pub fn explain(fe: &FeNodeHandle, targets: &[BackendRef]) -> Result<QueryResult, ApiError> {
     let rows = fe.store().read(|state, _| -> Result<_, ApiError> {
-        let ids = registry::resolve(state, targets)?;
-        let leaving: BTreeSet<BackendId> = ids.iter().copied().collect();
-        let blockers = drain::precheck(state, &leaving);
         let mut rows = Vec::new();
-        for b in ids.iter().filter_map(|id| state.backends.get(id)) {
+        let mut live = Vec::new();
+        for r in targets {
+            match registry::decommissioned_tombstone(state, r) {
+                // The re-run of a finished decommission: nothing to do, and it would succeed.
+                Some(t) => rows.push(vec![
+                    s(t.id),
+                    s(&t.addr),
+                    s("DECOMMISSIONED (dropped)"),
+                    s(ALREADY),
+                    s(0),
+                    s(0),
+                    s(0),
+                    None,
+                    None,
+                    None,
+                ]),
+                None => {
+                    let id = registry::resolve(state, std::slice::from_ref(r))?[0];
+                    if !live.contains(&id) {
+                        live.push(id);
+                    }
+                }
+            }
+        }
+        let leaving: BTreeSet<BackendId> = live.iter().copied().collect();
+        let blockers = drain::precheck(state, &leaving);
+        for b in live.iter().filter_map(|id| state.backends.get(id)) {
             let (tablets, bytes) = drain::live_on(state, b.id);
             let mine: Vec<&Blocker> = blockers.iter().filter(|x| x.backend == b.id).collect();
             let readiness = if b.membership == BackendMembership::Decommissioned {
-                "REFUSED: already DECOMMISSIONED".to_string()
+                ALREADY.to_string()
             } else if !blockers.is_empty() {
                 format!("REFUSED: {} tablet(s) cannot be moved", blockers.len())
             } else {

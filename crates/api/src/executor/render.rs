@@ -115,6 +115,43 @@ pub fn show_backends(fe: &FeNodeHandle) -> QueryResult {
     QueryResult::rows(BACKEND_COLUMNS, rows)
 }
 
+/// SHOW DROPPED BACKENDS: every tombstone, and for a backend the master dropped after its
+/// decommission, what that moved (`roster node status` lists these as decommissioned).
+pub fn show_dropped_backends(fe: &FeNodeHandle) -> QueryResult {
+    let rows = fe.store().read(|state, _| {
+        state
+            .tombstones
+            .values()
+            .map(|t| {
+                let d = t.decommission.as_ref();
+                vec![
+                    s(t.id),
+                    s(&t.addr.host),
+                    s(t.addr.port),
+                    s(datetime(t.dropped_at_ms)),
+                    s(d.is_some()),
+                    d.and_then(|d| d.started_ms).map(datetime),
+                    d.map(|d| d.drain.tablets_moved.to_string()),
+                    d.map(|d| d.drain.bytes_moved.to_string()),
+                ]
+            })
+            .collect()
+    });
+    QueryResult::rows(
+        &[
+            "BackendId",
+            "Host",
+            "HeartbeatPort",
+            "DroppedAt",
+            "Decommissioned",
+            "DecommissionStartedAt",
+            "TabletsMoved",
+            "BytesMoved",
+        ],
+        rows,
+    )
+}
+
 pub fn show_frontends(fe: &FeNodeHandle) -> QueryResult {
     let (nodes, voters) = fe.members();
     let leader = fe.leader().map(|(id, _)| id);

@@ -131,3 +131,25 @@ fn timeouts_are_estimated_from_size_and_clamped() {
     assert_eq!(clone_timeout_ms(&s, 5 << 20 << 10), 1000 * 1024);
     assert_eq!(clone_timeout_ms(&s, u64::MAX), 7_200_000);
 }
+
+#[test]
+fn a_rate_limit_slows_the_expected_clone_and_its_timeout() {
+    let mut s = Settings::default();
+    let two_mib = 2 << 20;
+    assert_eq!(expected_clone_ms(&s, two_mib), 400 + 200 + 2000);
+    s.set_all(&[(
+        "clone_rate_limit_bytes_per_sec".into(),
+        (1u64 << 20).to_string(),
+    )])
+    .unwrap();
+    // 2 s at 1 MiB/s, plus the margin: a healthy clone is not a blocker at 3 s.
+    assert_eq!(expected_clone_ms(&s, two_mib), 2000 + 1000 + 2000);
+    assert_eq!(clone_timeout_ms(&s, 1 << 30), 1024 * 1000);
+    // A limit above the estimate does not make the estimate optimistic.
+    s.set_all(&[(
+        "clone_rate_limit_bytes_per_sec".into(),
+        (1u64 << 30).to_string(),
+    )])
+    .unwrap();
+    assert_eq!(expected_clone_ms(&s, two_mib), 2600);
+}

@@ -101,44 +101,107 @@ fn unknown_targets_change_nothing() {
 
 #[test]
 fn decommission_lifecycle() {
+    use MembershipOutcome::*;
     let mut s = ClusterState::default();
     add_backends(&mut s, 0, &[hp("a", 1)], &[]).unwrap();
     assert_eq!(
         decommission(&mut s, 3, &[id(10001)]).unwrap(),
-        vec![BackendId(10001)]
+        vec![(BackendId(10001), Changed)]
     );
     // Repeating it is harmless and keeps the original start time.
-    assert!(
-        decommission(&mut s, 4, &[id(10001), id(10001)])
-            .unwrap()
-            .is_empty()
+    assert_eq!(
+        decommission(&mut s, 4, &[id(10001), id(10001)]).unwrap(),
+        vec![(
+            BackendId(10001),
+            Unchanged(BackendMembership::Decommissioning)
+        )]
     );
     let b = s.backends.get(&BackendId(10001)).unwrap();
     assert_eq!(b.membership, BackendMembership::Decommissioning);
     assert_eq!(b.decommission_started_ms, Some(3));
     assert_eq!(
         cancel_decommission(&mut s, 0, &[id(10001)]).unwrap(),
-        vec![BackendId(10001)]
+        vec![(BackendId(10001), Changed)]
     );
-    assert!(
-        cancel_decommission(&mut s, 0, &[id(10001)])
-            .unwrap()
-            .is_empty()
+    assert_eq!(
+        cancel_decommission(&mut s, 0, &[id(10001)]).unwrap(),
+        vec![(BackendId(10001), Unchanged(BackendMembership::Active))]
     );
     assert_eq!(
         s.backends.get(&BackendId(10001)).unwrap().membership,
         BackendMembership::Active
     );
-    // DECOMMISSIONED is final.
+    // DECOMMISSIONED is final: CANCEL and MODIFY are refused, DECOMMISSION succeeds.
     s.backends.get_mut(&BackendId(10001)).unwrap().membership = BackendMembership::Decommissioned;
+    let before = s.clone();
     assert_eq!(
         cancel_decommission(&mut s, 0, &[id(10001)]).unwrap_err(),
         DomainError::AlreadyDecommissioned(BackendId(10001))
     );
     assert_eq!(
-        decommission(&mut s, 5, &[id(10001)]).unwrap_err(),
+        modify_backends(
+            &mut s,
+            &[id(10001)],
+            &[("disable_query".into(), "true".into())]
+        )
+        .unwrap_err(),
         DomainError::AlreadyDecommissioned(BackendId(10001))
     );
+    assert_eq!(
+        decommission(&mut s, 5, &[id(10001)]).unwrap(),
+        vec![(BackendId(10001), AlreadyDecommissioned { dropped: false })]
+    );
+    assert_eq!(s, before);
+}
+
+#[test]
+fn rerunning_a_finished_decommission_succeeds_and_dropp_stays_an_error() {
+    use MembershipOutcome::*;
+    let mut s = ClusterState::default();
+    add_backends(&mut s, 0, &[hp("a", 1), hp("b", 1), hp("c", 1)], &[]).unwrap();
+    s.meta
+        .settings
+        .set_all(&[("drop_backend_after_decommission".into(), "true".into())])
+        .unwrap();
+    decommission(&mut s, 3, &[id(10001)]).unwrap();
+    // Nothing on it: the master finishes and drops it, and the tombstone keeps the record.
+    assert_eq!(crate::drain::finish(&mut s, 9), vec![BackendId(10001)]);
+    let t = s.tombstones.get(&BackendId(10001)).unwrap();
+    assert_eq!(t.dropped_at_ms, 9);
+    assert_eq!(t.decommission.as_ref().unwrap().started_ms, Some(3));
+    dropp_backends(&mut s, 10, &[id(10002)]).unwrap();
+    let before = s.clone();
+    for r in [id(10001), BackendRef::Addr(hp("a", 1))] {
+        assert_eq!(
+            decommission(&mut s, 11, &[r]).unwrap(),
+            vec![(BackendId(10001), AlreadyDecommissioned { dropped: true })]
+        );
+    }
+    // Mixed with a live one: that one starts.
+    assert_eq!(
+        decommission(&mut s, 12, &[id(10001), id(10003)]).unwrap(),
+        vec![
+            (BackendId(10001), AlreadyDecommissioned { dropped: true }),
+            (BackendId(10003), Changed)
+        ]
+    );
+    let mut s = before;
+    let before = s.clone();
+    // Removed by DROPP: its data was abandoned, not decommissioned.
+    assert!(matches!(
+        decommission(&mut s, 11, &[id(10002)]).unwrap_err(),
+        DomainError::DroppedBackend { .. }
+    ));
+    assert_eq!(
+        decommission(&mut s, 11, &[id(10001), id(777)]).unwrap_err(),
+        DomainError::UnknownBackend("777".into())
+    );
+    // CANCEL of a dropped backend stays an error.
+    assert!(matches!(
+        cancel_decommission(&mut s, 11, &[id(10001)]).unwrap_err(),
+        DomainError::DroppedBackend { .. }
+    ));
+    assert_eq!(s, before);
 }
 
 #[test]
