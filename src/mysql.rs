@@ -77,6 +77,9 @@ async fn run_connection(
     stream: tokio::net::TcpStream,
     tls: Option<Arc<ServerConfig>>,
 ) -> io::Result<()> {
+    if fe.is_draining() {
+        return refuse_draining(stream).await;
+    }
     let (mut r, w) = stream.into_split();
     let login_error = Arc::new(Mutex::new(None));
     let mut shim = Connection::new(fe, login_error.clone());
@@ -143,6 +146,19 @@ fn mysql_error(e: &ApiError) -> (ErrorKind, String) {
         ),
         _ => (ErrorKind::ER_UNKNOWN_ERROR, e.mysql_message()),
     }
+}
+
+/// A drained FE answers a new connection with one ERR packet in place of the handshake (as
+/// MySQL does for "Too many connections") and closes it.
+async fn refuse_draining(mut stream: tokio::net::TcpStream) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let e = ApiError::Invalid(roster_api::node::drain::DRAINING_MESSAGE.to_string());
+    let payload = err_payload(1105, "HY000", &e.mysql_message());
+    let len = (payload.len() as u32).to_le_bytes();
+    let mut packet = vec![len[0], len[1], len[2], 0];
+    packet.extend_from_slice(&payload);
+    stream.write_all(&packet).await?;
+    stream.shutdown().await
 }
 
 /// An ERR packet payload: 0xff, error code, '#', SQLSTATE, message.

@@ -30,7 +30,12 @@ pub struct ConnArgs {
 
 impl ConnArgs {
     pub fn client(&self) -> Result<Client, ClientError> {
-        let mut cfg = ClientConfig::new(self.endpoints.clone());
+        self.client_of(self.endpoints.clone())
+    }
+
+    /// A client of other endpoints, with these credentials (one FE: `roster node drain`).
+    pub fn client_of(&self, endpoints: Vec<String>) -> Result<Client, ClientError> {
+        let mut cfg = ClientConfig::new(endpoints);
         cfg.user = self.user.clone();
         cfg.password = self.password.clone();
         cfg.stale_reads = self.stale;
