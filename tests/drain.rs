@@ -16,7 +16,13 @@ use std::time::Duration;
 
 /// `roster node ...` as an operator runs it, against every FE.
 fn node(cluster: &Cluster, args: &[&str]) -> (Option<i32>, String) {
-    let endpoints: Vec<String> = cluster.nodes.iter().map(|n| n.rpc_addr()).collect();
+    let all: Vec<usize> = (0..cluster.nodes.len()).collect();
+    node_via(cluster, &all, args)
+}
+
+/// `roster node ...` with these FEs (indexes) as its endpoints.
+fn node_via(cluster: &Cluster, fes: &[usize], args: &[&str]) -> (Option<i32>, String) {
+    let endpoints: Vec<String> = fes.iter().map(|i| cluster.nodes[*i].rpc_addr()).collect();
     let out = Command::new(BIN)
         .arg("node")
         .args(args)
@@ -203,6 +209,46 @@ async fn backend_drain_routes_away_and_undrain_restores_the_operators_flags() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_drain_completes_only_once_every_live_fe_applied_it() {
+    let cluster = Cluster::start(3, 0);
+    let l = cluster.wait_leader(Duration::from_secs(20)).await;
+    let (f, other) = (follower_of(l), (l + 2) % 3);
+    let c = cluster.client_of(&[l, other]);
+    c.execute(r#"ALTER SYSTEM ADD BACKEND "127.0.9.1:9050""#)
+        .await
+        .unwrap();
+    wait_all(
+        &cluster,
+        &[l, other],
+        "SHOW FRONTENDS",
+        Duration::from_secs(20),
+        "every FE alive",
+        |r| (0..3).all(|i| column(r, i, "Alive") == "true"),
+    )
+    .await;
+    // A paused follower still counts as alive for a few seconds: it cannot apply the drain,
+    // so the drain is not complete, and the command says which FE holds it up.
+    cluster.signal(f, "STOP");
+    let (code, out) = node_via(
+        &cluster,
+        &[l, other],
+        &["drain", "10001", "--drain-wait", "1s"],
+    );
+    cluster.signal(f, "CONT");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("drain not complete"), "{out}");
+    assert!(out.contains(&cluster.nodes[f].rpc_addr()), "{out}");
+    // Running again (harmless) completes once the follower runs, and its own state shows it.
+    let (code, out) = node(&cluster, &["drain", "10001", "--drain-wait", "30s"]);
+    assert_eq!(code, Some(0), "{out}");
+    let r = stale_client(&cluster, f)
+        .execute("SHOW BACKENDS")
+        .await
+        .unwrap();
+    assert_eq!(flags(&r, "10001"), (true, true, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_the_master_moves_leadership_and_turns_clients_away() {
     let cluster = Cluster::start(3, 0);
     let l = cluster.wait_leader(Duration::from_secs(20)).await;
@@ -237,7 +283,10 @@ async fn draining_the_master_moves_leadership_and_turns_clients_away() {
     // A new MySQL connection is refused with a clear error; another FE takes it.
     let (code, err) = mysql(cluster.nodes[l].query_port, "SELECT 1");
     assert_ne!(code, 0);
-    assert!(err.contains("this frontend is draining"), "{err}");
+    assert!(
+        err.starts_with("ERROR 1105 (HY000)") && err.contains("this frontend is draining"),
+        "{err}"
+    );
     let (code, err) = mysql(cluster.nodes[new_leader].query_port, "SELECT 1");
     assert_eq!(code, 0, "{err}");
 
