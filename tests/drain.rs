@@ -298,6 +298,17 @@ async fn draining_the_master_moves_leadership_and_turns_clients_away() {
             .unwrap();
         c.execute("SHOW FRONTENDS").await.unwrap();
     }
+    // The edit_log address is not the one to give.
+    let (code, out) = node(
+        &cluster,
+        &["undrain", "--frontend", &cluster.nodes[l].edit_log_addr()],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("give the FE's rpc address"), "{out}");
+    assert!(
+        cluster.client(l).status().await.unwrap().draining,
+        "still drained"
+    );
     // Alone, the drained FE answers nothing but says why.
     let mut cfg = client_config(vec![addr.clone()]);
     cfg.timeout = Duration::from_secs(2);
@@ -336,4 +347,47 @@ async fn drain_wait_bounds_a_drain_that_cannot_complete() {
     assert_eq!(code, Some(0), "{out}");
     let (code, _) = http_get(cluster.nodes[0].http_port, "/api/health", None);
     assert_eq!(code, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_fe_with_tls_refuses_before_the_handshake() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let st = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl must be installed");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let extra = format!(
+        "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let cluster = Cluster::start_configured(1, 0, &extra, "");
+    cluster.wait_leader(Duration::from_secs(20)).await;
+    cluster.client(0).execute("SHOW FRONTENDS").await.unwrap();
+    let addr = cluster.nodes[0].rpc_addr();
+    // One FE: the drain cannot complete, but it is in force.
+    let (code, out) = node(
+        &cluster,
+        &["drain", "--frontend", &addr, "--drain-wait", "0s"],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    let (code, err) = mysql(cluster.nodes[0].query_port, "SELECT 1");
+    assert_ne!(code, 0);
+    assert!(err.contains("this frontend is draining"), "{err}");
+    let (code, out) = node(&cluster, &["undrain", "--frontend", &addr]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, err) = mysql(cluster.nodes[0].query_port, "SELECT 1");
+    assert_eq!(code, 0, "{err}");
 }

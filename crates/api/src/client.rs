@@ -332,6 +332,11 @@ impl Client {
         req.set_timeout(left);
         let r = match tokio::time::timeout(left, client.drain(req)).await {
             Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => {
+                return Err(ClientError::Config(format!(
+                    "{addr} does not serve the client API: give the FE's rpc address (host:rpc_port)"
+                )));
+            }
             Ok(Err(s)) => return Err(ClientError::Unavailable(format!("{addr}: {}", s.message()))),
             Err(_) => {
                 return Err(ClientError::Unknown(format!(
