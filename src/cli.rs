@@ -37,7 +37,7 @@ enum Command {
     /// Benchmarks that print their ratio against a bound or a peer measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
-    /// Operator commands in CockroachDB's style: status, decommission, recommission.
+    /// Operator commands in CockroachDB's style: status, decommission, recommission, drain.
     #[command(subcommand)]
     Node(node_cmd::NodeCmd),
     /// Start a local cluster on loopback (3 FEs, 4 agents, each its own process) and print how

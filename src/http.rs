@@ -83,15 +83,22 @@ fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
+/// 200 while this FE serves clients; 503 `"status": "draining"` once drained, so that a VIP's
+/// health check takes it out of rotation.
 async fn health(State(fe): State<FeNodeHandle>) -> Response {
     let info = fe.node_info();
-    axum::Json(json!({
-        "status": "ok",
+    let (code, status) = if fe.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else {
+        (StatusCode::OK, "ok")
+    };
+    let body = axum::Json(json!({
+        "status": status,
         "node_id": fe.id(),
         "leader": fe.leader().map(|(id, _)| id),
         "applied_index": info.last_applied_index,
-    }))
-    .into_response()
+    }));
+    (code, body).into_response()
 }
 
 async fn view(

@@ -77,6 +77,11 @@ async fn run_connection(
     stream: tokio::net::TcpStream,
     tls: Option<Arc<ServerConfig>>,
 ) -> io::Result<()> {
+    // A drained FE refuses at login (the clearest text a client shows); inside TLS the login
+    // error cannot be rewritten, so there it refuses before the handshake instead.
+    if fe.is_draining() && tls.is_some() {
+        return refuse_draining(stream).await;
+    }
     let (mut r, w) = stream.into_split();
     let login_error = Arc::new(Mutex::new(None));
     let mut shim = Connection::new(fe, login_error.clone());
@@ -143,6 +148,23 @@ fn mysql_error(e: &ApiError) -> (ErrorKind, String) {
         ),
         _ => (ErrorKind::ER_UNKNOWN_ERROR, e.mysql_message()),
     }
+}
+
+fn draining_payload() -> Vec<u8> {
+    let e = ApiError::Invalid(roster_api::node::drain::DRAINING_MESSAGE.to_string());
+    err_payload(1105, "HY000", &e.mysql_message())
+}
+
+/// One ERR packet in place of the handshake (as MySQL does for "Too many connections"), then
+/// close.
+async fn refuse_draining(mut stream: tokio::net::TcpStream) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let payload = draining_payload();
+    let len = (payload.len() as u32).to_le_bytes();
+    let mut packet = vec![len[0], len[1], len[2], 0];
+    packet.extend_from_slice(&payload);
+    stream.write_all(&packet).await?;
+    stream.shutdown().await
 }
 
 /// An ERR packet payload: 0xff, error code, '#', SQLSTATE, message.
@@ -238,6 +260,10 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
         salt: &[u8],
         auth_data: &[u8],
     ) -> bool {
+        if self.fe.is_draining() && self.rewrite_login_errors {
+            *self.login_error.lock().expect("login error lock") = Some(draining_payload());
+            return false;
+        }
         let user = String::from_utf8_lossy(username).to_string();
         let res = auth::login(&self.fe, &user, !auth_data.is_empty(), |stored| {
             auth::verify_scramble(stored, salt, auth_data)

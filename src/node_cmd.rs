@@ -3,10 +3,13 @@
 //! starts a drain and (with `--wait=all`, the default) follows it with a progress bar until the
 //! master reports the backends DECOMMISSIONED or dropped: unlike CockroachDB, the command is not
 //! what finishes the decommission, so leaving early (Ctrl-C or `--wait=none`) is harmless.
-//! `--dry-run` runs the pre-check alone; `recommission ID...` cancels. Re-running a finished
-//! decommission succeeds (the runbook's re-run), and `status --decommission` keeps listing
-//! backends the master dropped, from their tombstones.
+//! `--dry-run` runs the pre-check alone; `recommission ID...` cancels (and ends a drain).
+//! Re-running a finished decommission succeeds (the runbook's re-run), and `status
+//! --decommission` keeps listing backends the master dropped, from their tombstones.
+//! `drain` / `undrain` take backends out of routing, or a frontend out of client service
+//! (see `drain`).
 
+mod drain;
 mod follow;
 
 use crate::sql_shell::ConnArgs;
@@ -42,7 +45,32 @@ pub enum NodeCmd {
         #[command(flatten)]
         conn: ConnArgs,
     },
-    /// Cancel a decommission: the backends return to ACTIVE, moved replicas stay.
+    /// Drain backends (queries and loads routed away, nothing moved) and/or frontends
+    /// (leadership moved away, new client connections refused), then wait until it is done.
+    Drain {
+        /// Backends, by id or "host:port".
+        ids: Vec<String>,
+        /// A frontend to drain, by its rpc address (host:rpc_port, as in --endpoints);
+        /// repeatable. Local to that FE's process: a restart un-drains it.
+        #[arg(long = "frontend", value_name = "HOST:RPC_PORT")]
+        frontends: Vec<String>,
+        /// How long to wait for the drain to complete before reporting "drain not complete"
+        /// and exiting 1 (e.g. 10m, 30s, 500ms).
+        #[arg(long, default_value = "10m", value_parser = drain::parse_duration)]
+        drain_wait: Duration,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Undo a drain: backends get back the admin flags they had, frontends serve clients.
+    Undrain {
+        ids: Vec<String>,
+        #[arg(long = "frontend", value_name = "HOST:RPC_PORT")]
+        frontends: Vec<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Cancel a decommission: the backends return to ACTIVE, moved replicas stay. Also ends a
+    /// drain of the backends named.
     Recommission {
         #[arg(required = true)]
         ids: Vec<String>,
@@ -123,7 +151,7 @@ fn status_table(r: &QueryResult, decommission: bool) -> QueryResult {
                     (membership == "decommissioning").to_string(),
                     membership,
                     col(r, i, "Status")
-                        .contains("\"isLoadDisabled\":true")
+                        .contains("\"isDraining\":true")
                         .to_string(),
                 ]);
             }
@@ -204,6 +232,30 @@ pub async fn run(cmd: NodeCmd) -> anyhow::Result<()> {
                 .execute(&format!("CANCEL DECOMMISSION BACKEND {}", quoted(&ids)))
                 .await?;
             print!("{}", table::render(&r));
+            drain::undrain_recommissioned(&c, &ids).await?;
+        }
+        NodeCmd::Drain {
+            ids,
+            frontends,
+            drain_wait,
+            conn,
+        } => {
+            let t = drain::Targets {
+                backends: ids,
+                frontends,
+            };
+            drain::drain(&conn, &t, drain_wait).await?;
+        }
+        NodeCmd::Undrain {
+            ids,
+            frontends,
+            conn,
+        } => {
+            let t = drain::Targets {
+                backends: ids,
+                frontends,
+            };
+            drain::undrain(&conn, &t).await?;
         }
         NodeCmd::Decommission {
             ids,

@@ -54,7 +54,12 @@ fn password_on_command_line(args: &[String]) -> bool {
 
 impl ConnArgs {
     pub fn client(&self) -> anyhow::Result<Client> {
-        let mut cfg = ClientConfig::new(self.endpoints.clone());
+        self.client_of(self.endpoints.clone())
+    }
+
+    /// A client of other endpoints, with these credentials (one FE: `roster node drain`).
+    pub fn client_of(&self, endpoints: Vec<String>) -> anyhow::Result<Client> {
+        let mut cfg = ClientConfig::new(endpoints);
         cfg.user = self.user.clone();
         cfg.password = if self.password == ASK_PASSWORD {
             rpassword::prompt_password(format!("Password for {}: ", self.user))?
@@ -63,11 +68,14 @@ impl ConnArgs {
                 .skip(2)
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
+            static WARNED: std::sync::Once = std::sync::Once::new();
             if password_on_command_line(&args) {
+                WARNED.call_once(|| {
                 eprintln!(
                     "warning: a password on the command line is visible to other users in `ps`; \
                      prefer ROSTER_PASSWORD=... or a bare -p, which asks for it"
-                );
+                )
+                });
             }
             self.password.clone()
         };

@@ -312,6 +312,47 @@ impl Client {
         .await
     }
 
+    /// Drain (or, with `undrain`, undrain) the FE at the first endpoint: a drain is local to
+    /// the FE that receives it, so this call is never sent elsewhere. The FE waits up to `wait`
+    /// for the drain to complete (`complete` in the answer) before answering.
+    pub async fn drain_frontend(
+        &self,
+        undrain: bool,
+        wait: Duration,
+    ) -> Result<pb::DrainResponse, ClientError> {
+        let addr = &self.cfg.endpoints[0];
+        let mut client = RosterClient::new(self.channel(addr)?);
+        let left = wait + self.cfg.timeout;
+        let mut req = tonic::Request::new(pb::DrainRequest {
+            user: self.cfg.user.clone(),
+            password: self.cfg.password.clone(),
+            undrain,
+            wait_ms: wait.as_millis() as u64,
+        });
+        req.set_timeout(left);
+        let r = match tokio::time::timeout(left, client.drain(req)).await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => {
+                return Err(ClientError::Config(format!(
+                    "{addr} does not serve the client API: give the FE's rpc address (host:rpc_port)"
+                )));
+            }
+            Ok(Err(s)) => return Err(ClientError::Unavailable(format!("{addr}: {}", s.message()))),
+            Err(_) => {
+                return Err(ClientError::Unknown(format!(
+                    "{addr}: no answer before the deadline"
+                )));
+            }
+        };
+        match r.error {
+            Some(e) => Err(ClientError::Server {
+                code: e.code,
+                message: e.message,
+            }),
+            None => Ok(r),
+        }
+    }
+
     /// Ask endpoints in turn who the leader is.
     pub async fn status(&self) -> Result<pb::StatusResponse, ClientError> {
         self.status_within(Duration::from_secs(2)).await

@@ -5,6 +5,7 @@
 
 mod authz;
 mod blacklist;
+pub mod drain;
 mod frontends;
 mod heartbeat;
 mod moves;
@@ -111,6 +112,8 @@ struct Inner {
     channels: Channels,
     start_time_ms: u64,
     peers: Mutex<BTreeMap<NodeId, PeerStatus>>,
+    /// Whether this FE is drained (see `drain`); local to the process.
+    draining: tokio::sync::watch::Sender<bool>,
     _prober: CancelOnDrop,
     _heartbeats: CancelOnDrop,
     _replicas: CancelOnDrop,
@@ -205,6 +208,7 @@ impl FeNodeHandle {
                 channels,
                 start_time_ms: now_ms(),
                 peers,
+                draining: tokio::sync::watch::Sender::new(false),
                 _prober: CancelOnDrop(task.abort_handle()),
                 _heartbeats: CancelOnDrop(heartbeats.abort_handle()),
                 _replicas: CancelOnDrop(replicas.abort_handle()),
@@ -566,10 +570,11 @@ fn leader_hint(
 
 /// True when tonic failed before the request could have reached the peer.
 pub(crate) fn never_sent(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable && {
-        let m = status.message().to_ascii_lowercase();
-        m.contains("connect") || m.contains("refused")
-    }
+    drain::is_draining_refusal(status)
+        || (status.code() == tonic::Code::Unavailable && {
+            let m = status.message().to_ascii_lowercase();
+            m.contains("connect") || m.contains("refused")
+        })
 }
 
 /// Every second, ask each other member who it is and how far it has applied: the source of

@@ -74,6 +74,15 @@ impl RosterService {
         self.fe.authorize_here(user, privilege)
     }
 
+    /// A drained FE takes no new client work (`node::drain`).
+    fn refuse_if_draining(&self) -> Result<(), Status> {
+        if self.fe.is_draining() {
+            Err(crate::node::drain::draining_status())
+        } else {
+            Ok(())
+        }
+    }
+
     fn leader_rpc(&self) -> String {
         self.fe
             .leader()
@@ -88,6 +97,7 @@ impl Roster for RosterService {
         &self,
         req: Request<pb::ExecuteRequest>,
     ) -> Result<Response<pb::ExecuteResponse>, Status> {
+        self.refuse_if_draining()?;
         let req = req.into_inner();
         let user = user_or_root(&req.user);
         if let Err(e) = self.login(&user, &req.password).await {
@@ -142,6 +152,50 @@ impl Roster for RosterService {
             purged_index: m.purged.map(|l| l.index).unwrap_or(0),
             state_digest,
             digest_index,
+            draining: self.fe.is_draining(),
+        }))
+    }
+
+    async fn drain(
+        &self,
+        req: Request<pb::DrainRequest>,
+    ) -> Result<Response<pb::DrainResponse>, Status> {
+        let req = req.into_inner();
+        let user = user_or_root(&req.user);
+        let checked = self
+            .login(&user, &req.password)
+            .await
+            .and_then(|()| self.fe.authorize_here(&user, Privilege::NodePriv));
+        if let Err(e) = checked {
+            return Ok(Response::new(pb::DrainResponse {
+                error: Some(error_to_pb(&e)),
+                draining: self.fe.is_draining(),
+                node_id: self.fe.id(),
+                ..Default::default()
+            }));
+        }
+        let message = if req.undrain {
+            self.fe.undrain();
+            "frontend serves clients again".to_string()
+        } else {
+            self.fe.drain();
+            let deadline =
+                std::time::Instant::now() + std::time::Duration::from_millis(req.wait_ms);
+            if self.fe.wait_drained(deadline).await {
+                "drained: not the master, new client connections refused".to_string()
+            } else if self.fe.leader().is_some_and(|(l, _)| l == self.fe.id()) {
+                "draining: still the master (no other follower took leadership yet)".to_string()
+            } else {
+                "draining: no master is known".to_string()
+            }
+        };
+        Ok(Response::new(pb::DrainResponse {
+            error: None,
+            draining: self.fe.is_draining(),
+            complete: self.fe.drain_complete(),
+            message,
+            node_id: self.fe.id(),
+            leader_rpc_addr: self.leader_rpc(),
         }))
     }
 
@@ -149,6 +203,7 @@ impl Roster for RosterService {
         &self,
         req: Request<pb::ListBackendsRequest>,
     ) -> Result<Response<pb::ListBackendsResponse>, Status> {
+        self.refuse_if_draining()?;
         let req = req.into_inner();
         let user = user_or_root(&req.user);
         let checked = self
@@ -173,6 +228,7 @@ impl Roster for RosterService {
                     tag_location: b.tags.location.clone(),
                     disable_query: b.disable_query,
                     disable_load: b.disable_load,
+                    is_draining: b.draining.is_some(),
                 })
                 .collect()
         });
@@ -187,6 +243,7 @@ impl Roster for RosterService {
         &self,
         req: Request<pb::TabletRoutesRequest>,
     ) -> Result<Response<pb::TabletRoutesResponse>, Status> {
+        self.refuse_if_draining()?;
         let req = req.into_inner();
         let user = user_or_root(&req.user);
         let routes = match self

@@ -136,6 +136,16 @@ pub struct Backend {
     /// What the current decommission has to move and has moved (SHOW DECOMMISSION).
     pub drain: DrainProgress,
     pub liveness: Liveness,
+    /// Set while the backend is drained (`roster node drain`); see `node_drain`.
+    pub draining: Option<Draining>,
+}
+
+/// Which admin flags a drain turned on, so that undrain turns off only those: a flag the
+/// operator had set before the drain, or set during it, stays as the operator left it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Draining {
+    pub set_disable_query: bool,
+    pub set_disable_load: bool,
 }
 
 /// A decommission's totals, fixed when it starts, and what finished moves have carried off.

@@ -10,6 +10,7 @@ pub mod error;
 pub mod ids;
 pub mod liveness;
 pub mod moves;
+pub mod node_drain;
 pub mod placement;
 pub mod registry;
 pub mod routing;

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 const ADD_PROPERTIES: &str =
     "tag.location, tag.compute_group_name, tag.public_endpoint, tag.private_endpoint";
-const MODIFY_PROPERTIES: &str = "tag.location, disable_query, disable_load";
+const MODIFY_PROPERTIES: &str = "tag.location, disable_query, disable_load, is_draining";
 
 /// Tag values: 1-128 letters, digits, '_', '-', '.', ':' or '/'.
 pub fn is_valid_tag(value: &str) -> bool {
@@ -100,6 +100,7 @@ pub fn add_backends(
                 decommission_started_ms: None,
                 drain: Default::default(),
                 liveness: Liveness::default(),
+                draining: None,
             },
         );
         ids.push(id);
@@ -321,6 +322,7 @@ enum Change {
     Location(String),
     DisableQuery(bool),
     DisableLoad(bool),
+    Draining(bool),
 }
 
 fn parse_modify(props: &[(String, String)]) -> Result<Vec<Change>, DomainError> {
@@ -336,6 +338,7 @@ fn parse_modify(props: &[(String, String)]) -> Result<Vec<Change>, DomainError> 
             "tag.location" => Ok(Change::Location(check_tag_value(k, v)?)),
             "disable_query" => Ok(Change::DisableQuery(parse_bool(k, v)?)),
             "disable_load" => Ok(Change::DisableLoad(parse_bool(k, v)?)),
+            "is_draining" => Ok(Change::Draining(parse_bool(k, v)?)),
             _ => Err(DomainError::UnknownProperty {
                 key: k.clone(),
                 valid: MODIFY_PROPERTIES.to_string(),
@@ -344,7 +347,8 @@ fn parse_modify(props: &[(String, String)]) -> Result<Vec<Change>, DomainError> 
         .collect()
 }
 
-/// ALTER SYSTEM MODIFY BACKEND ... SET (...). Returns the modified backends.
+/// ALTER SYSTEM MODIFY BACKEND ... SET (...), changes applied in the order given. Returns the
+/// modified backends.
 pub fn modify_backends(
     state: &mut ClusterState,
     refs: &[BackendRef],
@@ -358,8 +362,10 @@ pub fn modify_backends(
         for c in &changes {
             match c {
                 Change::Location(l) => b.tags.location = l.clone(),
-                Change::DisableQuery(v) => b.disable_query = *v,
-                Change::DisableLoad(v) => b.disable_load = *v,
+                Change::DisableQuery(v) => crate::node_drain::set_disable_query(b, *v),
+                Change::DisableLoad(v) => crate::node_drain::set_disable_load(b, *v),
+                Change::Draining(true) => crate::node_drain::drain(b),
+                Change::Draining(false) => crate::node_drain::undrain(b),
             }
         }
     }

@@ -1,7 +1,9 @@
 //! The shapes of stored values before they grew (format 1), read when a data directory or a
 //! snapshot written by an older FE is loaded. Never written.
 
-use roster_membership::backend::{Backend, HostPort, Tombstone};
+use roster_membership::backend::{
+    Backend, BackendMembership, DrainProgress, HostPort, Liveness, Tags, Tombstone,
+};
 use roster_membership::blacklist::{BlacklistEntry, BlacklistKey};
 use roster_membership::catalog::{Table, Tablet};
 use roster_membership::moves::Move;
@@ -30,10 +32,44 @@ impl From<TombstoneV1> for Tombstone {
     }
 }
 
-/// `ClusterState` as format 1 wrote it: the same fields in the same order, old tombstones.
+/// A backend before it could be drained (`roster node drain`): it reads as not drained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendV1 {
+    pub id: BackendId,
+    pub addr: HostPort,
+    pub tags: Tags,
+    pub membership: BackendMembership,
+    pub disable_query: bool,
+    pub disable_load: bool,
+    pub added_at_ms: u64,
+    pub decommission_started_ms: Option<u64>,
+    pub drain: DrainProgress,
+    pub liveness: Liveness,
+}
+
+impl From<BackendV1> for Backend {
+    fn from(b: BackendV1) -> Backend {
+        Backend {
+            id: b.id,
+            addr: b.addr,
+            tags: b.tags,
+            membership: b.membership,
+            disable_query: b.disable_query,
+            disable_load: b.disable_load,
+            added_at_ms: b.added_at_ms,
+            decommission_started_ms: b.decommission_started_ms,
+            drain: b.drain,
+            liveness: b.liveness,
+            draining: None,
+        }
+    }
+}
+
+/// `ClusterState` as format 1 wrote it: the same fields in the same order, old backends and
+/// tombstones.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ClusterStateV1 {
-    pub backends: TrackedMap<BackendId, Backend>,
+    pub backends: TrackedMap<BackendId, BackendV1>,
     pub tombstones: TrackedMap<BackendId, TombstoneV1>,
     pub users: TrackedMap<String, User>,
     pub blacklist: TrackedMap<BlacklistKey, BlacklistEntry>,
@@ -50,8 +86,13 @@ impl From<ClusterStateV1> for ClusterState {
             .iter()
             .map(|(id, t)| (*id, Tombstone::from(t.clone())))
             .collect();
+        let backends = s
+            .backends
+            .iter()
+            .map(|(id, b)| (*id, Backend::from(b.clone())))
+            .collect();
         ClusterState {
-            backends: s.backends,
+            backends: TrackedMap::from_clean(backends),
             tombstones: TrackedMap::from_clean(tombstones),
             users: s.users,
             blacklist: s.blacklist,
@@ -67,7 +108,7 @@ impl From<ClusterStateV1> for ClusterState {
 mod tests {
     use super::*;
     use crate::codec;
-    use roster_membership::backend::{DrainProgress, FinishedDecommission};
+    use roster_membership::backend::FinishedDecommission;
 
     /// A tombstone row exactly as format 1 stored it (id 10001, "h:9050", dropped at 7).
     const V1_ROW: &str = "0111270000000000000100000000000000685a230700000000000000";
@@ -135,5 +176,31 @@ mod tests {
             Some(&Tombstone::from(old()))
         );
         assert_eq!(s.meta.next_backend_id, 10002);
+    }
+
+    #[test]
+    fn format_1_backend_rows_and_snapshots_read_as_not_drained() {
+        let old = BackendV1 {
+            id: BackendId(10001),
+            addr: HostPort::new("h", 9050),
+            tags: Tags::default(),
+            membership: BackendMembership::Active,
+            disable_query: true,
+            disable_load: false,
+            added_at_ms: 5,
+            decommission_started_ms: None,
+            drain: DrainProgress::default(),
+            liveness: Liveness::default(),
+        };
+        let row = codec::encode(&old).unwrap();
+        let b: Backend = codec::decode_v2::<Backend, BackendV1>(&row).unwrap();
+        assert_eq!(b, Backend::from(old.clone()));
+        assert_eq!(b.draining, None);
+        assert!(b.disable_query, "the operator's flag is kept");
+        let mut v1 = ClusterStateV1::default();
+        v1.backends.insert(BackendId(10001), old);
+        let blob = codec::encode(&v1).unwrap();
+        let s: ClusterState = codec::decode_v2::<ClusterState, ClusterStateV1>(&blob).unwrap();
+        assert_eq!(s.backends.get(&BackendId(10001)), Some(&b));
     }
 }

@@ -149,7 +149,14 @@ trait Row: Serialize + DeserializeOwned {
     }
 }
 
-impl Row for Backend {}
+impl Row for Backend {
+    fn encode_row(&self) -> io::Result<Vec<u8>> {
+        codec::encode_v2(self)
+    }
+    fn decode_row(b: &[u8]) -> io::Result<Self> {
+        codec::decode_v2::<Backend, legacy::BackendV1>(b)
+    }
+}
 impl Row for User {}
 impl Row for BlacklistEntry {}
 impl Row for Table {}

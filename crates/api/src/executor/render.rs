@@ -81,10 +81,11 @@ pub fn show_backends(fe: &FeNodeHandle) -> QueryResult {
                         / l.total_capacity_bytes as f64
                 };
                 let status = format!(
-                    "{{\"lastSuccessReportTabletsTime\":\"N/A\",\"isQueryDisabled\":{},\"isLoadDisabled\":{},\"membership\":\"{}\"}}",
+                    "{{\"lastSuccessReportTabletsTime\":\"N/A\",\"isQueryDisabled\":{},\"isLoadDisabled\":{},\"membership\":\"{}\",\"isDraining\":{}}}",
                     b.disable_query,
                     b.disable_load,
-                    b.membership.as_str()
+                    b.membership.as_str(),
+                    b.draining.is_some()
                 );
                 vec![
                     s(b.id),

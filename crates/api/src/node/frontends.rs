@@ -159,45 +159,8 @@ pub(super) async fn drop(
             )));
         }
         if id == fe.id() {
-            // Hand leadership to the most caught-up reachable follower, then let the new leader
-            // carry out the drop (the caller retries on NotLeader).
-            let target = reachable
-                .iter()
-                .copied()
-                .filter(|v| *v != id)
-                .max_by_key(|v| {
-                    peers
-                        .get(v)
-                        .and_then(|p| p.info.as_ref())
-                        .map(|i| i.last_applied_index)
-                        .unwrap_or(0)
-                })
-                .ok_or_else(|| {
-                    ApiError::Invalid("no other reachable follower to hand leadership to".into())
-                })?;
-            tracing::info!(
-                to = target,
-                "handing leadership away before dropping this frontend"
-            );
-            fe.raft()
-                .trigger()
-                .transfer_leader(target)
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            let mut rx = fe.raft().metrics();
-            while fe.leader().map(|(l, _)| l) == Some(id) {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(ApiError::Unavailable(
-                        "leadership was not handed over in time".into(),
-                    ));
-                }
-                if let Ok(Err(_)) = tokio::time::timeout(left, rx.changed()).await {
-                    return Err(ApiError::Unavailable(
-                        "this frontend is shutting down".into(),
-                    ));
-                }
-            }
+            // Let the new leader carry out the drop (the caller retries on NotLeader).
+            hand_over(fe, "before dropping this frontend", deadline).await?;
             // Writes this FE appended as leader are committed by the new leader, but their
             // callers are answered only when this FE applies them, which it never would once
             // dropped (it gets no more log). Catch up first (best effort, bounded).
@@ -224,4 +187,65 @@ pub(super) async fn drop(
             "dropping {addr} did not commit in time"
         ))),
     }
+}
+
+/// The voters other than this FE that answered a probe recently.
+fn reachable_peers(fe: &FeNodeHandle) -> Vec<NodeId> {
+    let (_, voters) = fe.members();
+    let peers = fe.peer_status();
+    let now = now_ms();
+    voters
+        .into_iter()
+        .filter(|v| {
+            *v != fe.id()
+                && peers
+                    .get(v)
+                    .and_then(|p| p.last_ok_ms)
+                    .is_some_and(|t| now.saturating_sub(t) <= ALIVE_WITHIN_MS)
+        })
+        .collect()
+}
+
+/// Hand leadership to the most caught-up reachable follower and wait, until `deadline`, for
+/// this FE to stop leading (DROP FOLLOWER of the master, a drained master). Returns the
+/// follower chosen.
+pub(super) async fn hand_over(
+    fe: &FeNodeHandle,
+    why: &str,
+    deadline: Instant,
+) -> Result<NodeId, ApiError> {
+    let peers = fe.peer_status();
+    let target = reachable_peers(fe)
+        .into_iter()
+        .max_by_key(|v| {
+            peers
+                .get(v)
+                .and_then(|p| p.info.as_ref())
+                .map(|i| i.last_applied_index)
+                .unwrap_or(0)
+        })
+        .ok_or_else(|| {
+            ApiError::Invalid("no other reachable follower to hand leadership to".into())
+        })?;
+    tracing::info!(to = target, "handing leadership away {why}");
+    fe.raft()
+        .trigger()
+        .transfer_leader(target)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut rx = fe.raft().metrics();
+    while fe.leader().map(|(l, _)| l) == Some(fe.id()) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ApiError::Unavailable(
+                "leadership was not handed over in time".into(),
+            ));
+        }
+        if let Ok(Err(_)) = tokio::time::timeout(left, rx.changed()).await {
+            return Err(ApiError::Unavailable(
+                "this frontend is shutting down".into(),
+            ));
+        }
+    }
+    Ok(target)
 }
