@@ -4,6 +4,7 @@ mod backend;
 mod bench;
 mod config;
 mod http;
+mod logging;
 mod mysql;
 mod node_cmd;
 mod playground;
@@ -58,18 +59,7 @@ enum Command {
 }
 
 fn init_tracing(json: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if json {
-        b.json().init();
-    } else {
-        b.init();
-    }
+    logging::init(json);
 }
 
 fn main() -> std::process::ExitCode {

@@ -7,6 +7,7 @@ mod authz;
 mod blacklist;
 mod frontends;
 mod heartbeat;
+mod leadership;
 mod moves;
 mod replicas;
 
@@ -188,6 +189,8 @@ impl FeNodeHandle {
             }
         }
 
+        // Ends by itself when Raft shuts down.
+        tokio::spawn(leadership::log_changes(raft.clone()));
         let peers = Mutex::new(BTreeMap::new());
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
