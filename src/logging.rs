@@ -1,7 +1,8 @@
 //! The log filter shared by every subcommand: `RUST_LOG` (default `info,openraft=warn`), text or
-//! JSON on stderr, and openraft's own "Unreachable node" warnings dropped: the Raft network
-//! logs those itself, once per peer per interval with a count (`roster_api::network`), where
-//! openraft writes two lines per heartbeat to a down peer.
+//! JSON on stderr, and openraft's own warnings about unreachable peers dropped (its replication,
+//! heartbeat and vote paths write one to three lines per heartbeat to a down peer, as
+//! "Unreachable node: ..." or "Unreachable(Unreachable { ... })"): the Raft network logs those
+//! itself, once per peer per interval with a count (`roster_api::network`).
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -43,11 +44,11 @@ struct FindUnreachable(bool);
 impl Visit for FindUnreachable {
     fn record_debug(&mut self, _: &Field, value: &dyn std::fmt::Debug) {
         if !self.0 {
-            self.0 = format!("{value:?}").contains("Unreachable node");
+            self.0 = format!("{value:?}").contains("Unreachable");
         }
     }
 
     fn record_str(&mut self, _: &Field, value: &str) {
-        self.0 |= value.contains("Unreachable node");
+        self.0 |= value.contains("Unreachable");
     }
 }

@@ -31,7 +31,6 @@ fn lines_with<'a>(log: &'a str, parts: &[&str]) -> Vec<&'a str> {
         .collect()
 }
 
-
 async fn create(c: &Client, name: &str, buckets: u32) {
     c.execute(&format!(
         "CREATE TABLE {name} (k INT) DISTRIBUTED BY HASH(k) BUCKETS {buckets} \
@@ -113,7 +112,9 @@ fn rows(port: u16, path: &str) -> Vec<Value> {
     assert_eq!(code, 200, "{path}: {body}");
     let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
     assert!(v["columns"].is_array(), "{path}: {body}");
-    let rows = v["rows"].as_array().unwrap_or_else(|| panic!("{path}: {body}"));
+    let rows = v["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{path}: {body}"));
     rows.clone()
 }
 
@@ -215,7 +216,9 @@ async fn http_api_json_is_typed() {
             int(b, "TotalCapacity"),
         );
         assert!(avail <= total && used <= total, "{b}");
-        let pct = b["UsedPct"].as_f64().unwrap_or_else(|| panic!("UsedPct in {b}"));
+        let pct = b["UsedPct"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("UsedPct in {b}"));
         assert!((0.0..=100.0).contains(&pct), "{b}");
         let tag = &b["Tag"];
         assert!(tag.is_object(), "Tag is not an object: {b}");
@@ -244,7 +247,13 @@ async fn http_api_json_is_typed() {
     assert_eq!(frontends.len(), 3);
     let mut masters = 0;
     for f in &frontends {
-        for k in ["EditLogPort", "HttpPort", "QueryPort", "RpcPort", "ReplayedJournalId"] {
+        for k in [
+            "EditLogPort",
+            "HttpPort",
+            "QueryPort",
+            "RpcPort",
+            "ReplayedJournalId",
+        ] {
             int(f, k);
         }
         masters += boolean(f, "IsMaster") as u32;
@@ -296,7 +305,10 @@ async fn http_api_json_is_typed() {
     // SQL keeps Doris's human units and times.
     let sql = c.execute("SHOW BACKENDS").await.unwrap();
     let total = column(&sql, 0, "TotalCapacity");
-    assert!(total.parse::<u64>().is_err() && total.contains('B'), "{total}");
+    assert!(
+        total.parse::<u64>().is_err() && total.contains('B'),
+        "{total}"
+    );
     assert!(!column(&sql, 0, "LastHeartbeat").contains('T'));
     assert!(column(&sql, 0, "Status").contains("\"lastSuccessReportTabletsTime\":\"N/A\""));
 }
@@ -322,7 +334,12 @@ async fn lifecycle_events_are_logged_once_with_their_ids() {
         "SHOW BACKENDS",
         Duration::from_secs(30),
         "replicas created",
-        |r| (0..4).map(|i| column(r, i, "TabletNum").parse::<u64>().unwrap()).sum::<u64>() == 18,
+        |r| {
+            (0..4)
+                .map(|i| column(r, i, "TabletNum").parse::<u64>().unwrap())
+                .sum::<u64>()
+                == 18
+        },
     )
     .await;
     let leaving_had = agents[3].tablet_dirs();
@@ -362,7 +379,10 @@ async fn lifecycle_events_are_logged_once_with_their_ids() {
         "SHOW BACKENDS",
         Duration::from_secs(30),
         "10003 dead",
-        |r| (0..r.rows.len()).any(|i| column(r, i, "BackendId") == "10003" && column(r, i, "Alive") == "false"),
+        |r| {
+            (0..r.rows.len())
+                .any(|i| column(r, i, "BackendId") == "10003" && column(r, i, "Alive") == "false")
+        },
     )
     .await;
     agents[2].spawn();
@@ -372,7 +392,10 @@ async fn lifecycle_events_are_logged_once_with_their_ids() {
         "SHOW BACKENDS",
         Duration::from_secs(30),
         "10003 alive again",
-        |r| (0..r.rows.len()).any(|i| column(r, i, "BackendId") == "10003" && column(r, i, "Alive") == "true"),
+        |r| {
+            (0..r.rows.len())
+                .any(|i| column(r, i, "BackendId") == "10003" && column(r, i, "Alive") == "true")
+        },
     )
     .await;
     // Every FE has applied (and logged) all of it: wait_all read the last change through a
@@ -446,19 +469,24 @@ async fn lifecycle_events_are_logged_once_with_their_ids() {
 async fn a_down_peer_is_logged_rate_limited_and_leadership_changes_are_logged() {
     let mut cluster = Cluster::start(3, 0);
     let first = cluster.wait_leader(Duration::from_secs(20)).await;
-    let count = |c: &Cluster, i: usize, what: &str| lines_with(&log_of(c, i), &[what, "term="]).len();
+    let count =
+        |c: &Cluster, i: usize, what: &str| lines_with(&log_of(c, i), &[what, "term="]).len();
 
     // Stop the master until another FE is elected, then resume it: it logs the loss.
-    let gained_before: Vec<usize> = (0..3).map(|i| count(&cluster, i, "leadership gained")).collect();
+    let gained_before: Vec<usize> = (0..3)
+        .map(|i| count(&cluster, i, "leadership gained"))
+        .collect();
     cluster.signal(first, "STOP");
     wait_for(Duration::from_secs(20), "a new master", async || {
         (0..3).any(|i| i != first && count(&cluster, i, "leadership gained") > gained_before[i])
     })
     .await;
     cluster.signal(first, "CONT");
-    wait_for(Duration::from_secs(20), "the old master logs the loss", async || {
-        count(&cluster, first, "leadership lost") == 1
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "the old master logs the loss",
+        async || count(&cluster, first, "leadership lost") == 1,
+    )
     .await;
     let first_log = log_of(&cluster, first);
     let lost = lines_with(&first_log, &["leadership lost"]);
@@ -484,9 +512,11 @@ async fn a_down_peer_is_logged_rate_limited_and_leadership_changes_are_logged() 
     };
     // Seen down: the first line about it comes at once.
     let peer = format!("peer={victim_id}");
-    wait_for(Duration::from_secs(10), "the victim seen unreachable", async || {
-        !lines_with(&log_of(&cluster, leader), &["Unreachable", &peer]).is_empty()
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the victim seen unreachable",
+        async || !lines_with(&log_of(&cluster, leader), &["Unreachable", &peer]).is_empty(),
+    )
     .await;
     // Over a 5 s window the master heartbeats the victim about 33 times (150 ms); without the
     // rate limit each failure is one or two lines.
@@ -502,17 +532,21 @@ async fn a_down_peer_is_logged_rate_limited_and_leadership_changes_are_logged() 
         cluster.logs()
     );
     // The next line, 10 s after the first, carries the count of those suppressed.
-    wait_for(Duration::from_secs(15), "a line with a suppressed count", async || {
-        lines_with(&log_of(&cluster, leader), &["Unreachable", &peer])
-            .iter()
-            .any(|l| {
-                l.split("suppressed=")
-                    .nth(1)
-                    .and_then(|r| r.split_whitespace().next())
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .is_some_and(|n| n > 0)
-            })
-    })
+    wait_for(
+        Duration::from_secs(15),
+        "a line with a suppressed count",
+        async || {
+            lines_with(&log_of(&cluster, leader), &["Unreachable", &peer])
+                .iter()
+                .any(|l| {
+                    l.split("suppressed=")
+                        .nth(1)
+                        .and_then(|r| r.split_whitespace().next())
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .is_some_and(|n| n > 0)
+                })
+        },
+    )
     .await;
 
     // Drop the dead FE: every live FE logs once that it left.
@@ -524,9 +558,11 @@ async fn a_down_peer_is_logged_rate_limited_and_leadership_changes_are_logged() 
         .unwrap();
     let left = format!("frontend={victim_id} ");
     for fe in [leader, other] {
-        wait_for(Duration::from_secs(10), "frontend left logged", async || {
-            lines_with(&log_of(&cluster, fe), &["frontend left", &left]).len() == 1
-        })
+        wait_for(
+            Duration::from_secs(10),
+            "frontend left logged",
+            async || lines_with(&log_of(&cluster, fe), &["frontend left", &left]).len() == 1,
+        )
         .await;
     }
 }
@@ -538,12 +574,24 @@ fn open_fds(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
-fn prlimit_nofile(pid: u32, n: usize) {
+/// Set the soft limit on open files of `pid` (the hard limit stays: raising it back needs no
+/// privilege).
+fn prlimit_nofile(pid: u32, n: u64) {
     let st = std::process::Command::new("prlimit")
-        .args([format!("--pid={pid}"), format!("--nofile={n}:{n}")])
+        .args([format!("--pid={pid}"), format!("--nofile={n}:")])
         .status()
         .expect("prlimit");
     assert!(st.success(), "prlimit failed");
+}
+
+/// The soft limit on open files of `pid`.
+fn nofile_soft(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
 }
 
 /// Out of descriptors, the MySQL accept loop backs off and logs a line per interval, not one
@@ -555,7 +603,8 @@ async fn fd_exhaustion_does_not_flood_the_log() {
     let c = cluster.client(0);
     c.execute("SHOW FRONTENDS").await.unwrap();
     let pid = cluster.pid(0);
-    prlimit_nofile(pid, open_fds(pid) + 3);
+    let soft = nofile_soft(pid);
+    prlimit_nofile(pid, open_fds(pid) as u64 + 3);
     // Connections the FE cannot accept stay in the backlog: accept keeps failing with EMFILE.
     let port = cluster.nodes[0].query_port;
     let conns: Vec<std::net::TcpStream> = (0..20)
@@ -576,7 +625,7 @@ async fn fd_exhaustion_does_not_flood_the_log() {
     assert!(during <= 1, "{during} accept lines in 3 s");
     assert!(log.len() < 1 << 20, "log grew to {} bytes", log.len());
     drop(conns);
-    prlimit_nofile(pid, 4096);
+    prlimit_nofile(pid, soft);
     wait_for(Duration::from_secs(20), "serving again", async || {
         c.execute("SHOW FRONTENDS").await.is_ok()
     })

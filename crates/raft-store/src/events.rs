@@ -13,19 +13,64 @@ use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    BackendAdded { backend: BackendId, addr: HostPort },
-    DecommissionAccepted { backend: BackendId },
-    DecommissionCancelled { backend: BackendId },
-    Decommissioned { backend: BackendId },
-    BackendDropped { backend: BackendId, addr: HostPort },
-    BackendLiveness { backend: BackendId, alive: bool },
-    BlacklistAdded { frontend: FrontendId, backend: BackendId, kind: BlacklistKind, reason: String },
-    BlacklistRemoved { frontend: FrontendId, backend: BackendId, kind: BlacklistKind },
-    MoveFinished { id: MoveId, tablet: TabletId, from: Option<BackendId>, to: BackendId, source: BackendId },
-    MoveAborted { id: MoveId, tablet: TabletId, to: BackendId },
-    FrontendJoined { frontend: NodeId, addr: String, voter: bool },
-    FrontendRole { frontend: NodeId, addr: String, voter: bool },
-    FrontendLeft { frontend: NodeId, addr: String },
+    BackendAdded {
+        backend: BackendId,
+        addr: HostPort,
+    },
+    DecommissionAccepted {
+        backend: BackendId,
+    },
+    DecommissionCancelled {
+        backend: BackendId,
+    },
+    Decommissioned {
+        backend: BackendId,
+    },
+    BackendDropped {
+        backend: BackendId,
+        addr: HostPort,
+    },
+    BackendLiveness {
+        backend: BackendId,
+        alive: bool,
+    },
+    BlacklistAdded {
+        frontend: FrontendId,
+        backend: BackendId,
+        kind: BlacklistKind,
+        reason: String,
+    },
+    BlacklistRemoved {
+        frontend: FrontendId,
+        backend: BackendId,
+        kind: BlacklistKind,
+    },
+    MoveFinished {
+        id: MoveId,
+        tablet: TabletId,
+        from: Option<BackendId>,
+        to: BackendId,
+        source: BackendId,
+    },
+    MoveAborted {
+        id: MoveId,
+        tablet: TabletId,
+        to: BackendId,
+    },
+    FrontendJoined {
+        frontend: NodeId,
+        addr: String,
+        voter: bool,
+    },
+    FrontendRole {
+        frontend: NodeId,
+        addr: String,
+        voter: bool,
+    },
+    FrontendLeft {
+        frontend: NodeId,
+        addr: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,13 +250,8 @@ pub fn after(before: Before, state: &ClusterState, cmd: &Cmd, resp: &Response) -
 }
 
 /// Frontends that joined, changed role (learner <-> voter) or left with a membership entry.
-pub fn membership(
-    old: &crate::types::Membership,
-    new: &crate::types::Membership,
-) -> Vec<Event> {
-    let voters = |m: &crate::types::Membership| -> BTreeSet<NodeId> {
-        m.voter_ids().collect()
-    };
+pub fn membership(old: &crate::types::Membership, new: &crate::types::Membership) -> Vec<Event> {
+    let voters = |m: &crate::types::Membership| -> BTreeSet<NodeId> { m.voter_ids().collect() };
     let nodes = |m: &crate::types::Membership| -> BTreeMap<NodeId, FeNode> {
         m.nodes().map(|(id, n)| (*id, n.clone())).collect()
     };
@@ -314,7 +354,9 @@ impl Event {
                 frontend,
                 addr,
                 voter,
-            } => info!(index, frontend, %addr, role = %role(*voter), "frontend role changed (applied)"),
+            } => {
+                info!(index, frontend, %addr, role = %role(*voter), "frontend role changed (applied)")
+            }
             Event::FrontendLeft { frontend, addr } => {
                 info!(index, frontend, %addr, "frontend left (applied)")
             }
@@ -367,23 +409,65 @@ mod tests {
                 properties: vec![],
             },
         );
-        assert_eq!(e, vec![Event::BackendAdded { backend: b, addr: addr.clone() }]);
-        assert_eq!(run(&mut s, alive(10001, true)), vec![Event::BackendLiveness { backend: b, alive: true }]);
-        assert_eq!(run(&mut s, alive(10001, true)), vec![], "no change, no event");
-        assert_eq!(run(&mut s, alive(10001, false)), vec![Event::BackendLiveness { backend: b, alive: false }]);
+        assert_eq!(
+            e,
+            vec![Event::BackendAdded {
+                backend: b,
+                addr: addr.clone()
+            }]
+        );
+        assert_eq!(
+            run(&mut s, alive(10001, true)),
+            vec![Event::BackendLiveness {
+                backend: b,
+                alive: true
+            }]
+        );
+        assert_eq!(
+            run(&mut s, alive(10001, true)),
+            vec![],
+            "no change, no event"
+        );
+        assert_eq!(
+            run(&mut s, alive(10001, false)),
+            vec![Event::BackendLiveness {
+                backend: b,
+                alive: false
+            }]
+        );
         let targets = vec![BackendRef::Id(b)];
-        let decommission = Cmd::DecommissionBackends { targets: targets.clone() };
-        assert_eq!(run(&mut s, decommission.clone()), vec![Event::DecommissionAccepted { backend: b }]);
-        assert_eq!(run(&mut s, decommission), vec![], "a repeat is harmless and silent");
+        let decommission = Cmd::DecommissionBackends {
+            targets: targets.clone(),
+        };
+        assert_eq!(
+            run(&mut s, decommission.clone()),
+            vec![Event::DecommissionAccepted { backend: b }]
+        );
+        assert_eq!(
+            run(&mut s, decommission),
+            vec![],
+            "a repeat is harmless and silent"
+        );
         let fe = FrontendId(1);
-        let add = Cmd::AddBlacklist { frontend: fe, backends: vec![b] };
+        let add = Cmd::AddBlacklist {
+            frontend: fe,
+            backends: vec![b],
+        };
         let added = run(&mut s, add);
         assert!(
             matches!(&added[..], [Event::BlacklistAdded { frontend, backend, kind: BlacklistKind::Manual, .. }] if *frontend == fe && *backend == b),
             "{added:?}"
         );
         // A refusal logs nothing.
-        assert_eq!(run(&mut s, Cmd::DroppBackends { targets: vec![BackendRef::Id(BackendId(99))] }), vec![]);
+        assert_eq!(
+            run(
+                &mut s,
+                Cmd::DroppBackends {
+                    targets: vec![BackendRef::Id(BackendId(99))]
+                }
+            ),
+            vec![]
+        );
         // Finished (nothing on it) and dropped in one entry: both, and the entry goes with it.
         let done = run(&mut s, Cmd::FinishDecommissions);
         assert_eq!(
@@ -391,7 +475,11 @@ mod tests {
             vec![
                 Event::Decommissioned { backend: b },
                 Event::BackendDropped { backend: b, addr },
-                Event::BlacklistRemoved { frontend: fe, backend: b, kind: BlacklistKind::Manual },
+                Event::BlacklistRemoved {
+                    frontend: fe,
+                    backend: b,
+                    kind: BlacklistKind::Manual
+                },
             ]
         );
     }

@@ -1,8 +1,8 @@
 //! Result sets of the SHOW statements, built from this FE's applied state.
 
 use super::QueryResult;
-use crate::cell::Cell;
 use super::session::like;
+use crate::cell::Cell;
 use crate::error::ApiError;
 use crate::format::{datetime, now_ms};
 use crate::node::{FeNodeHandle, VERSION};

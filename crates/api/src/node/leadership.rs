@@ -21,12 +21,19 @@ pub(crate) async fn log_changes(raft: Raft) {
                 leading = Some(term);
             }
             (Some(was), false) => {
-                tracing::info!(term = was, now_term = term, "leadership lost: this FE is no longer the master");
+                tracing::info!(
+                    term = was,
+                    now_term = term,
+                    "leadership lost: this FE is no longer the master"
+                );
                 leading = None;
             }
             (Some(was), true) if was != term => {
                 // Re-elected in a later term without an observed gap.
-                tracing::info!(term = was, "leadership lost: this FE is no longer the master");
+                tracing::info!(
+                    term = was,
+                    "leadership lost: this FE is no longer the master"
+                );
                 tracing::info!(term, "leadership gained: this FE is the master");
                 leading = Some(term);
             }
