@@ -30,7 +30,11 @@ impl<K: Ord> RateLimit<K> {
     /// `Some(n)` when a line about `key` is due now (`n` were suppressed since the last one);
     /// `None` to stay quiet and count this one.
     pub fn check(&self, key: K) -> Option<u64> {
-        let now = Instant::now();
+        self.check_at(key, Instant::now())
+    }
+
+    /// `check` at a given time.
+    pub fn check_at(&self, key: K, now: Instant) -> Option<u64> {
         let mut slots = self.slots.lock().expect("rate limit lock");
         match slots.get_mut(&key) {
             Some(s) if now.duration_since(s.last) < self.interval => {
@@ -68,19 +72,24 @@ impl<K: Ord> RateLimit<K> {
 mod tests {
     use super::RateLimit;
     use std::time::Duration;
+    use tokio::time::Instant;
 
-    #[tokio::test(start_paused = true)]
-    async fn one_line_per_key_per_interval_with_the_count() {
+    #[test]
+    fn one_line_per_key_per_interval_with_the_count() {
         let r = RateLimit::new(Duration::from_secs(10));
-        assert_eq!(r.check(1), Some(0));
-        assert_eq!(r.check(2), Some(0), "keys are independent");
-        for _ in 0..5 {
-            assert_eq!(r.check(1), None);
+        let t0 = Instant::now();
+        assert_eq!(r.check_at(1, t0), Some(0));
+        assert_eq!(r.check_at(2, t0), Some(0), "keys are independent");
+        for i in 1..=5 {
+            assert_eq!(r.check_at(1, t0 + Duration::from_secs(i)), None);
         }
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(r.check(1), Some(5));
-        assert_eq!(r.check(1), None);
+        assert_eq!(r.check_at(1, t0 + Duration::from_secs(10)), Some(5));
+        assert_eq!(r.check_at(1, t0 + Duration::from_secs(11)), None);
         r.reset(&1);
-        assert_eq!(r.check(1), Some(0), "a reset key logs at once");
+        assert_eq!(
+            r.check_at(1, t0 + Duration::from_secs(12)),
+            Some(0),
+            "a reset key logs at once"
+        );
     }
 }
