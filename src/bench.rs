@@ -11,7 +11,7 @@
 //! how two cores share CPU among parallel streams, so E measures the scheduler: planning,
 //! Raft commits and RPC setup between copies.
 
-use crate::playground::{retry, start_local};
+use crate::local_cluster::{retry, start_local};
 use roster_api::format::bytes;
 use roster_api::pb::backend::backend_agent_client::BackendAgentClient;
 use roster_api::pb::backend::{CloneReplicaRequest, DropReplicaRequest};

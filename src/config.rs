@@ -125,6 +125,14 @@ const CONFIG_KEYS: &[&str] = &[
     "initial_members",
 ];
 
+/// Whether an environment key (after `ROSTER_` and with `__` turned into `.`, still in the
+/// case the shell has it: `RAFT.HEARTBEAT_INTERVAL_MS`) starts with a config key. figment
+/// lower-cases keys only after the filter, so the comparison ignores case.
+fn names_config_key(env_key: &str) -> bool {
+    let top = env_key.split('.').next().unwrap_or_default();
+    CONFIG_KEYS.iter().any(|c| c.eq_ignore_ascii_case(top))
+}
+
 /// Flags that override the file and the environment (only those given).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Overrides {
@@ -142,11 +150,11 @@ pub fn load(path: &Path, overrides: &Overrides) -> anyhow::Result<FileConfig> {
         .merge(Toml::file_exact(path))
         // Only variables that name a config key: other subcommands use ROSTER_ENDPOINTS and
         // ROSTER_PASSWORD, which must not break `roster start` run from the same shell.
-        .merge(Env::prefixed("ROSTER_").split("__").filter(|k| {
-            CONFIG_KEYS
-                .iter()
-                .any(|c| k.as_str().split('.').next() == Some(*c))
-        }))
+        .merge(
+            Env::prefixed("ROSTER_")
+                .split("__")
+                .filter(|k| names_config_key(k.as_str())),
+        )
         .merge(Serialized::defaults(overrides))
         .extract()
         .with_context(|| {
@@ -383,6 +391,17 @@ mod tests {
                 "{k} missing from CONFIG_KEYS"
             );
         }
+    }
+
+    #[test]
+    fn env_keys_match_config_keys_in_any_case() {
+        assert!(names_config_key("ROOT_PASSWORD"));
+        assert!(names_config_key("RAFT.HEARTBEAT_INTERVAL_MS"));
+        assert!(names_config_key("query_port"));
+        // Read by other subcommands from the same shell.
+        assert!(!names_config_key("PASSWORD"));
+        assert!(!names_config_key("ENDPOINTS"));
+        assert!(!names_config_key("RAFTY.X"));
     }
 
     #[test]

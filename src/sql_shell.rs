@@ -18,7 +18,17 @@ pub struct ConnArgs {
     endpoints: Vec<String>,
     #[arg(short = 'u', long, default_value = "root")]
     user: String,
-    #[arg(short = 'p', long, env = "ROSTER_PASSWORD", default_value = "")]
+    /// The password. Prefer ROSTER_PASSWORD or a bare `-p` (asks at a prompt, like mysql):
+    /// a password on the command line is visible to every user in `ps`.
+    #[arg(
+        short = 'p',
+        long,
+        env = "ROSTER_PASSWORD",
+        default_value = "",
+        hide_env_values = true,
+        num_args = 0..=1,
+        default_missing_value = ASK_PASSWORD
+    )]
     password: String,
     /// Serve reads from the FE's local state (says how far behind it is).
     #[arg(long)]
@@ -28,14 +38,42 @@ pub struct ConnArgs {
     timeout_sec: u64,
 }
 
+/// What a bare `-p` stands for: ask at a prompt. Not a password anyone can type.
+const ASK_PASSWORD: &str = "\u{0}ask";
+
+/// Whether the command line itself carries a password (`-p PW`, `-pPW`, `--password PW`,
+/// `--password=PW`), as opposed to ROSTER_PASSWORD or a bare `-p`.
+fn password_on_command_line(args: &[String]) -> bool {
+    args.iter().enumerate().any(|(i, a)| {
+        let next_is_value = args.get(i + 1).is_some_and(|n| !n.starts_with('-'));
+        ((a == "-p" || a == "--password") && next_is_value)
+            || (a.starts_with("-p") && a.len() > 2 && !a.starts_with("--"))
+            || a.starts_with("--password=")
+    })
+}
+
 impl ConnArgs {
-    pub fn client(&self) -> Result<Client, ClientError> {
+    pub fn client(&self) -> anyhow::Result<Client> {
         let mut cfg = ClientConfig::new(self.endpoints.clone());
         cfg.user = self.user.clone();
-        cfg.password = self.password.clone();
+        cfg.password = if self.password == ASK_PASSWORD {
+            rpassword::prompt_password(format!("Password for {}: ", self.user))?
+        } else {
+            let args: Vec<String> = std::env::args_os()
+                .skip(2)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            if password_on_command_line(&args) {
+                eprintln!(
+                    "warning: a password on the command line is visible to other users in `ps`; \
+                     prefer ROSTER_PASSWORD=... or a bare -p, which asks for it"
+                );
+            }
+            self.password.clone()
+        };
         cfg.stale_reads = self.stale;
         cfg.timeout = Duration::from_secs(self.timeout_sec);
-        Client::new(cfg)
+        Ok(Client::new(cfg)?)
     }
 }
 
@@ -112,4 +150,27 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::password_on_command_line;
+
+    fn on(args: &[&str]) -> bool {
+        password_on_command_line(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn finds_passwords_typed_on_the_command_line() {
+        assert!(on(&["-p", "secret", "-e", "SHOW BACKENDS"]));
+        assert!(on(&["-psecret"]));
+        assert!(on(&["--password", "secret"]));
+        assert!(on(&["--password=secret"]));
+        assert!(
+            !on(&["-p", "-e", "SHOW BACKENDS"]),
+            "a bare -p asks at a prompt"
+        );
+        assert!(!on(&["-u", "ops", "-e", "SHOW BACKENDS"]));
+        assert!(!on(&["--endpoints", "127.0.0.1:9020"]));
+    }
 }

@@ -32,7 +32,7 @@ async fn bad_statements_get_clear_errors_and_change_nothing() {
     c.execute(r#"ADMIN SET FRONTEND CONFIG ("disable_tablet_scheduler" = "true")"#)
         .await
         .expect("setup");
-    c.execute(r#"ALTER SYSTEM ADD BACKEND "10.2.0.1:9050", "10.2.0.2:9050""#)
+    c.execute(r#"ALTER SYSTEM ADD BACKEND "127.2.0.1:9050", "127.2.0.2:9050""#)
         .await
         .expect("setup");
     c.execute(r#"ALTER SYSTEM DECOMMISSION BACKEND "10002""#)
@@ -44,13 +44,13 @@ async fn bad_statements_get_clear_errors_and_change_nothing() {
     let cases: &[(&str, &str)] = &[
         // Malformed statements say where.
         (
-            r#"ALTER SYSTEM ADD BACKENDZ "10.2.0.3:9050""#,
+            r#"ALTER SYSTEM ADD BACKENDZ "127.2.0.3:9050""#,
             "found \"BACKENDZ\" at line 1, column 18",
         ),
         ("ALTER SYSTEM", "at line 1, column 13"),
         ("SHOW BACKENDS extra", "at line 1, column 15"),
         (
-            "ALTER SYSTEM ADD BACKEND \"10.2.0.3:9050\"\n  PROPERTIES (\"tag.location\" = )",
+            "ALTER SYSTEM ADD BACKEND \"127.2.0.3:9050\"\n  PROPERTIES (\"tag.location\" = )",
             "at line 2, column",
         ),
         ("", "at line 1, column 1"),
@@ -60,7 +60,7 @@ async fn bad_statements_get_clear_errors_and_change_nothing() {
             r#"invalid backend address "abc""#,
         ),
         (
-            r#"ALTER SYSTEM ADD BACKEND "10.2.0.3:99999""#,
+            r#"ALTER SYSTEM ADD BACKEND "127.2.0.3:99999""#,
             "invalid port",
         ),
         (
@@ -74,8 +74,8 @@ async fn bad_statements_get_clear_errors_and_change_nothing() {
             "backend does not exist[99999]",
         ),
         (
-            r#"ALTER SYSTEM DECOMMISSION BACKEND "10.2.0.9:9050""#,
-            "backend does not exist[10.2.0.9:9050]",
+            r#"ALTER SYSTEM DECOMMISSION BACKEND "127.2.0.9:9050""#,
+            "backend does not exist[127.2.0.9:9050]",
         ),
         (
             r#"CANCEL DECOMMISSION BACKEND "10001", "424242""#,
@@ -87,12 +87,12 @@ async fn bad_statements_get_clear_errors_and_change_nothing() {
         ),
         // Duplicates, in the registry and inside one statement.
         (
-            r#"ALTER SYSTEM ADD BACKEND "10.2.0.1:9050""#,
-            "Same backend already exists[10.2.0.1:9050]",
+            r#"ALTER SYSTEM ADD BACKEND "127.2.0.1:9050""#,
+            "Same backend already exists[127.2.0.1:9050]",
         ),
         (
-            r#"ALTER SYSTEM ADD BACKEND "10.2.0.7:9050", "10.2.0.7:9050""#,
-            "Same backend already exists[10.2.0.7:9050]",
+            r#"ALTER SYSTEM ADD BACKEND "127.2.0.7:9050", "127.2.0.7:9050""#,
+            "Same backend already exists[127.2.0.7:9050]",
         ),
         // DROP without DROPP: Doris's exact text.
         (
@@ -101,7 +101,7 @@ async fn bad_statements_get_clear_errors_and_change_nothing() {
         ),
         // Bad properties and values.
         (
-            r#"ALTER SYSTEM ADD BACKEND "10.2.0.8:9050" PROPERTIES ("tag.colour" = "red")"#,
+            r#"ALTER SYSTEM ADD BACKEND "127.2.0.8:9050" PROPERTIES ("tag.colour" = "red")"#,
             "unknown property \"tag.colour\"",
         ),
         (

@@ -37,13 +37,13 @@ async fn kill_all_mid_stream_then_restart() {
                 k += 1;
                 // Every fourth write is one the cluster must refuse.
                 let (addr, sql) = if k.is_multiple_of(4) {
-                    let a = format!("10.9.{}.{}:1", k / 250, k % 250);
+                    let a = format!("127.9.{}.{}:1", k / 250, k % 250);
                     (
                         a.clone(),
                         format!(r#"ALTER SYSTEM ADD BACKEND "{a}" PROPERTIES ("tag.bogus" = "x")"#),
                     )
                 } else {
-                    let a = format!("10.8.{}.{}:1", k / 250, k % 250);
+                    let a = format!("127.8.{}.{}:1", k / 250, k % 250);
                     (a.clone(), format!(r#"ALTER SYSTEM ADD BACKEND "{a}""#))
                 };
                 let r = client.execute(&sql).await;

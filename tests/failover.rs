@@ -18,7 +18,7 @@ async fn kill_leader_and_restart_loses_nothing() {
     // read is served by that FE (linearizable: it must see the acknowledged write).
     cluster
         .client(follower)
-        .execute(r#"ALTER SYSTEM ADD BACKEND "10.1.0.1:9050""#)
+        .execute(r#"ALTER SYSTEM ADD BACKEND "127.1.0.1:9050""#)
         .await
         .expect("add via follower");
     for i in 0..3 {
@@ -29,15 +29,15 @@ async fn kill_leader_and_restart_loses_nothing() {
             .expect("show backends");
         assert_eq!(
             backend_addrs(&r),
-            vec!["10.1.0.1:9050"],
+            vec!["127.1.0.1:9050"],
             "fe{} does not show the acknowledged write",
             i + 1
         );
     }
 
-    let mut acked = vec!["10.1.0.1:9050".to_string()];
+    let mut acked = vec!["127.1.0.1:9050".to_string()];
     for k in 2..=5 {
-        let addr = format!("10.1.0.{k}:9050");
+        let addr = format!("127.1.0.{k}:9050");
         cluster
             .client(follower)
             .execute(&format!("ALTER SYSTEM ADD BACKEND \"{addr}\""))
@@ -62,7 +62,7 @@ async fn kill_leader_and_restart_loses_nothing() {
     // Writes go on, through both survivors.
     let client = cluster.client_of(&survivors);
     for k in 6..=12 {
-        let addr = format!("10.1.0.{k}:9050");
+        let addr = format!("127.1.0.{k}:9050");
         exec_retry(
             &client,
             &format!("ALTER SYSTEM ADD BACKEND \"{addr}\""),

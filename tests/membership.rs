@@ -174,7 +174,7 @@ impl Writer {
                     client = client_for(endpoints.borrow_and_update().clone());
                 }
                 k += 1;
-                let addr = format!("10.7.{}.{}:9050", k / 250, k % 250 + 1);
+                let addr = format!("127.7.{}.{}:9050", k / 250, k % 250 + 1);
                 let t = Instant::now();
                 let res = client
                     .execute(&format!("ALTER SYSTEM ADD BACKEND \"{addr}\""))
@@ -535,7 +535,7 @@ async fn add_and_drop_observer() {
     let on_observer = cluster.client(3);
     let mut acked = Vec::new();
     for k in 1..=5 {
-        let addr = format!("10.8.0.{k}:9050");
+        let addr = format!("127.8.0.{k}:9050");
         via_follower
             .execute(&format!("ALTER SYSTEM ADD BACKEND \"{addr}\""))
             .await
@@ -553,7 +553,7 @@ async fn add_and_drop_observer() {
     }
     // Writes through the observer are forwarded to the master.
     on_observer
-        .execute("ALTER SYSTEM ADD BACKEND \"10.8.1.1:9050\"")
+        .execute("ALTER SYSTEM ADD BACKEND \"127.8.1.1:9050\"")
         .await
         .expect("write via the observer");
 
@@ -565,7 +565,7 @@ async fn add_and_drop_observer() {
         check_frontends(&cluster, on, &followers(&[0, 1, 2])).await;
     }
     cluster.kill9(3);
-    c.execute("ALTER SYSTEM ADD BACKEND \"10.8.1.2:9050\"")
+    c.execute("ALTER SYSTEM ADD BACKEND \"127.8.1.2:9050\"")
         .await
         .expect("write after the observer left");
     let msg = server_error(

@@ -161,13 +161,13 @@ async fn statement_families_through_mysql_on_master_and_follower() {
     // Backends: a write through the follower, read on the master.
     ok(
         fp,
-        r#"ALTER SYSTEM ADD BACKEND "10.7.0.1:9050", "10.7.0.2:9050" PROPERTIES ("tag.location" = "g1")"#,
+        r#"ALTER SYSTEM ADD BACKEND "127.7.0.1:9050", "127.7.0.2:9050" PROPERTIES ("tag.location" = "g1")"#,
     );
     let t = ok(mp, "SHOW BACKENDS");
     assert_eq!(t.columns, BACKEND_COLUMNS);
     assert_eq!(t.rows.len(), 2);
     assert_eq!(t.rows[0][t.col("BackendId")], "10001");
-    assert_eq!(t.rows[1][t.col("Host")], "10.7.0.2");
+    assert_eq!(t.rows[1][t.col("Host")], "127.7.0.2");
     assert!(t.rows[0][t.col("Tag")].contains("g1"));
     assert_eq!(t.rows[0][t.col("Alive")], "false");
 
@@ -191,12 +191,12 @@ async fn statement_families_through_mysql_on_master_and_follower() {
     ok(mp, r#"CANCEL DECOMMISSION BACKEND "10001""#);
     ok(
         fp,
-        r#"ALTER SYSTEM MODIFY BACKEND "10.7.0.2:9050" SET ("disable_query" = "true")"#,
+        r#"ALTER SYSTEM MODIFY BACKEND "127.7.0.2:9050" SET ("disable_query" = "true")"#,
     );
     let t = ok(fp, "SHOW BACKENDS");
     assert_eq!(t.rows[0][t.col("SystemDecommissioned")], "false");
     assert!(t.rows[1][t.col("Status")].contains("\"isQueryDisabled\":true"));
-    ok(mp, r#"ALTER SYSTEM DROPP BACKEND "10.7.0.2:9050""#);
+    ok(mp, r#"ALTER SYSTEM DROPP BACKEND "127.7.0.2:9050""#);
     assert_eq!(ok(fp, "SHOW BACKENDS").rows.len(), 1);
 
     // Frontends.
@@ -254,7 +254,7 @@ async fn statement_families_through_mysql_on_master_and_follower() {
     // Syntax errors say where, in Doris's form.
     let o = root(
         mp,
-        "ALTER SYSTEM ADD BACKEND \"10.7.0.3:9050\" PROPERTIES (\"tag.location\" =)",
+        "ALTER SYSTEM ADD BACKEND \"127.7.0.3:9050\" PROPERTIES (\"tag.location\" =)",
     );
     assert_eq!(o.code, 1);
     assert!(
@@ -297,7 +297,7 @@ async fn logins_and_privileges_on_every_interface() {
     // A user without NODE_PRIV: refused on MySQL, gRPC and roster sql alike.
     ok(p[0], "CREATE USER 'ops' IDENTIFIED BY 'opspw'");
     ok(p[0], "GRANT SELECT_PRIV TO 'ops'");
-    let add = r#"ALTER SYSTEM ADD BACKEND "10.7.1.1:9050""#;
+    let add = r#"ALTER SYSTEM ADD BACKEND "127.7.1.1:9050""#;
     let o = mysql(p[1], "ops", "opspw", add);
     assert_eq!(o.code, 1);
     assert!(o.stderr.starts_with("ERROR 1227 (42000)"), "{}", o.stderr);
@@ -329,7 +329,23 @@ async fn logins_and_privileges_on_every_interface() {
         .output()
         .unwrap();
     assert_eq!(cli.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&cli.stderr).contains(denied));
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert!(stderr.contains(denied));
+    // The password was on the command line: `roster sql` says it shows in `ps`.
+    assert!(
+        stderr.contains("visible to other users in `ps`"),
+        "{stderr}"
+    );
+    // From ROSTER_PASSWORD: no warning.
+    let cli = Command::new(BIN)
+        .args(["sql", "--endpoints", &cluster.nodes[0].rpc_addr()])
+        .args(["-u", "ops", "-e", "SHOW GRANTS"])
+        .env("ROSTER_PASSWORD", "opspw")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert_eq!(cli.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
     let o = mysql(p[1], "ops", "wrongpw", "SELECT 1");
     assert!(o.stderr.contains("ERROR 1045"), "{}", o.stderr);
     let mut bad = client_config(vec![cluster.nodes[0].rpc_addr()]);
@@ -363,7 +379,7 @@ async fn logins_and_privileges_on_every_interface() {
         p[2],
         "ops",
         "opspw",
-        r#"ALTER SYSTEM ADD BACKEND "10.7.1.2:9050""#,
+        r#"ALTER SYSTEM ADD BACKEND "127.7.1.2:9050""#,
     );
     assert!(
         o.stderr.contains(denied),
@@ -378,7 +394,7 @@ async fn logins_and_privileges_on_every_interface() {
         p[1],
         "bl",
         "blpw",
-        r#"ALTER SYSTEM ADD BACKEND "10.7.1.3:9050""#,
+        r#"ALTER SYSTEM ADD BACKEND "127.7.1.3:9050""#,
     );
     assert!(o.stderr.contains(denied), "{}", o.stderr);
     // ...but can manage blacklists: each FE's own, visible from all FEs.

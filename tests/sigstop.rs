@@ -154,7 +154,7 @@ async fn sigstop_leader_no_stale_reads_and_clean_step_down() {
     let mut acked: Vec<String> = Vec::new();
     let all = cluster.client_of(&[0, 1, 2]);
     for k in 1..=3 {
-        let addr = format!("10.6.0.{k}:9050");
+        let addr = format!("127.6.0.{k}:9050");
         all.execute(&format!("ALTER SYSTEM ADD BACKEND \"{addr}\""))
             .await
             .expect("add before the stop");
@@ -168,7 +168,7 @@ async fn sigstop_leader_no_stale_reads_and_clean_step_down() {
     cluster.kill9(lagging);
     let via_follower = cluster.client(follower);
     for k in 4..=6 {
-        let addr = format!("10.6.0.{k}:9050");
+        let addr = format!("127.6.0.{k}:9050");
         via_follower
             .execute(&format!("ALTER SYSTEM ADD BACKEND \"{addr}\""))
             .await
@@ -215,7 +215,7 @@ async fn sigstop_leader_no_stale_reads_and_clean_step_down() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut maybe: Vec<String> = Vec::new();
     let w = loop {
-        let addr = format!("10.6.1.{}:9050", maybe.len() + 1);
+        let addr = format!("127.6.1.{}:9050", maybe.len() + 1);
         match followers
             .execute(&format!("ALTER SYSTEM ADD BACKEND \"{addr}\""))
             .await

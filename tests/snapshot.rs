@@ -18,15 +18,15 @@ async fn lagging_follower_catches_up_by_snapshot() {
     let others: Vec<usize> = (0..3).filter(|i| *i != lagger).collect();
     let client = cluster.client_of(&others);
     client
-        .execute(r#"ALTER SYSTEM ADD BACKEND "10.3.0.0:1""#)
+        .execute(r#"ALTER SYSTEM ADD BACKEND "127.3.0.0:1""#)
         .await
         .unwrap();
     let lagger_applied = cluster.client(lagger).status().await.unwrap().last_applied;
     cluster.kill9(lagger);
 
-    let mut want = vec!["10.3.0.0:1".to_string()];
+    let mut want = vec!["127.3.0.0:1".to_string()];
     for k in 1..=80 {
-        let a = format!("10.3.0.{k}:1");
+        let a = format!("127.3.0.{k}:1");
         exec_retry(
             &client,
             &format!(r#"ALTER SYSTEM ADD BACKEND "{a}""#),
@@ -49,7 +49,9 @@ async fn lagging_follower_catches_up_by_snapshot() {
             "the leader never purged its log: {s:?}"
         );
         client
-            .execute("ALTER SYSTEM MODIFY BACKEND \"10.3.0.0:1\" SET (\"disable_load\" = \"true\")")
+            .execute(
+                "ALTER SYSTEM MODIFY BACKEND \"127.3.0.0:1\" SET (\"disable_load\" = \"true\")",
+            )
             .await
             .unwrap();
     }

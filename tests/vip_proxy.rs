@@ -62,7 +62,7 @@ async fn writes_resume_through_a_vip_after_leader_failover() {
             cluster.logs()
         );
         k += 1;
-        let addr = format!("10.5.0.{k}:9050");
+        let addr = format!("127.5.0.{k}:9050");
         match client
             .execute(&format!(r#"ALTER SYSTEM ADD BACKEND "{addr}""#))
             .await

@@ -18,8 +18,9 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct RunArgs {
-    /// The roster binary to test.
-    #[arg(long, default_value = "target/debug/roster")]
+    /// The roster binary to test: `roster-faulty`, the build with the bug switches the twins
+    /// need (`cargo build --release --features bug-switches --bin roster-faulty`).
+    #[arg(long, default_value = "target/release/roster-faulty")]
     bin: PathBuf,
     /// Where run directories go.
     #[arg(long, default_value = "jepsen/store")]

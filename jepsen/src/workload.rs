@@ -3,7 +3,7 @@
 //! is recorded as an invocation and its completion.
 //!
 //! - `register`: per-key registers over registry entries: key k is fake backend
-//!   `10.99.0.k:9050`, its value the backend's `tag.location`. Writes (`ALTER SYSTEM MODIFY
+//!   `127.99.0.k:9050`, its value the backend's `tag.location`. Writes (`ALTER SYSTEM MODIFY
 //!   BACKEND ... SET ("tag.location" = v)`, unique values) and reads (the typed `ListBackends`
 //!   call, linearizable), through a fixed FE per worker so followers serve reads too. Two
 //!   settings are registers as well (`SETTING_KEYS`: ADMIN SET / SHOW FRONTEND CONFIG).
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 pub const INITIAL_TAG: &str = "default";
 
 pub fn key_host(k: usize) -> String {
-    format!("10.99.0.{}", k + 1)
+    format!("127.99.0.{}", k + 1)
 }
 
 /// A client of the FEs in `addrs` (comma-separated). With one FE it never follows leader hints
@@ -290,7 +290,7 @@ pub struct SetWorker {
 
 /// The element of add number `n` of worker `worker`: a unique backend address.
 fn element(worker: usize, n: u64) -> String {
-    format!("10.{}.{}.{}:9050", 100 + worker, n / 250, n % 250 + 1)
+    format!("127.{}.{}.{}:9050", 100 + worker, n / 250, n % 250 + 1)
 }
 
 impl SetWorker {

@@ -1,6 +1,6 @@
 //! Test-only bug switches: deliberately broken behaviour that the Jepsen checkers must catch,
-//! so we know they are not vacuous. Compiled only with the `bug-switches` feature (the jepsen
-//! crate turns it on in workspace builds); chosen at start with `ROSTER_BUG=<name>`.
+//! so we know they are not vacuous. Compiled only with the `bug-switches` feature (the
+//! `roster-faulty` binary turns it on); chosen at start with `ROSTER_BUG=<name>`.
 
 /// Every switch there is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +76,7 @@ pub fn from_env() -> Result<Option<Bug>, String> {
     let bug = parse(&v)?;
     if bug.is_some() && !cfg!(feature = "bug-switches") {
         return Err(format!(
-            "ROSTER_BUG={v} needs a build with the bug-switches feature (cargo build --workspace)"
+            "ROSTER_BUG={v} needs a build with the bug-switches feature (roster-faulty: cargo build --release --features bug-switches --bin roster-faulty)"
         ));
     }
     Ok(bug)

@@ -40,7 +40,7 @@ pub fn arm(spec: &str) -> Result<(), String> {
         }
         if !cfg!(feature = "failpoints") {
             return Err(
-                "FAILPOINTS needs a build with the failpoints feature (cargo build --workspace)"
+                "FAILPOINTS needs a build with the failpoints feature (roster-faulty: cargo build --release --features bug-switches --bin roster-faulty)"
                     .into(),
             );
         }

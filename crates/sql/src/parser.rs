@@ -79,6 +79,11 @@ impl Parser {
         if self.peek_kw("GLOBAL") || self.peek_kw("SESSION") || self.peek_kw("VARIABLES") {
             return self.show_variables();
         }
+        for (singular, plural) in [("FRONTEND", "FRONTENDS"), ("TABLE", "TABLES")] {
+            if self.peek_kw(singular) {
+                return self.expected(format!("{plural} (did you mean SHOW {plural}?)"));
+            }
+        }
         let what = self.expect_one_of(&[
             "BACKENDS",
             "FRONTENDS",

@@ -481,6 +481,27 @@ fn blacklist() {
         err("ADD BACKEND BLACKLIST 'h:1'"),
         (r#"invalid backend id "h:1""#.into(), 1, 23)
     );
+    // Singular typos of the lists point at the plural.
+    assert_eq!(
+        err("SHOW BACKEND;"),
+        (
+            "Syntax error: expected BLACKLIST (did you mean SHOW BACKENDS?), found \";\"".into(),
+            1,
+            13
+        )
+    );
+    assert_eq!(
+        err("show backend").0,
+        "Syntax error: expected BLACKLIST (did you mean SHOW BACKENDS?), found end of input"
+    );
+    assert_eq!(
+        err("SHOW FRONTEND").0,
+        "Syntax error: expected FRONTENDS (did you mean SHOW FRONTENDS?), found \"FRONTEND\""
+    );
+    assert_eq!(
+        err("SHOW BACKEND BLAKLIST").0,
+        "Syntax error: expected BLACKLIST, found \"BLAKLIST\""
+    );
     assert_eq!(
         err("SHOW BACKEND BLACKLIST FROM ALL"),
         (

@@ -142,6 +142,11 @@ impl Parser {
 
     /// After `SHOW BACKEND`: `BLACKLIST [FROM ALL FRONTENDS]`.
     pub(super) fn show_blacklist(&mut self) -> Result<Statement> {
+        if !self.peek_kw("BLACKLIST") && matches!(self.peek(), None | Some(Token::SemiColon)) {
+            // `SHOW BACKEND;` is a typo of Doris's list of backends far more often than an
+            // unfinished blacklist statement.
+            return self.expected("BLACKLIST (did you mean SHOW BACKENDS?)");
+        }
         self.expect_kw("BLACKLIST")?;
         let all_frontends = self.eat_kw("FROM");
         if all_frontends {

@@ -1,15 +1,9 @@
-//! `roster playground`: three FEs and four backend agents on loopback in this process (the
-//! ports of config/fe1..fe3), a demo table with data, all in a temporary directory, until Ctrl-C.
+//! Three FEs and backend agents inside this one process, on loopback: what `roster bench` runs
+//! (the playground runs each node as its own process instead, see `playground/`).
 
 use crate::config::{FileConfig, MemberSection};
 use crate::start;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// The demo table: real replica files of 2 MiB, so a decommission moves real bytes.
-const DEMO_TABLE: &str = "CREATE TABLE IF NOT EXISTS demo (id BIGINT, name VARCHAR(64)) \
-     DISTRIBUTED BY HASH(id) BUCKETS 8 \
-     PROPERTIES (\"replication_num\" = \"3\", \"fill_bytes_per_tablet\" = \"2097152\")";
 
 /// Run `sql` until it succeeds (or fails with `done_if`), for up to 30 s.
 pub async fn retry(
@@ -18,7 +12,18 @@ pub async fn retry(
     what: &str,
     done_if: &str,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    retry_within(client, sql, what, done_if, Duration::from_secs(30)).await
+}
+
+/// `retry` for up to `within`.
+pub async fn retry_within(
+    client: &roster_api::Client,
+    sql: &str,
+    what: &str,
+    done_if: &str,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
     loop {
         match client.execute(sql).await {
             Ok(_) => return Ok(()),
@@ -32,59 +37,7 @@ pub async fn retry(
     }
 }
 
-pub async fn run(data_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let (root, _guard) = match data_dir {
-        Some(d) => (d, None),
-        None => {
-            let t = tempfile::Builder::new()
-                .prefix("roster-playground-")
-                .tempdir()?;
-            (t.path().to_path_buf(), Some(t))
-        }
-    };
-    let fe_ports = (0..3u16)
-        .map(|n| {
-            let o = 100 * n;
-            [9010 + o, 9020 + o, 9030 + o, 8030 + o]
-        })
-        .collect();
-    let agent_ports = (0..4u16)
-        .map(|i| (9050 + 100 * i, 9060 + 100 * i))
-        .collect();
-    let local = start_local(&root, "roster-playground", fe_ports, agent_ports).await?;
-    let client = &local.client;
-    // Placement needs alive backends: retry until the first heartbeats have landed.
-    retry(
-        client,
-        DEMO_TABLE,
-        "creating the demo table",
-        "already exists",
-    )
-    .await?;
-    println!();
-    println!(
-        "Roster playground: 3 frontends on 127.0.0.1, data in {}",
-        root.display()
-    );
-    println!(
-        "Connect with:  mysql -h127.0.0.1 -P9030 -uroot      (root has an empty password here)"
-    );
-    println!(
-        "          or:  cargo run --release -- sql --endpoints 127.0.0.1:9020,127.0.0.1:9120,127.0.0.1:9220"
-    );
-    println!("Backends:      4 agents on 127.0.0.1-4, heartbeat ports 9050, 9150, 9250, 9350");
-    println!("Demo table:    demo, 8 tablets x 3 replicas of 2 MiB each (SHOW TABLETS FROM demo)");
-    println!(
-        "Try:           SHOW BACKENDS; SHOW FRONTENDS; ALTER SYSTEM DECOMMISSION BACKEND \"10004\";"
-    );
-    println!("Ctrl-C stops the playground.");
-    start::wait_for_signal().await;
-    local.stop().await;
-    Ok(())
-}
-
-/// Three FEs and some backend agents in this process, on loopback: what the playground and
-/// the benchmarks run.
+/// Three FEs and some backend agents in this process, on loopback: what the benchmarks run.
 pub struct LocalCluster {
     fes: Vec<start::RunningFe>,
     agents: Vec<tokio::task::JoinHandle<()>>,
