@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tokio_stream::wrappers::TcpListenerStream;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct BackendArgs {
@@ -105,12 +104,19 @@ impl BackendArgs {
     }
 }
 
-async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListenerStream> {
+/// Bind a port; its connections back off when descriptors run out (`roster_api::accept`).
+async fn bind(
+    host: &str,
+    port: u16,
+    what: &'static str,
+) -> anyhow::Result<
+    impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static,
+> {
     let addr = format!("{host}:{port}");
     let l = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("binding {what} {addr}"))?;
-    Ok(TcpListenerStream::new(l))
+    Ok(roster_api::accept::incoming(l, what))
 }
 
 pub async fn run(args: BackendArgs) -> anyhow::Result<()> {

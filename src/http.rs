@@ -2,7 +2,8 @@
 //! Basic, the same users and privileges as SQL) and run their SHOW statement through the
 //! executor, so privileges and the linearizable read barrier are those of MySQL and gRPC:
 //! `/api/backends`, `/api/frontends`, `/api/decommission`, `/api/decommission/blockers`,
-//! `/api/tables`, `/api/blacklist` (every FE's). Rows are objects keyed by column name.
+//! `/api/tables`, `/api/blacklist` (every FE's). Rows are objects keyed by column name, typed
+//! for programs (README "HTTP API": numbers, integer bytes, RFC 3339 times, objects).
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -10,7 +11,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
+use roster_api::accept::AcceptBackoff;
+use roster_api::cell::Cell;
 use roster_api::executor::{Session, execute_sql};
+use roster_api::format::rfc3339;
 use roster_api::{ApiError, FeNodeHandle, QueryResult, auth};
 use serde_json::{Map, Value, json};
 
@@ -26,20 +30,52 @@ fn statement(view: &str) -> Option<&'static str> {
     })
 }
 
+/// A typed cell as programs read it: numbers, integer bytes, RFC 3339 times, objects.
+fn cell_json(c: &Cell) -> Value {
+    match c {
+        Cell::Null | Cell::Time(None) => Value::Null,
+        Cell::Int(v) => json!(v),
+        Cell::Bool(v) => json!(v),
+        Cell::Text(v) => json!(v),
+        Cell::Bytes(v) => json!(v),
+        Cell::Time(Some(ms)) => json!(rfc3339(*ms)),
+        Cell::Pct(v) => serde_json::Number::from_f64((v * 100.0).round() / 100.0)
+            .map(Value::Number)
+            .unwrap_or(Value::Null),
+        Cell::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), cell_json(v)))
+                .collect(),
+        ),
+        Cell::Sql(_, inner) => cell_json(inner),
+    }
+}
+
+/// Rows as objects keyed by column; typed when the statement renders typed cells (every JSON
+/// view but `/api/tables`, whose one column is a name).
 fn to_json(r: &QueryResult) -> Value {
+    let typed = r.cells.len() == r.rows.len();
     let rows: Vec<Value> = r
         .rows
         .iter()
-        .map(|row| {
+        .enumerate()
+        .map(|(i, row)| {
             let obj: Map<String, Value> = r
                 .columns
                 .iter()
-                .zip(row)
-                .map(|(c, v)| {
-                    (
-                        c.clone(),
-                        v.clone().map(Value::String).unwrap_or(Value::Null),
-                    )
+                .enumerate()
+                .map(|(j, c)| {
+                    let v = match r.cells.get(i).and_then(|cells| cells.get(j)) {
+                        Some(cell) if typed => cell_json(cell),
+                        _ => row
+                            .get(j)
+                            .cloned()
+                            .flatten()
+                            .map(Value::String)
+                            .unwrap_or(Value::Null),
+                    };
+                    (c.clone(), v)
                 })
                 .collect();
             Value::Object(obj)
@@ -139,7 +175,31 @@ pub fn router(fe: FeNodeHandle) -> Router {
         .with_state(fe)
 }
 
+/// The HTTP listener with the shared accept backoff (axum's own sleeps a second per error and
+/// logs each one).
+struct Listener {
+    inner: tokio::net::TcpListener,
+    backoff: AcceptBackoff,
+}
+
+impl axum::serve::Listener for Listener {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        roster_api::accept::accept(&self.inner, &self.backoff).await
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
 pub async fn serve(fe: FeNodeHandle, listener: tokio::net::TcpListener) {
+    let listener = Listener {
+        inner: listener,
+        backoff: AcceptBackoff::new("http"),
+    };
     if let Err(e) = axum::serve(listener, router(fe)).await {
         tracing::error!("http server stopped: {e}");
     }

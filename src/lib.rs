@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod http;
 mod local_cluster;
+mod logging;
 mod mysql;
 mod node_cmd;
 mod playground;

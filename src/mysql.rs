@@ -53,14 +53,9 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> 
 
 /// Accept connections until the task is aborted. With `tls`, clients may switch to TLS.
 pub async fn serve(fe: FeNodeHandle, listener: TcpListener, tls: Option<Arc<ServerConfig>>) {
+    let backoff = roster_api::accept::AcceptBackoff::new("query");
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("mysql accept failed: {e}");
-                continue;
-            }
-        };
+        let (stream, peer) = roster_api::accept::accept(&listener, &backoff).await;
         let _ = stream.set_nodelay(true);
         let fe = fe.clone();
         let tls = tls.clone();

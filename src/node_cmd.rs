@@ -15,6 +15,7 @@ mod follow;
 use crate::sql_shell::ConnArgs;
 use crate::table;
 use roster_api::QueryResult;
+use std::time::Duration;
 
 #[derive(clap::Subcommand)]
 pub enum NodeCmd {

@@ -11,7 +11,6 @@ use roster_api::raft_service::RaftServiceImpl;
 use roster_api::roster_service::RosterService;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// A running FE with its servers.
 pub struct RunningFe {
@@ -72,7 +71,7 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
     let s1 = tokio::spawn(async move {
         if let Err(e) = tonic::transport::Server::builder()
             .add_service(raft_svc)
-            .serve_with_incoming(TcpListenerStream::new(raft_l))
+            .serve_with_incoming(roster_api::accept::incoming(raft_l, "edit_log"))
             .await
         {
             tracing::error!("raft server stopped: {e}");
@@ -81,7 +80,7 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
     let s2 = tokio::spawn(async move {
         if let Err(e) = tonic::transport::Server::builder()
             .add_service(rpc_svc)
-            .serve_with_incoming(TcpListenerStream::new(rpc_l))
+            .serve_with_incoming(roster_api::accept::incoming(rpc_l, "rpc"))
             .await
         {
             tracing::error!("rpc server stopped: {e}");

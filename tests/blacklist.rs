@@ -185,7 +185,7 @@ async fn manual_entries_are_per_frontend_shown_everywhere_and_survive_restart() 
     );
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["rows"][0]["BackendId"], x.to_string(), "{body}");
+    assert_eq!(v["rows"][0]["BackendId"], x, "{body}");
     assert_eq!(v["rows"][0]["AddBlackListType"], "MANUAL", "{body}");
 
     // Point 5: unknown ids and malformed lists are refused and change nothing.

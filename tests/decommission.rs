@@ -693,16 +693,9 @@ async fn decommission_progress_over_http_json() {
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let row = &v["rows"][0];
-    assert_eq!(row["BackendId"], "10002", "{body}");
+    assert_eq!(row["BackendId"], 10002, "{body}");
     assert_eq!(row["State"], "DECOMMISSIONING", "{body}");
-    assert!(
-        row["TabletsTotal"]
-            .as_str()
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            > 0
-    );
+    assert!(row["TabletsTotal"].as_u64().unwrap() > 0, "{body}");
     let (code, body) = http_get(port, "/api/nope", Some(&format!("root:{ROOT_PASSWORD}")));
     assert_eq!(code, 404, "{body}");
     // A user without ADMIN_PRIV cannot read backends.

@@ -57,6 +57,7 @@ async fn raw_read_on(mut c: Conn, sql: &str) -> Result<Result<QueryResult, Strin
                 .collect(),
             affected_rows: resp.affected_rows,
             message: resp.message,
+            cells: Vec::new(),
         }),
     })
 }

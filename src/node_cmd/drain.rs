@@ -112,7 +112,7 @@ async fn set_draining(c: &Client, ids: &[String], on: bool) -> anyhow::Result<()
 /// `recommission` also ends a drain of the backends it names (those that are draining).
 pub async fn undrain_recommissioned(c: &Client, names: &[String]) -> anyhow::Result<()> {
     let backends = c.execute("SHOW BACKENDS").await?;
-    let draining: Vec<String> = super::resolve(&backends, names)
+    let draining: Vec<String> = resolve(&backends, names)
         .into_iter()
         .filter(|id| {
             (0..backends.rows.len()).any(|i| {
@@ -195,4 +195,20 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// The ids of the backends named (ids or host:port) that SHOW BACKENDS lists.
+fn resolve(backends: &QueryResult, names: &[String]) -> std::collections::BTreeSet<String> {
+    (0..backends.rows.len())
+        .filter(|i| {
+            let id = col(backends, *i, "BackendId");
+            let addr = format!(
+                "{}:{}",
+                col(backends, *i, "Host"),
+                col(backends, *i, "HeartbeatPort")
+            );
+            names.iter().any(|n| n == id || *n == addr)
+        })
+        .map(|i| col(backends, i, "BackendId").to_string())
+        .collect()
 }

@@ -179,6 +179,7 @@ impl Client {
                                     .collect(),
                                 affected_rows: resp.affected_rows,
                                 message: resp.message,
+                                cells: Vec::new(),
                             });
                         }
                         Some(e) if e.outcome == pb::Outcome::Unknown as i32 => {

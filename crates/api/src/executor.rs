@@ -9,6 +9,7 @@ mod tables;
 pub use tables::{TabletRoute, tablet_routes};
 
 use crate::auth;
+use crate::cell::Cell;
 use crate::error::ApiError;
 use crate::node::FeNodeHandle;
 use crate::wire::{LeaderOp, LeaderReply};
@@ -21,12 +22,15 @@ use roster_sql::{FrontendRole, Statement};
 pub use session::Session;
 
 /// A result set or an OK packet.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueryResult {
     pub columns: Vec<String>,
     pub rows: Vec<Vec<Option<String>>>,
     pub affected_rows: u64,
     pub message: String,
+    /// The same rows typed, for the HTTP API, when the statement renders them so (the JSON
+    /// views); empty otherwise, and never sent over gRPC.
+    pub cells: Vec<Vec<Cell>>,
 }
 
 impl QueryResult {
@@ -42,6 +46,19 @@ impl QueryResult {
         QueryResult {
             columns: columns.iter().map(|c| c.to_string()).collect(),
             rows,
+            ..Default::default()
+        }
+    }
+
+    /// A result set from typed cells: SQL text and the typed values from one source.
+    pub fn typed(columns: &[&str], cells: Vec<Vec<Cell>>) -> Self {
+        QueryResult {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows: cells
+                .iter()
+                .map(|r| r.iter().map(Cell::to_sql).collect())
+                .collect(),
+            cells,
             ..Default::default()
         }
     }

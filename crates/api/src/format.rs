@@ -13,6 +13,15 @@ pub fn datetime(ms: u64) -> String {
     )
 }
 
+/// RFC 3339 in UTC with milliseconds (`2023-11-14T22:13:20.123Z`), for programs.
+pub fn rfc3339(ms: u64) -> String {
+    let (date, time) = datetime(ms)
+        .split_once(' ')
+        .map(|(d, t)| (d.to_string(), t.to_string()))
+        .unwrap_or_default();
+    format!("{date}T{time}.{:03}Z", ms % 1000)
+}
+
 /// Howard Hinnant's days-to-civil algorithm.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -53,6 +62,7 @@ mod tests {
         assert_eq!(super::datetime(0), "1970-01-01 00:00:00");
         assert_eq!(super::datetime(1_700_000_000_000), "2023-11-14 22:13:20");
         assert_eq!(super::datetime(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(super::bytes(0), "0.000 B");
         assert_eq!(super::bytes(1536), "1.500 KB");
     }

@@ -2,8 +2,10 @@
 //! linearizable reads, frontend membership), the statement executor, the gRPC services, and the
 //! client library that finds the leader by itself.
 
+pub mod accept;
 pub mod auth;
 pub mod bugs;
+pub mod cell;
 pub mod client;
 pub mod error;
 pub mod executor;
@@ -11,6 +13,7 @@ pub mod format;
 pub mod network;
 pub mod node;
 pub mod raft_service;
+pub mod ratelog;
 pub mod roster_service;
 pub mod wire;
 

@@ -2,6 +2,7 @@
 //! messages travel as versioned bincode blobs.
 
 use crate::pb::raft::{Blob, raft_service_client::RaftServiceClient};
+use crate::ratelog::{LOG_INTERVAL, RateLimit};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
@@ -95,7 +96,30 @@ fn status_to_rpc(s: tonic::Status) -> RPCError<TypeConfig> {
     }
 }
 
+/// One line per peer per interval for a peer that cannot be reached (openraft's own warnings
+/// about it are dropped by the binary's log filter, see `src/logging.rs`).
+static UNREACHABLE: RateLimit<NodeId> = RateLimit::new(LOG_INTERVAL);
+
 impl PeerClient {
+    /// Log (rate-limited) a failure to reach this peer; forget it once the peer answers.
+    fn note<T, E: std::fmt::Display>(&self, r: &Result<T, RPCError<TypeConfig>>, what: &E) {
+        match r {
+            Err(RPCError::Unreachable(e)) => {
+                if let Some(suppressed) = UNREACHABLE.check(self.target) {
+                    tracing::warn!(
+                        peer = self.target,
+                        addr = %self.addr,
+                        suppressed,
+                        "{e} ({what} to FE {}; {suppressed} more in the last {LOG_INTERVAL:?} not logged)",
+                        self.target
+                    );
+                }
+            }
+            Ok(_) => UNREACHABLE.reset(&self.target),
+            Err(_) => {}
+        }
+    }
+
     async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
         &mut self,
         which: &'static str,
@@ -142,7 +166,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("append", &rpc, &option).await
+        let r = self.call("append", &rpc, &option).await;
+        self.note(&r, &"append_entries");
+        r
     }
 
     async fn vote(
@@ -150,7 +176,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("vote", &rpc, &option).await
+        let r = self.call("vote", &rpc, &option).await;
+        self.note(&r, &"vote");
+        r
     }
 
     async fn pre_vote(
@@ -158,7 +186,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call("pre_vote", &rpc, &option).await
+        let r = self.call("pre_vote", &rpc, &option).await;
+        self.note(&r, &"pre_vote");
+        r
     }
 
     async fn transfer_leader(

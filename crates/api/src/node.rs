@@ -8,6 +8,7 @@ mod blacklist;
 pub mod drain;
 mod frontends;
 mod heartbeat;
+mod leadership;
 mod moves;
 mod replicas;
 
@@ -191,6 +192,8 @@ impl FeNodeHandle {
             }
         }
 
+        // Ends by itself when Raft shuts down.
+        tokio::spawn(leadership::log_changes(raft.clone()));
         let peers = Mutex::new(BTreeMap::new());
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();

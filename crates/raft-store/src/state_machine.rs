@@ -9,6 +9,7 @@
 use crate::applier;
 use crate::cmd::{Reply, Response};
 use crate::codec;
+use crate::events;
 use crate::io_err;
 use crate::legacy;
 use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
@@ -365,15 +366,28 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             return Ok(());
         }
         let mut answers = Vec::with_capacity(batch.len());
+        // Logged once durable, so a crash before the commit does not log what it undoes.
+        let mut events = Vec::new();
         let rows = {
             let mut v = self.inner.view.write().expect("state lock poisoned");
             let View { state, applied } = &mut *v;
             for (entry, responder) in batch {
                 applied.last_applied = Some(entry.log_id);
+                let index = entry.log_id.index;
                 let resp = match &entry.payload {
                     EntryPayload::Blank => Response::Ok(Reply::Done),
-                    EntryPayload::Normal(req) => applier::apply(state, req),
+                    EntryPayload::Normal(req) => {
+                        let before = events::before(state, &req.cmd);
+                        let resp = applier::apply(state, req);
+                        if let Some(b) = before {
+                            let happened = events::after(b, state, &req.cmd, &resp);
+                            events.extend(happened.into_iter().map(|e| (index, e)));
+                        }
+                        resp
+                    }
                     EntryPayload::Membership(m) => {
+                        let happened = events::membership(applied.membership.membership(), m);
+                        events.extend(happened.into_iter().map(|e| (index, e)));
                         applied.membership = StoredMembership::new(Some(entry.log_id), m.clone());
                         note_membership(state, &applied.membership);
                         Response::Ok(Reply::Done)
@@ -403,6 +417,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         ));
         for (r, resp) in answers {
             r.send(resp);
+        }
+        for (index, e) in events {
+            e.log(index);
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! pre-check alone), SHOW DECOMMISSION and SHOW DECOMMISSION BLOCKERS.
 
 use super::{QueryResult, ids_text};
+use crate::cell::Cell;
 use crate::error::ApiError;
 use crate::format::now_ms;
 use roster_membership::drain::{self, Blocker};
@@ -188,27 +189,27 @@ pub fn show(fe: &FeNodeHandle) -> QueryResult {
                     0.0
                 };
                 let eta = if bytes_left == 0 {
-                    s(0)
+                    Cell::Int(0)
                 } else if rate > 0.0 {
-                    s((bytes_left as f64 / rate).ceil() as u64)
+                    Cell::int((bytes_left as f64 / rate).ceil() as u64)
                 } else {
-                    None
+                    Cell::Null
                 };
                 vec![
-                    s(b.id),
-                    s(b.membership.as_str()),
-                    s(b.drain.tablets_total),
-                    s(left),
-                    s(b.drain.bytes_moved),
-                    s(bytes_left),
-                    s(rate.round() as u64),
+                    Cell::int(b.id.0),
+                    Cell::text(b.membership.as_str()),
+                    Cell::int(b.drain.tablets_total),
+                    Cell::int(left),
+                    Cell::int(b.drain.bytes_moved),
+                    Cell::int(bytes_left),
+                    Cell::int(rate.round() as u64),
                     eta,
-                    s(blockers.iter().filter(|x| x.backend == b.id).count()),
+                    Cell::int(blockers.iter().filter(|x| x.backend == b.id).count()),
                 ]
             })
             .collect()
     });
-    QueryResult::rows(
+    QueryResult::typed(
         &[
             "BackendId",
             "State",
@@ -237,10 +238,17 @@ pub fn blockers(fe: &FeNodeHandle, target: Option<&BackendRef>) -> Result<QueryR
             Ok(drain::blockers(state, now)
                 .into_iter()
                 .filter(|b| only.is_none_or(|o| o == b.backend))
-                .map(|b| vec![s(b.tablet), s(&b.table), s(b.backend), s(&b.reason)])
+                .map(|b| {
+                    vec![
+                        Cell::int(b.tablet.0),
+                        Cell::text(&b.table),
+                        Cell::int(b.backend.0),
+                        Cell::text(&b.reason),
+                    ]
+                })
                 .collect::<Vec<_>>())
         })?;
-    Ok(QueryResult::rows(
+    Ok(QueryResult::typed(
         &["TabletId", "Table", "BackendId", "Reason"],
         rows,
     ))

@@ -2,8 +2,9 @@
 
 use super::QueryResult;
 use super::session::like;
+use crate::cell::Cell;
 use crate::error::ApiError;
-use crate::format::{bytes, datetime, now_ms};
+use crate::format::{datetime, now_ms};
 use crate::node::{FeNodeHandle, VERSION};
 use roster_membership::settings::SETTINGS;
 use roster_membership::{BackendMembership, catalog};
@@ -56,8 +57,12 @@ fn s(v: impl ToString) -> Option<String> {
     Some(v.to_string())
 }
 
-fn port(p: Option<u16>) -> Option<String> {
-    s(p.map(|p| p as i64).unwrap_or(-1))
+/// An agent port as SHOW BACKENDS prints it: -1 (JSON null) until a heartbeat reported it.
+fn port(p: Option<u16>) -> Cell {
+    match p {
+        Some(p) => Cell::int(p),
+        None => Cell::Sql("-1".into(), Box::new(Cell::Null)),
+    }
 }
 
 pub fn show_backends(fe: &FeNodeHandle) -> QueryResult {
@@ -87,33 +92,47 @@ pub fn show_backends(fe: &FeNodeHandle) -> QueryResult {
                     b.membership.as_str(),
                     b.draining.is_some()
                 );
+                let status_obj = Cell::Object(vec![
+                    ("lastSuccessReportTabletsTime", Cell::Time(None)),
+                    ("isQueryDisabled", Cell::Bool(b.disable_query)),
+                    ("isLoadDisabled", Cell::Bool(b.disable_load)),
+                    ("membership", Cell::text(b.membership.as_str())),
+                    ("isDraining", Cell::Bool(b.draining.is_some())),
+                ]);
+                let opt = |v: &Option<String>| v.as_ref().map(Cell::text).unwrap_or(Cell::Null);
+                let tag_obj = Cell::Object(vec![
+                    ("location", Cell::text(&b.tags.location)),
+                    ("compute_group_name", opt(&b.tags.compute_group_name)),
+                    ("public_endpoint", opt(&b.tags.public_endpoint)),
+                    ("private_endpoint", opt(&b.tags.private_endpoint)),
+                ]);
                 vec![
-                    s(b.id),
-                    s(&b.addr.host),
-                    s(b.addr.port),
+                    Cell::int(b.id.0),
+                    Cell::text(&b.addr.host),
+                    Cell::int(b.addr.port),
                     port(l.be_port),
                     port(l.http_port),
                     port(l.brpc_port),
-                    l.last_start_time_ms.map(datetime),
-                    l.last_heartbeat_ms.map(datetime),
-                    s(l.alive),
-                    s(b.membership != BackendMembership::Active),
-                    s(tablets.get(&b.id).copied().unwrap_or(0)),
-                    s(bytes(l.data_used_capacity_bytes)),
-                    s(bytes(l.avail_capacity_bytes)),
-                    s(bytes(l.total_capacity_bytes)),
-                    s(format!("{used_pct:.2} %")),
-                    s(b.tags.to_json()),
-                    s(&l.err_msg),
-                    s(&l.version),
-                    s(status),
-                    s(l.heartbeat_failure_counter),
-                    s("mix"),
+                    Cell::Time(l.last_start_time_ms),
+                    Cell::Time(l.last_heartbeat_ms),
+                    Cell::Bool(l.alive),
+                    Cell::Bool(b.membership != BackendMembership::Active),
+                    Cell::int(tablets.get(&b.id).copied().unwrap_or(0)),
+                    Cell::Bytes(l.data_used_capacity_bytes),
+                    Cell::Bytes(l.avail_capacity_bytes),
+                    Cell::Bytes(l.total_capacity_bytes),
+                    Cell::Pct(used_pct),
+                    Cell::Sql(b.tags.to_json(), Box::new(tag_obj)),
+                    Cell::text(&l.err_msg),
+                    Cell::text(&l.version),
+                    Cell::Sql(status, Box::new(status_obj)),
+                    Cell::int(l.heartbeat_failure_counter),
+                    Cell::text("mix"),
                 ]
             })
             .collect()
     });
-    QueryResult::rows(BACKEND_COLUMNS, rows)
+    QueryResult::typed(BACKEND_COLUMNS, rows)
 }
 
 /// SHOW DROPPED BACKENDS: every tombstone, and for a backend the master dropped after its
@@ -188,30 +207,30 @@ pub fn show_frontends(fe: &FeNodeHandle) -> QueryResult {
                 )
             };
             vec![
-                s(name),
-                s(&n.host),
-                s(n.edit_log_port),
-                s(n.http_port),
-                s(n.query_port),
-                s(n.rpc_port),
-                s(if voters.contains(id) {
+                Cell::text(name),
+                Cell::text(&n.host),
+                Cell::int(n.edit_log_port),
+                Cell::int(n.http_port),
+                Cell::int(n.query_port),
+                Cell::int(n.rpc_port),
+                Cell::text(if voters.contains(id) {
                     "FOLLOWER"
                 } else {
                     "OBSERVER"
                 }),
-                s(leader == Some(*id)),
-                s(&cluster_id),
-                s(true),
-                s(alive),
-                applied.map(|a| a.to_string()),
-                last_hb.map(datetime),
-                s(err),
-                s(version),
-                s(*id == me),
+                Cell::Bool(leader == Some(*id)),
+                Cell::text(&cluster_id),
+                Cell::Bool(true),
+                Cell::Bool(alive),
+                applied.map(Cell::int).unwrap_or(Cell::Null),
+                Cell::Time(last_hb),
+                Cell::text(err),
+                Cell::text(version),
+                Cell::Bool(*id == me),
             ]
         })
         .collect();
-    QueryResult::rows(FRONTEND_COLUMNS, rows)
+    QueryResult::typed(FRONTEND_COLUMNS, rows)
 }
 
 pub fn show_config(fe: &FeNodeHandle, pattern: Option<&str>) -> QueryResult {
@@ -296,15 +315,15 @@ pub fn show_blacklist(fe: &FeNodeHandle, all_frontends: bool) -> QueryResult {
                         .get(&e.frontend.0)
                         .map(|n| n.edit_log_addr())
                         .unwrap_or_else(|| format!("fe{}", e.frontend));
-                    row.push(s(name));
+                    row.push(Cell::text(name));
                 }
                 row.extend([
-                    s(e.backend),
-                    s(e.kind.as_str()),
-                    s(datetime(e.added_ms)),
-                    s(e.failures_within(now, period.saturating_mul(1000))),
-                    s(period),
-                    s(&e.last_failure),
+                    Cell::int(e.backend.0),
+                    Cell::text(e.kind.as_str()),
+                    Cell::Time(Some(e.added_ms)),
+                    Cell::int(e.failures_within(now, period.saturating_mul(1000))),
+                    Cell::int(period),
+                    Cell::text(&e.last_failure),
                 ]);
                 row
             })
@@ -321,8 +340,8 @@ pub fn show_blacklist(fe: &FeNodeHandle, all_frontends: bool) -> QueryResult {
     if all_frontends {
         let mut c = vec!["Frontend"];
         c.extend(cols);
-        QueryResult::rows(&c, rows)
+        QueryResult::typed(&c, rows)
     } else {
-        QueryResult::rows(&cols, rows)
+        QueryResult::typed(&cols, rows)
     }
 }

@@ -174,7 +174,8 @@ pub(super) async fn checker_loop(weak: Weak<Inner>) {
                 };
                 if let Some(added) = propose(&fe, cmd).await {
                     if added {
-                        tracing::warn!(backend = %id, reason = %p.reason, "cannot connect to backend: added to this FE's blacklist (AUTO)");
+                        // The INFO line is the applied event ("blacklist entry added").
+                        tracing::debug!(backend = %id, reason = %p.reason, "cannot connect to backend: added to this FE's blacklist (AUTO)");
                     }
                     *p = Pending {
                         last_flush: Some(Instant::now()),
@@ -191,7 +192,7 @@ pub(super) async fn checker_loop(weak: Weak<Inner>) {
                     backend: id,
                 };
                 if propose(&fe, cmd).await == Some(true) {
-                    tracing::info!(backend = %id, "backend answers on every port: removed from this FE's blacklist (AUTO)");
+                    tracing::debug!(backend = %id, "backend answers on every port: removed from this FE's blacklist (AUTO)");
                 }
             }
         }

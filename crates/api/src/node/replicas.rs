@@ -41,7 +41,8 @@ struct BackendWork {
     expected: BTreeMap<TabletId, Expected>,
 }
 
-fn plan(fe: &FeNodeHandle) -> (Vec<BackendWork>, u64) {
+/// The work per alive backend, the next catalog id, and every tablet the catalog has.
+fn plan(fe: &FeNodeHandle) -> (Vec<BackendWork>, u64, BTreeSet<TabletId>) {
     fe.store().read(|s, _| {
         let mut work: BTreeMap<BackendId, BackendWork> = s
             .backends
@@ -79,7 +80,11 @@ fn plan(fe: &FeNodeHandle) -> (Vec<BackendWork>, u64) {
                 }
             }
         }
-        (work.into_values().collect(), s.meta.next_catalog_id)
+        (
+            work.into_values().collect(),
+            s.meta.next_catalog_id,
+            s.tablets.keys().copied().collect(),
+        )
     })
 }
 
@@ -126,6 +131,7 @@ async fn reconcile_backend(
     w: BackendWork,
     held: Held,
     next_catalog_id: u64,
+    catalog: &BTreeSet<TabletId>,
 ) -> (Vec<ReplicaReport>, Vec<(TabletId, BackendId)>) {
     let mut reports = Vec::new();
     let mut missing = Vec::new();
@@ -180,6 +186,11 @@ async fn reconcile_backend(
                 tablet_id: tablet.0,
             };
             match c.drop_replica(timed(req, CALL_TIMEOUT)).await {
+                // The tablet lives on elsewhere: this was a move's old copy, and the move's
+                // completion was logged where it was applied ("replica move finished").
+                Ok(_) if catalog.contains(tablet) => {
+                    tracing::debug!(backend = %w.id, %tablet, "deleted the old copy of a moved replica")
+                }
                 Ok(_) => {
                     tracing::info!(backend = %w.id, %tablet, "deleted a replica the catalog no longer has")
                 }
@@ -215,10 +226,10 @@ async fn round(fe: &FeNodeHandle, suspects: &mut BTreeSet<(TabletId, BackendId)>
         tracing::debug!("replica reconciler skips a round: {e}");
         return;
     }
-    let (work, next_catalog_id) = plan(fe);
+    let (work, next_catalog_id, catalog) = plan(fe);
     let results = futures::future::join_all(work.into_iter().filter_map(|w| {
         let h = held.remove(&w.id)?;
-        Some(reconcile_backend(fe, w, h, next_catalog_id))
+        Some(reconcile_backend(fe, w, h, next_catalog_id, &catalog))
     }))
     .await;
     let mut reports = Vec::new();
