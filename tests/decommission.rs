@@ -191,7 +191,9 @@ fn sums(t: &Replicas) -> BTreeMap<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decommission_drains_real_replicas_and_drops_the_backend() {
-    let (cluster, agents, c) = setup(5, &[]).await;
+    // A clone rate limit keeps the drain long enough to be observed mid-way several times,
+    // also in a release build (where it otherwise ends within three observations).
+    let (cluster, agents, c) = setup(5, &[("clone_rate_limit_bytes_per_sec", "500000")]).await;
     create(&c, "t", 30, 200_000).await;
     let before = tablets(&c, "t").await;
     let original = sums(&before);

@@ -180,6 +180,22 @@ async fn applied_everywhere(
     }
 }
 
+/// The ids of the backends named (ids or host:port) that SHOW BACKENDS lists.
+fn resolve(backends: &QueryResult, names: &[String]) -> std::collections::BTreeSet<String> {
+    (0..backends.rows.len())
+        .filter(|i| {
+            let id = col(backends, *i, "BackendId");
+            let addr = format!(
+                "{}:{}",
+                col(backends, *i, "Host"),
+                col(backends, *i, "HeartbeatPort")
+            );
+            names.iter().any(|n| n == id || *n == addr)
+        })
+        .map(|i| col(backends, i, "BackendId").to_string())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_duration;
@@ -195,20 +211,4 @@ mod tests {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
-}
-
-/// The ids of the backends named (ids or host:port) that SHOW BACKENDS lists.
-fn resolve(backends: &QueryResult, names: &[String]) -> std::collections::BTreeSet<String> {
-    (0..backends.rows.len())
-        .filter(|i| {
-            let id = col(backends, *i, "BackendId");
-            let addr = format!(
-                "{}:{}",
-                col(backends, *i, "Host"),
-                col(backends, *i, "HeartbeatPort")
-            );
-            names.iter().any(|n| n == id || *n == addr)
-        })
-        .map(|i| col(backends, i, "BackendId").to_string())
-        .collect()
 }
