@@ -544,7 +544,8 @@ fn node(cluster: &Cluster, args: &[&str]) -> (Option<i32>, String) {
     let out = std::process::Command::new(BIN)
         .arg("node")
         .args(args)
-        .args(["--endpoints", &endpoints.join(","), "-p", ROOT_PASSWORD])
+        .args(["--endpoints", &endpoints.join(",")])
+        .env("ROSTER_PASSWORD", ROOT_PASSWORD)
         .output()
         .unwrap();
     let text = format!(
@@ -561,7 +562,8 @@ fn node_spawn(cluster: &Cluster, args: &[&str]) -> std::process::Child {
     std::process::Command::new(BIN)
         .arg("node")
         .args(args)
-        .args(["--endpoints", &endpoints.join(","), "-p", ROOT_PASSWORD])
+        .args(["--endpoints", &endpoints.join(",")])
+        .env("ROSTER_PASSWORD", ROOT_PASSWORD)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
