@@ -2,7 +2,9 @@
 //! (all in this process, on loopback) and prints the efficiency E = T_LB / T_actual against the
 //! lower bound of `reference/perf.md` section 3.2:
 //!
-//!     T_LB = max( max_r s_r / B ,  S / (min(k_s, k_t) · B) )
+//! ```text
+//! T_LB = max( max_r s_r / B ,  S / (min(k_s, k_t) · B) )
+//! ```
 //!
 //! S is the bytes on the leaving backend, B the per-stream bandwidth measured in this run (one
 //! clone alone, at the configured rate limit), k_s the backends allowed to send (every healthy
