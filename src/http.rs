@@ -6,7 +6,7 @@
 //! for programs (README "HTTP API": numbers, integer bytes, RFC 3339 times, objects).
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -139,6 +139,7 @@ async fn health(State(fe): State<FeNodeHandle>) -> Response {
 
 async fn view(
     State(fe): State<FeNodeHandle>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     Path(view): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -151,13 +152,14 @@ async fn view(
             "log in with HTTP Basic authentication (a Roster user)".into(),
         );
     };
-    if let Err(e) = auth::login(&fe, &user, !password.is_empty(), |stored| {
+    if let Err(e) = auth::login(&fe, peer.ip(), &user, !password.is_empty(), |stored| {
         auth::verify_password(stored, &password)
     })
     .await
     {
         return match e {
             ApiError::AccessDenied(m) => error(StatusCode::UNAUTHORIZED, m),
+            ApiError::Throttled(m) => error(StatusCode::TOO_MANY_REQUESTS, m),
             other => api_error(other),
         };
     }
@@ -195,12 +197,23 @@ impl axum::serve::Listener for Listener {
     }
 }
 
+/// The client's address, for the login throttle (axum's `ConnectInfo` of our `Listener`).
+#[derive(Clone, Copy, Debug)]
+struct Peer(std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Listener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Listener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
 pub async fn serve(fe: FeNodeHandle, listener: tokio::net::TcpListener) {
     let listener = Listener {
         inner: listener,
         backoff: AcceptBackoff::new("http"),
     };
-    if let Err(e) = axum::serve(listener, router(fe)).await {
+    let app = router(fe).into_make_service_with_connect_info::<Peer>();
+    if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("http server stopped: {e}");
     }
 }

@@ -67,7 +67,11 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
     let raft_svc = RaftServiceServer::new(RaftServiceImpl { fe: fe.clone() })
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let rpc_svc = RosterServer::new(RosterService { fe: fe.clone() });
+    // A statement over max_allowed_packet is refused by the executor; a request far over it is
+    // refused by tonic from its length prefix, before its body is buffered.
+    let max_request = cfg.to_fe_config().limits.grpc_max_request_bytes();
+    let rpc_svc =
+        RosterServer::new(RosterService { fe: fe.clone() }).max_decoding_message_size(max_request);
     let s1 = tokio::spawn(async move {
         if let Err(e) = tonic::transport::Server::builder()
             .add_service(raft_svc)

@@ -354,7 +354,8 @@ impl Client {
         }
     }
 
-    /// Ask endpoints in turn who the leader is.
+    /// Ask endpoints in turn who the leader is, with indexes and term (logged in as the
+    /// configured user; a failed login is an error).
     pub async fn status(&self) -> Result<pb::StatusResponse, ClientError> {
         self.status_within(Duration::from_secs(2)).await
     }
@@ -384,10 +385,24 @@ impl Client {
         let mut last = String::new();
         for e in &self.cfg.endpoints {
             let mut client = RosterClient::new(self.channel(e)?);
-            let mut req = tonic::Request::new(pb::StatusRequest { with_digest });
+            let mut req = tonic::Request::new(pb::StatusRequest {
+                with_digest,
+                user: self.cfg.user.clone(),
+                password: self.cfg.password.clone(),
+            });
             req.set_timeout(per_endpoint);
             match tokio::time::timeout(per_endpoint, client.status(req)).await {
-                Ok(Ok(r)) => return Ok(r.into_inner()),
+                // A failed login still answers the leader hints; the caller asked for more.
+                Ok(Ok(r)) => {
+                    let r = r.into_inner();
+                    return match r.error {
+                        Some(err) => Err(ClientError::Server {
+                            code: err.code,
+                            message: err.message,
+                        }),
+                        None => Ok(r),
+                    };
+                }
                 Ok(Err(s)) => last = format!("{e}: {}", s.message()),
                 Err(_) => last = format!("{e}: no answer within {per_endpoint:?}"),
             }

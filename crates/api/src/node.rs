@@ -96,6 +96,8 @@ pub struct FeConfig {
     /// The local address this FE's connection checks to backends come from (multi-homed
     /// hosts; `None`: the kernel picks). Blacklist entries are per FE, so this is per FE too.
     pub backend_source_ip: Option<std::net::IpAddr>,
+    /// Statement size, handshake time, connection count and login throttling.
+    pub limits: crate::limits::ClientLimits,
 }
 
 /// What this FE last heard from a peer FE (soft state, never replicated).
@@ -115,6 +117,7 @@ struct Inner {
     peers: Mutex<BTreeMap<NodeId, PeerStatus>>,
     /// Whether this FE is drained (see `drain`); local to the process.
     draining: tokio::sync::watch::Sender<bool>,
+    login_throttle: crate::login_throttle::LoginThrottle,
     _prober: CancelOnDrop,
     _heartbeats: CancelOnDrop,
     _replicas: CancelOnDrop,
@@ -205,6 +208,7 @@ impl FeNodeHandle {
             let replicas = tokio::spawn(async move { replicas::tablet_loop(weak3).await });
             let checker = tokio::spawn(async move { blacklist::checker_loop(weak4).await });
             Inner {
+                login_throttle: crate::login_throttle::LoginThrottle::new(cfg.limits.login.clone()),
                 cfg,
                 raft,
                 sm,
@@ -227,6 +231,11 @@ impl FeNodeHandle {
 
     pub fn config(&self) -> &FeConfig {
         &self.inner.cfg
+    }
+
+    /// This FE's login throttle (shared by its MySQL, gRPC and HTTP ports).
+    pub fn login_throttle(&self) -> &crate::login_throttle::LoginThrottle {
+        &self.inner.login_throttle
     }
 
     pub fn raft(&self) -> &Raft {
