@@ -64,9 +64,17 @@ pub struct FileConfig {
     pub log_format: String,
     /// Password of `root`, used once: when this FE, as the first leader, creates root.
     pub root_password: String,
-    /// Allow an empty root password (loopback playgrounds only).
+    /// No TLS and no peer authentication on any port, and root's password may be empty
+    /// (loopback playgrounds only). Exactly one of `insecure` and `certs_dir` must be set.
     pub insecure: bool,
-    /// PEM certificate chain and private key: when both are set, MySQL clients may use TLS.
+    /// Secure mode: `ca.crt`, `node.crt`, `node.key` made by `roster cert`. Mutual TLS between
+    /// FEs and towards agents, TLS on the client gRPC, HTTP and MySQL ports.
+    pub certs_dir: Option<PathBuf>,
+    /// Refuse MySQL connections that do not switch to TLS (MySQL's variable of that name).
+    /// Unset: on in secure mode, off otherwise.
+    pub require_secure_transport: Option<bool>,
+    /// PEM certificate chain and private key for MySQL clients' TLS (default in secure mode:
+    /// the certs_dir's node certificate).
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     /// Local IP address of this FE's connection checks to backends (see the blacklist in the
@@ -93,6 +101,8 @@ impl Default for FileConfig {
             log_format: "text".into(),
             root_password: String::new(),
             insecure: false,
+            certs_dir: None,
+            require_secure_transport: None,
             tls_cert_file: None,
             tls_key_file: None,
             backend_source_ip: None,
@@ -118,6 +128,8 @@ const CONFIG_KEYS: &[&str] = &[
     "log_format",
     "root_password",
     "insecure",
+    "certs_dir",
+    "require_secure_transport",
     "tls_cert_file",
     "tls_key_file",
     "backend_source_ip",
@@ -140,6 +152,10 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certs_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
 }
 
 pub fn load(path: &Path, overrides: &Overrides) -> anyhow::Result<FileConfig> {
@@ -223,6 +239,16 @@ fn validate(c: &FileConfig) -> anyhow::Result<()> {
             "initial_members does not include this node (node_id {}); an FE that joins later must have no initial_members",
             c.node_id
         );
+    }
+    match (&c.certs_dir, c.insecure) {
+        (Some(_), true) => bail!(
+            "certs_dir and insecure exclude each other: a secure cluster uses certificates, an insecure one none"
+        ),
+        (None, false) => bail!(
+            "choose how this FE is secured: certs_dir (or --certs-dir DIR) with the certificates \
+             `roster cert` makes, or insecure = true (or --insecure) for a throwaway loopback cluster"
+        ),
+        _ => {}
     }
     if c.tls_cert_file.is_some() != c.tls_key_file.is_some() {
         bail!("tls_cert_file and tls_key_file go together: set both or neither");
@@ -332,7 +358,33 @@ impl FileConfig {
             max_in_snapshot_log_to_keep: self.raft.max_in_snapshot_log_to_keep,
             root_password: self.root_password_hash(),
             backend_source_ip: self.backend_source_ip,
+            transport: roster_api::tls::Transport::Insecure,
         }
+    }
+
+    /// The transport this FE uses: its certificates (checked: an FE certificate of this
+    /// cluster's CA), or plaintext when insecure.
+    pub fn transport(&self) -> anyhow::Result<roster_api::tls::Transport> {
+        let Some(dir) = &self.certs_dir else {
+            return Ok(roster_api::tls::Transport::Insecure);
+        };
+        let m = roster_certs::Material::load(dir, &roster_certs::Role::Fe)
+            .with_context(|| format!("certs_dir {}", dir.display()))?;
+        if m.identity.cluster_id != self.cluster_id {
+            bail!(
+                "certs_dir {}: the certificates are for cluster {:?}, this FE's cluster_id is {:?}",
+                dir.display(),
+                m.identity.cluster_id,
+                self.cluster_id
+            );
+        }
+        Ok(roster_api::tls::Transport::secure(m))
+    }
+
+    /// Whether MySQL connections must use TLS.
+    pub fn mysql_requires_tls(&self) -> bool {
+        self.require_secure_transport
+            .unwrap_or(self.certs_dir.is_some())
     }
 }
 
@@ -356,8 +408,11 @@ mod tests {
                 if !name.starts_with("fe") || !name.ends_with(".toml") {
                     continue;
                 }
-                let c = load(&p, &Overrides::default())
-                    .unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                let insecure = Overrides {
+                    insecure: Some(true),
+                    ..Overrides::default()
+                };
+                let c = load(&p, &insecure).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
                 n += 1;
                 if !c.initial_members.is_empty() {
                     sets.entry(dir.display().to_string()).or_default();

@@ -195,12 +195,81 @@ impl axum::serve::Listener for Listener {
     }
 }
 
-pub async fn serve(fe: FeNodeHandle, listener: tokio::net::TcpListener) {
-    let listener = Listener {
-        inner: listener,
-        backoff: AcceptBackoff::new("http"),
+/// HTTPS (secure mode): a task accepts and runs each TLS handshake in its own task, with a
+/// deadline, so a slow or silent client never holds up the others; finished ones queue here.
+struct TlsListener {
+    ready: tokio::sync::mpsc::Receiver<(TlsStream<tokio::net::TcpStream>, std::net::SocketAddr)>,
+    local: std::net::SocketAddr,
+}
+
+type TlsStream<S> = tokio_rustls::server::TlsStream<S>;
+
+impl TlsListener {
+    fn new(
+        inner: tokio::net::TcpListener,
+        config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+    ) -> std::io::Result<Self> {
+        let local = inner.local_addr()?;
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        tokio::spawn(async move {
+            let backoff = AcceptBackoff::new("http");
+            loop {
+                let (stream, peer) = roster_api::accept::accept(&inner, &backoff).await;
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let hs = acceptor.accept(stream);
+                    match tokio::time::timeout(roster_api::tls::HANDSHAKE_TIMEOUT, hs).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, "https handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "https handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { ready, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(c) => c,
+            // The accept task only ends with the runtime.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+/// Serve the HTTP port: plain, or HTTPS with `tls` (secure mode).
+pub async fn serve(
+    fe: FeNodeHandle,
+    listener: tokio::net::TcpListener,
+    tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+) {
+    let result = match tls {
+        None => {
+            let listener = Listener {
+                inner: listener,
+                backoff: AcceptBackoff::new("http"),
+            };
+            axum::serve(listener, router(fe)).await
+        }
+        Some(config) => match TlsListener::new(listener, config) {
+            Ok(l) => axum::serve(l, router(fe)).await,
+            Err(e) => Err(e),
+        },
     };
-    if let Err(e) = axum::serve(listener, router(fe)).await {
+    if let Err(e) = result {
         tracing::error!("http server stopped: {e}");
     }
 }

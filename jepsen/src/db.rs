@@ -133,7 +133,7 @@ impl Db {
         let cfg = format!(
             "node_id = {id}\ncluster_id = \"jepsen\"\nhost = \"{ip}\"\ndata_dir = \"{}\"\n\
              edit_log_port = {EDIT_LOG_PORT}\nrpc_port = {RPC_PORT}\nquery_port = {QUERY_PORT}\n\
-             http_port = {HTTP_PORT}\nroot_password = \"{ROOT_PASSWORD}\"\n\
+             http_port = {HTTP_PORT}\nroot_password = \"{ROOT_PASSWORD}\"\ninsecure = true\n\
              read_timeout_ms = 3000\nwrite_timeout_ms = 5000\n\
              [raft]\nheartbeat_interval_ms = 200\nelection_timeout_min_ms = 1000\n\
              election_timeout_max_ms = 2000\n{raft_extra}\n\n{initial_members}",
@@ -392,7 +392,12 @@ impl Agents {
             let log = self.dir.join(format!("{}.log", self.hosts[k].name));
             let mut cmd = in_netns(&self.hosts[k].netns, &log)?;
             cmd.arg(&self.bin)
-                .args(["backend", "--host", &self.hosts[k].ip.to_string()])
+                .args([
+                    "backend",
+                    "--insecure",
+                    "--host",
+                    &self.hosts[k].ip.to_string(),
+                ])
                 .arg("--data-dir")
                 .arg(self.data_dir(k))
                 .args(["--heartbeat-port", &AGENT_HEARTBEAT_PORT.to_string()])

@@ -30,7 +30,7 @@ impl Agent {
             .open(&self.log)
             .unwrap();
         let child = Command::new(BIN)
-            .args(["backend", "--host", &self.host, "--data-dir"])
+            .args(["backend", "--insecure", "--host", &self.host, "--data-dir"])
             .arg(&self.dir)
             .args([
                 "--heartbeat-port",

@@ -124,7 +124,7 @@ impl Cluster {
             let mut toml = format!(
                 "node_id = {}\ncluster_id = \"test\"\nhost = \"127.0.0.1\"\ndata_dir = \"{}\"\n\
                  edit_log_port = {}\nrpc_port = {}\nquery_port = {}\nhttp_port = {}\n\
-                 read_timeout_ms = 4000\nwrite_timeout_ms = 8000\nroot_password = \"{ROOT_PASSWORD}\"\n{extra_top}\
+                 read_timeout_ms = 4000\nwrite_timeout_ms = 8000\nroot_password = \"{ROOT_PASSWORD}\"\ninsecure = true\n{extra_top}\
                  [raft]\nheartbeat_interval_ms = 150\nelection_timeout_min_ms = 750\nelection_timeout_max_ms = 1500\n",
                 n.id,
                 dir.path().join(format!("data-fe{}", n.id)).display(),

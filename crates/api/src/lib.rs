@@ -15,6 +15,7 @@ pub mod node;
 pub mod raft_service;
 pub mod ratelog;
 pub mod roster_service;
+pub mod tls;
 pub mod wire;
 
 pub mod pb {

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Largest message between FEs (AppendEntries batches, snapshot chunks).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -27,15 +27,31 @@ const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 #[derive(Clone, Default)]
 pub struct Channels {
     inner: Arc<Mutex<HashMap<String, Channel>>>,
+    transport: crate::tls::Transport,
 }
 
 impl Channels {
+    /// Channels that dial with `transport` (mutual TLS with this node's certificate, or
+    /// plaintext in insecure mode).
+    pub fn new(transport: crate::tls::Transport) -> Self {
+        Channels {
+            inner: Arc::default(),
+            transport,
+        }
+    }
+
+    pub fn transport(&self) -> &crate::tls::Transport {
+        &self.transport
+    }
+
     pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
         let mut m = self.inner.lock().expect("channels lock");
         if let Some(c) = m.get(addr) {
             return Ok(c.clone());
         }
-        let ep = Endpoint::from_shared(format!("http://{addr}"))?
+        let ep = self
+            .transport
+            .endpoint(addr)?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(2))

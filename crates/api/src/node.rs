@@ -96,6 +96,8 @@ pub struct FeConfig {
     /// The local address this FE's connection checks to backends come from (multi-homed
     /// hosts; `None`: the kernel picks). Blacklist entries are per FE, so this is per FE too.
     pub backend_source_ip: Option<std::net::IpAddr>,
+    /// Mutual TLS towards other FEs and agents (secure mode), or plaintext (insecure).
+    pub transport: crate::tls::Transport,
 }
 
 /// What this FE last heard from a peer FE (soft state, never replicated).
@@ -171,7 +173,7 @@ impl FeNodeHandle {
         }
         let (log, sm) = roster_raft_store::open(&cfg.data_dir.join("raft"))
             .map_err(|e| ApiError::Internal(format!("opening {}: {e}", cfg.data_dir.display())))?;
-        let channels = Channels::default();
+        let channels = Channels::new(cfg.transport.clone());
         let net = NetworkFactory {
             channels: channels.clone(),
         };
