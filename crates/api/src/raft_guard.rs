@@ -213,8 +213,8 @@ impl LocalView {
         self.check_term(from, term, limits)?;
         check_log_id(WHAT, from, term, req.prev_log_id.as_ref())?;
         check_log_id(WHAT, from, term, req.leader_commit.as_ref())?;
-        let mut expected = req.prev_log_id.map(|l| l.index + 1).unwrap_or(0);
-        for e in &req.entries {
+        let first = req.prev_log_id.map(|l| l.index + 1).unwrap_or(0);
+        for (expected, e) in (first..).zip(&req.entries) {
             check_log_id(WHAT, from, term, Some(&e.log_id))?;
             if e.log_id.index != expected {
                 return Err(Refusal::NotConsecutive {
@@ -226,7 +226,6 @@ impl LocalView {
                     },
                 });
             }
-            expected += 1;
         }
         Ok(())
     }
