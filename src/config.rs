@@ -4,6 +4,7 @@
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use roster_api::raft_guard::RaftLimits;
 use roster_api::{FeConfig, RaftTiming};
 use roster_raft_store::FeNode;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,10 @@ pub struct RaftSection {
     pub snapshot_logs_since_last: u64,
     /// Log entries kept behind the latest snapshot.
     pub max_in_snapshot_log_to_keep: u64,
+    /// A peer's Raft message whose term is more than this above this FE's term is refused.
+    pub max_term_jump: u64,
+    /// An incoming snapshot larger than this is refused.
+    pub max_snapshot_bytes: u64,
 }
 
 impl Default for RaftSection {
@@ -32,6 +37,8 @@ impl Default for RaftSection {
             election_timeout_max_ms: t.election_timeout_max_ms,
             snapshot_logs_since_last: 5_000,
             max_in_snapshot_log_to_keep: 1_000,
+            max_term_jump: RaftLimits::default().max_term_jump,
+            max_snapshot_bytes: RaftLimits::default().max_snapshot_bytes,
         }
     }
 }
@@ -256,6 +263,9 @@ fn validate(c: &FileConfig) -> anyhow::Result<()> {
     if c.raft.snapshot_logs_since_last == 0 {
         bail!("raft.snapshot_logs_since_last must be positive");
     }
+    if c.raft.max_term_jump == 0 || c.raft.max_snapshot_bytes == 0 {
+        bail!("raft.max_term_jump and raft.max_snapshot_bytes must be positive");
+    }
     if c.read_timeout_ms == 0 || c.write_timeout_ms == 0 {
         bail!("read_timeout_ms and write_timeout_ms must be positive");
     }
@@ -359,6 +369,10 @@ impl FileConfig {
             root_password: self.root_password_hash(),
             backend_source_ip: self.backend_source_ip,
             transport: roster_api::tls::Transport::Insecure,
+            raft_limits: RaftLimits {
+                max_term_jump: self.raft.max_term_jump,
+                max_snapshot_bytes: self.raft.max_snapshot_bytes,
+            },
         }
     }
 

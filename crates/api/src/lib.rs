@@ -12,6 +12,7 @@ pub mod executor;
 pub mod format;
 pub mod network;
 pub mod node;
+pub mod raft_guard;
 pub mod raft_service;
 pub mod ratelog;
 pub mod roster_service;

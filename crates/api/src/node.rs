@@ -98,6 +98,8 @@ pub struct FeConfig {
     pub backend_source_ip: Option<std::net::IpAddr>,
     /// Mutual TLS towards other FEs and agents (secure mode), or plaintext (insecure).
     pub transport: crate::tls::Transport,
+    /// What peers may send over the Raft port (term bound, snapshot size).
+    pub raft_limits: crate::raft_guard::RaftLimits,
 }
 
 /// What this FE last heard from a peer FE (soft state, never replicated).
@@ -117,6 +119,8 @@ struct Inner {
     peers: Mutex<BTreeMap<NodeId, PeerStatus>>,
     /// Whether this FE is drained (see `drain`); local to the process.
     draining: tokio::sync::watch::Sender<bool>,
+    /// Soft state of the checks on peers' Raft messages (see `raft_guard`).
+    guard: crate::raft_guard::GuardState,
     _prober: CancelOnDrop,
     _heartbeats: CancelOnDrop,
     _replicas: CancelOnDrop,
@@ -173,9 +177,12 @@ impl FeNodeHandle {
         }
         let (log, sm) = roster_raft_store::open(&cfg.data_dir.join("raft"))
             .map_err(|e| ApiError::Internal(format!("opening {}: {e}", cfg.data_dir.display())))?;
+        // Left by a snapshot that was arriving when this FE stopped.
+        let _ = std::fs::remove_dir_all(cfg.data_dir.join("raft").join("incoming"));
         let channels = Channels::new(cfg.transport.clone());
         let net = NetworkFactory {
             channels: channels.clone(),
+            limits: cfg.raft_limits,
         };
         let raft = Raft::new(cfg.id, config, net, log, sm.clone())
             .await
@@ -214,6 +221,7 @@ impl FeNodeHandle {
                 start_time_ms: now_ms(),
                 peers,
                 draining: tokio::sync::watch::Sender::new(false),
+                guard: Default::default(),
                 _prober: CancelOnDrop(task.abort_handle()),
                 _heartbeats: CancelOnDrop(heartbeats.abort_handle()),
                 _replicas: CancelOnDrop(replicas.abort_handle()),
@@ -233,6 +241,10 @@ impl FeNodeHandle {
 
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
+    }
+
+    pub fn raft_guard(&self) -> &crate::raft_guard::GuardState {
+        &self.inner.guard
     }
 
     pub fn store(&self) -> &StateMachineStore {

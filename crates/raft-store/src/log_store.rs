@@ -8,7 +8,7 @@
 
 use crate::codec;
 use crate::io_err;
-use crate::types::{Entry, LogId, TypeConfig, Vote};
+use crate::types::{Entry, LogId, MAX_TERM, TypeConfig, Vote};
 use openraft::OptionalSend;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -168,6 +168,20 @@ fn write_batch(db: &Database, batch: &[Op]) -> io::Result<()> {
     w.commit().map_err(io_err)
 }
 
+/// A vote whose term is above `MAX_TERM` is refused: it is never persisted or used.
+fn check_term(vote: &Vote) -> io::Result<()> {
+    if vote.leader_id.term > MAX_TERM {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "refusing Raft vote {vote}: its term {} is above the largest term Roster accepts ({MAX_TERM})",
+                vote.leader_id.term
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -202,7 +216,18 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        self.read_meta(KEY_VOTE)
+        let vote: Option<Vote> = self.read_meta(KEY_VOTE)?;
+        if let Some(v) = &vote {
+            // Written by a build without the term guard: starting would overflow the term at the
+            // first election. Refuse to start, with the way out (README: "A poisoned term").
+            check_term(v).map_err(|e| {
+                io_err(format!(
+                    "{e}; this FE's Raft log was poisoned by a forged message before the term \
+                     guard existed: see README \"A poisoned term\" for recovery"
+                ))
+            })?;
+        }
+        Ok(vote)
     }
 }
 
@@ -230,6 +255,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        // The last line of defence: the network layer refuses such terms before openraft sees
+        // them, and a term that cannot be incremented must never reach the disk.
+        check_term(vote)?;
         let value = codec::encode(vote)?;
         self.submit(|done| Op::PutMeta {
             key: KEY_VOTE,
@@ -284,5 +312,48 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let purged = codec::encode(&log_id)?;
         let upto = log_id.index();
         self.submit(|done| Op::Purge { purged, upto, done }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vote(term: u64) -> Vote {
+        Vote::new(term, 1)
+    }
+
+    #[tokio::test]
+    async fn a_term_that_cannot_be_incremented_is_never_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(&dir.path().join("log.redb")).unwrap();
+        log.save_vote(&vote(7)).await.unwrap();
+        let e = log.save_vote(&vote(u64::MAX)).await.unwrap_err();
+        assert!(e.to_string().contains("above the largest term"), "{e}");
+        log.save_vote(&vote(MAX_TERM + 1)).await.unwrap_err();
+        assert_eq!(
+            log.read_vote().await.unwrap(),
+            Some(vote(7)),
+            "the vote is unchanged"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_poisoned_vote_on_disk_is_refused_with_the_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.redb");
+        {
+            // As a build without the guard left it.
+            let db = Database::create(&path).unwrap();
+            let w = db.begin_write().unwrap();
+            w.open_table(META)
+                .unwrap()
+                .insert(KEY_VOTE, codec::encode(&vote(u64::MAX)).unwrap().as_slice())
+                .unwrap();
+            w.commit().unwrap();
+        }
+        let mut log = LogStore::open(&path).unwrap();
+        let e = log.read_vote().await.unwrap_err();
+        assert!(e.to_string().contains("A poisoned term"), "{e}");
     }
 }
