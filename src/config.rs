@@ -72,6 +72,8 @@ pub struct FileConfig {
     /// Local IP address of this FE's connection checks to backends (see the blacklist in the
     /// README); unset: chosen by the kernel.
     pub backend_source_ip: Option<std::net::IpAddr>,
+    /// The free-space alarm's threshold (bytes free under data_dir); 0: off.
+    pub min_free_disk_bytes: u64,
     pub raft: RaftSection,
     pub initial_members: Vec<MemberSection>,
 }
@@ -96,6 +98,7 @@ impl Default for FileConfig {
             tls_cert_file: None,
             tls_key_file: None,
             backend_source_ip: None,
+            min_free_disk_bytes: 128 << 20,
             raft: RaftSection::default(),
             initial_members: Vec::new(),
         }
@@ -121,6 +124,7 @@ const CONFIG_KEYS: &[&str] = &[
     "tls_cert_file",
     "tls_key_file",
     "backend_source_ip",
+    "min_free_disk_bytes",
     "raft",
     "initial_members",
 ];
@@ -332,6 +336,7 @@ impl FileConfig {
             max_in_snapshot_log_to_keep: self.raft.max_in_snapshot_log_to_keep,
             root_password: self.root_password_hash(),
             backend_source_ip: self.backend_source_ip,
+            min_free_disk_bytes: self.min_free_disk_bytes,
         }
     }
 }
