@@ -116,3 +116,26 @@ impl Fault {
         }
     }
 }
+
+/// Run `f`, which reads or writes `file`, turning a panic into an error naming the file: redb
+/// checks no checksums of its own pages, and may panic on a damaged one (an index out of
+/// range) instead of returning an error. The FE then stops or refuses to start, saying why.
+pub fn guarded<T>(file: &Path, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: the file is damaged (the storage engine failed on it: {msg}); {REMEDY}",
+                    file.display()
+                ),
+            ))
+        }
+    }
+}

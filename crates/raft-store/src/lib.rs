@@ -46,8 +46,9 @@ fn begin_write(db: &redb::Database) -> std::io::Result<redb::WriteTransaction> {
 pub fn open(dir: &std::path::Path) -> std::io::Result<(LogStore, StateMachineStore)> {
     std::fs::create_dir_all(dir).map_err(|e| integrity::at_file(dir, e))?;
     let fault = integrity::Fault::new();
-    let log = LogStore::open(&dir.join("log.redb"), fault.clone())?;
-    let sm = StateMachineStore::open(&dir.join("sm.redb"), fault)?;
+    let (log_path, sm_path) = (dir.join("log.redb"), dir.join("sm.redb"));
+    let log = integrity::guarded(&log_path, || LogStore::open(&log_path, fault.clone()))?;
+    let sm = integrity::guarded(&sm_path, || StateMachineStore::open(&sm_path, fault))?;
     Ok((log, sm))
 }
 

@@ -13,7 +13,7 @@
 //! which stops the FE.
 
 use crate::codec::{self, Unsealed};
-use crate::integrity::{Corruption, Fault, at_file};
+use crate::integrity::{Corruption, Fault, at_file, guarded};
 use crate::io_err;
 use crate::types::{Entry, LogId, TypeConfig, Vote};
 use openraft::OptionalSend;
@@ -267,7 +267,7 @@ impl LogStore {
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
-        let r = (|| {
+        let r = guarded(&self.path, || {
             let path = self.path.as_path();
             let r = self.db.begin_read().map_err(|e| at_file(path, e))?;
             let t = r.open_table(META).map_err(|e| at_file(path, e))?;
@@ -279,7 +279,7 @@ impl LogStore {
                 }
                 None => Ok(None),
             }
-        })();
+        });
         self.fatal(r)
     }
 
@@ -303,7 +303,7 @@ impl LogStore {
     }
 
     fn last_entry(&self) -> io::Result<Option<LogId>> {
-        let r = (|| {
+        let r = guarded(&self.path, || {
             let path = self.path.as_path();
             let r = self.db.begin_read().map_err(|e| at_file(path, e))?;
             let t = r.open_table(LOGS).map_err(|e| at_file(path, e))?;
@@ -316,7 +316,7 @@ impl LogStore {
                 }
                 None => Ok(None),
             }
-        })();
+        });
         self.fatal(r)
     }
 }
@@ -327,7 +327,7 @@ fn writer_loop(db: Arc<Database>, path: Arc<PathBuf>, rx: mpsc::Receiver<Op>) {
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let res = write_batch(&db, &path, &batch);
+        let res = guarded(&path, || write_batch(&db, &path, &batch));
         fail::fail_point!("raft-log-after-append", |_| crate::failpoints::crash(
             "raft-log-after-append"
         ));
@@ -413,21 +413,23 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let db = self.db.clone();
         let path = self.path.clone();
         let r = tokio::task::spawn_blocking(move || {
-            let path = path.as_path();
-            let r = db.begin_read().map_err(|e| at_file(path, e))?;
-            let t = r.open_table(LOGS).map_err(|e| at_file(path, e))?;
-            let mut out = Vec::new();
-            for item in t
-                .range::<u64>((Bound::Included(start), end))
-                .map_err(|e| at_file(path, e))?
-            {
-                let (k, v) = item.map_err(|e| at_file(path, e))?;
-                let index = k.value();
-                let key = || format!("log index {index}");
-                let blob = checked(path, "logs", &key, &entry_context(index), v.value(), true)?;
-                out.push(decode_at::<Entry>(path, "logs", &key, blob)?);
-            }
-            Ok(out)
+            guarded(&path, || {
+                let path = path.as_path();
+                let r = db.begin_read().map_err(|e| at_file(path, e))?;
+                let t = r.open_table(LOGS).map_err(|e| at_file(path, e))?;
+                let mut out = Vec::new();
+                for item in t
+                    .range::<u64>((Bound::Included(start), end))
+                    .map_err(|e| at_file(path, e))?
+                {
+                    let (k, v) = item.map_err(|e| at_file(path, e))?;
+                    let index = k.value();
+                    let key = || format!("log index {index}");
+                    let blob = checked(path, "logs", &key, &entry_context(index), v.value(), true)?;
+                    out.push(decode_at::<Entry>(path, "logs", &key, blob)?);
+                }
+                Ok(out)
+            })
         })
         .await
         .map_err(io_err)?;

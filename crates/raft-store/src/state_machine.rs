@@ -17,7 +17,7 @@ use crate::applier;
 use crate::cmd::{Reply, Response};
 use crate::codec::{self, Unsealed};
 use crate::events;
-use crate::integrity::{Corruption, Fault, at_file};
+use crate::integrity::{Corruption, Fault, at_file, guarded};
 use crate::io_err;
 use crate::legacy;
 use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
@@ -478,13 +478,15 @@ impl StateMachineStore {
     /// Re-read every row of `sm.redb` and check it (before a snapshot is built; `roster check`).
     pub fn scrub(&self) -> io::Result<()> {
         let path = self.inner.path.as_path();
-        let r = self.inner.db.begin_read().map_err(|e| at_file(path, e))?;
-        Reader {
-            path,
-            sealed_file: true,
-        }
-        .load(&r)
-        .map(drop)
+        guarded(path, || {
+            let r = self.inner.db.begin_read().map_err(|e| at_file(path, e))?;
+            Reader {
+                path,
+                sealed_file: true,
+            }
+            .load(&r)
+            .map(drop)
+        })
     }
 
     /// The applied index and the SHA-1 of the whole replicated state, read together: FEs at
@@ -509,9 +511,11 @@ impl StateMachineStore {
 
     async fn commit(&self, rows: RowWrites) -> io::Result<()> {
         let inner = self.inner.clone();
-        let r = tokio::task::spawn_blocking(move || write_rows(&inner.db, &inner.path, rows))
-            .await
-            .map_err(io_err)?;
+        let r = tokio::task::spawn_blocking(move || {
+            guarded(&inner.path, || write_rows(&inner.db, &inner.path, rows))
+        })
+        .await
+        .map_err(io_err)?;
         self.fatal(r)
     }
 
@@ -681,7 +685,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        let r = (|| {
+        let r = guarded(&self.inner.path, || {
             let path = self.inner.path.as_path();
             let r = self.inner.db.begin_read().map_err(|e| at_file(path, e))?;
             let reader = Reader {
@@ -694,7 +698,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     .map_err(|e| reader.bad("meta", KEY_SNAPSHOT.as_bytes(), e))?;
             }
             Ok(snap.map(|(meta, snapshot)| Snapshot { meta, snapshot }))
-        })();
+        });
         self.fatal(r)
     }
 }
