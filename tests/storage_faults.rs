@@ -412,14 +412,13 @@ async fn a_full_disk_stops_the_fe_naming_the_error_and_it_rejoins_after() {
     let health = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
-            match std::net::TcpStream::connect(("127.0.0.1", victim_http)) {
-                Ok(_) => {
-                    let (code, body) = http_get(victim_http, "/api/health", None);
-                    if body.contains("storage_fault") {
-                        return Some((code, body));
-                    }
-                }
-                Err(_) => {}
+            // The FE may exit between any two steps: a failed look is just no answer.
+            if std::net::TcpStream::connect(("127.0.0.1", victim_http)).is_ok()
+                && let Ok((code, body)) =
+                    std::panic::catch_unwind(|| http_get(victim_http, "/api/health", None))
+                && body.contains("storage_fault")
+            {
+                return Some((code, body));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -514,4 +513,60 @@ async fn a_full_disk_stops_the_fe_naming_the_error_and_it_rejoins_after() {
         victim + 1,
         acked.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_free_space_alarm_refuses_writes_through_a_low_fe() {
+    let mut cluster = Cluster::start(3, 0);
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let low = (leader + 1) % 3;
+    let others: Vec<usize> = (0..3).filter(|i| *i != low).collect();
+    // A threshold no disk meets: the alarm is up from the start.
+    cluster.kill9(low);
+    let cfg = &cluster.nodes[low].config;
+    let text = std::fs::read_to_string(cfg).unwrap().replacen(
+        "[raft]\n",
+        "min_free_disk_bytes = 1152921504606846976\n[raft]\n",
+        1,
+    );
+    std::fs::write(cfg, text).unwrap();
+    cluster.spawn(low);
+    let http = cluster.nodes[low].http_port;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        if std::net::TcpStream::connect(("127.0.0.1", http)).is_ok() {
+            let (code, body) = http_get(http, "/api/health", None);
+            if code == 503 && body.contains("\"nospace\"") {
+                break body;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no nospace health\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(body.contains("below min_free_disk_bytes"), "{body}");
+
+    let mut cfg = client_config(vec![cluster.nodes[low].rpc_addr()]);
+    cfg.timeout = Duration::from_secs(2);
+    let c = roster_api::Client::new(cfg).unwrap();
+    let err = c
+        .execute(r#"ALTER SYSTEM ADD BACKEND "127.3.5.1:9050""#)
+        .await
+        .expect_err("a write through the low FE was accepted");
+    assert!(err.to_string().contains("low disk space"), "{err}");
+    // The others accept writes, and the low FE still receives them (reads are served).
+    exec_retry(
+        &cluster.client_of(&others),
+        r#"ALTER SYSTEM ADD BACKEND "127.3.5.2:9050""#,
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    let r = exec_retry(&c, "SHOW BACKENDS", Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(backend_addrs(&r), vec!["127.3.5.2:9050".to_string()]);
 }
