@@ -424,6 +424,25 @@ async fn a_full_disk_stops_the_fe_naming_the_error_and_it_rejoins_after() {
         }
         None
     });
+    // And a peer's SHOW FRONTENDS shows the reason in the victim's ErrMsg while it goes.
+    let peer = cluster.client(leader);
+    let frontends = tokio::spawn(async move {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Ok(r) = peer.execute("SHOW FRONTENDS").await
+                && let Some(cell) = r
+                    .rows
+                    .iter()
+                    .flatten()
+                    .flatten()
+                    .find(|c| c.contains("storage fault"))
+            {
+                return Some(cell.clone());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    });
     let mut acked = vec!["127.3.2.0:9050".to_string()];
     // Ten backends a statement with a long tag: entries, rows and snapshots grow quickly.
     let tag = "t".repeat(128);
@@ -474,6 +493,11 @@ async fn a_full_disk_stops_the_fe_naming_the_error_and_it_rejoins_after() {
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("No space left on device"), "{body}");
 
+    let errmsg = frontends
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("SHOW FRONTENDS on a peer never gave the reason\n{out}"));
+    assert!(errmsg.contains("No space left on device"), "{errmsg}");
     // The others serve on.
     for n in 0..5 {
         let addr = format!("127.3.9.{n}:9050");

@@ -148,7 +148,7 @@ impl LogStore {
         Ok(LogStore { tx, ..store })
     }
 
-    /// Read and check every entry and meta value (at open; `roster check`).
+    /// Read and check every entry and meta value (at open).
     fn verify_all(&self, sealed_file: bool) -> io::Result<()> {
         let path = self.path.as_path();
         let r = self.db.begin_read().map_err(|e| at_file(path, e))?;
@@ -281,25 +281,6 @@ impl LogStore {
             }
         });
         self.fatal(r)
-    }
-
-    /// The log's vote, committed id, purged id and last entry, after checking every value:
-    /// what `roster check` prints.
-    pub fn summary(&self) -> io::Result<String> {
-        let vote: Option<Vote> = self.read_meta(KEY_VOTE)?;
-        let committed: Option<Option<LogId>> = self.read_meta(KEY_COMMITTED)?;
-        let purged: Option<LogId> = self.read_meta(KEY_PURGED)?;
-        let last = self.last_entry()?;
-        Ok(format!(
-            "vote={} committed={} purged={} last={}",
-            vote.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
-            committed
-                .flatten()
-                .map(|l| l.to_string())
-                .unwrap_or_else(|| "-".into()),
-            purged.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
-            last.map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
-        ))
     }
 
     fn last_entry(&self) -> io::Result<Option<LogId>> {

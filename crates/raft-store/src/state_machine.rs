@@ -475,7 +475,7 @@ impl StateMachineStore {
         r
     }
 
-    /// Re-read every row of `sm.redb` and check it (before a snapshot is built; `roster check`).
+    /// Re-read every row of `sm.redb` and check it (before a snapshot is built).
     pub fn scrub(&self) -> io::Result<()> {
         let path = self.inner.path.as_path();
         guarded(path, || {
@@ -490,7 +490,7 @@ impl StateMachineStore {
     }
 
     /// The applied index and the SHA-1 of the whole replicated state, read together: FEs at
-    /// one index must agree (tests, `roster check`, the Jepsen checker).
+    /// one index must agree (the Status call with_digest: tests and the Jepsen checker).
     pub fn digest(&self) -> (u64, String) {
         self.read(|state, applied| {
             use sha1::Digest;
