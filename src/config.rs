@@ -87,6 +87,8 @@ pub struct FileConfig {
     /// Local IP address of this FE's connection checks to backends (see the blacklist in the
     /// README); unset: chosen by the kernel.
     pub backend_source_ip: Option<std::net::IpAddr>,
+    /// The free-space alarm's threshold (bytes free under data_dir); 0: off.
+    pub min_free_disk_bytes: u64,
     pub raft: RaftSection,
     pub initial_members: Vec<MemberSection>,
 }
@@ -113,6 +115,7 @@ impl Default for FileConfig {
             tls_cert_file: None,
             tls_key_file: None,
             backend_source_ip: None,
+            min_free_disk_bytes: 128 << 20,
             raft: RaftSection::default(),
             initial_members: Vec::new(),
         }
@@ -140,6 +143,7 @@ const CONFIG_KEYS: &[&str] = &[
     "tls_cert_file",
     "tls_key_file",
     "backend_source_ip",
+    "min_free_disk_bytes",
     "raft",
     "initial_members",
 ];
@@ -373,6 +377,7 @@ impl FileConfig {
                 max_term_jump: self.raft.max_term_jump,
                 max_snapshot_bytes: self.raft.max_snapshot_bytes,
             },
+            min_free_disk_bytes: self.min_free_disk_bytes,
         }
     }
 

@@ -119,17 +119,23 @@ fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
-/// 200 while this FE serves clients; 503 `"status": "draining"` once drained, so that a VIP's
-/// health check takes it out of rotation.
+/// 200 while this FE serves clients; 503 otherwise, so that a VIP's health check takes it out
+/// of rotation: `"status": "storage_fault"` while it stops on a storage error, `"nospace"`
+/// while the free-space alarm refuses writes (both with a `"reason"`), `"draining"` once drained.
 async fn health(State(fe): State<FeNodeHandle>) -> Response {
     let info = fe.node_info();
-    let (code, status) = if fe.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    let (code, status, reason) = if let Some(f) = fe.storage_fault() {
+        (StatusCode::SERVICE_UNAVAILABLE, "storage_fault", Some(f))
+    } else if let Some(m) = fe.nospace() {
+        (StatusCode::SERVICE_UNAVAILABLE, "nospace", Some(m))
+    } else if fe.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining", None)
     } else {
-        (StatusCode::OK, "ok")
+        (StatusCode::OK, "ok", None)
     };
     let body = axum::Json(json!({
         "status": status,
+        "reason": reason,
         "node_id": fe.id(),
         "leader": fe.leader().map(|(id, _)| id),
         "applied_index": info.last_applied_index,

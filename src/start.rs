@@ -149,12 +149,30 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
     })
 }
 
+/// How long an FE with a storage fault goes on answering `/api/health` (503) and its peers'
+/// probes (the reason shows in their SHOW FRONTENDS ErrMsg) before it exits.
+const FAULT_EXIT_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn run(cfg: FileConfig) -> anyhow::Result<()> {
     let running = launch(&cfg).await?;
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    running.stop().await;
-    Ok(())
+    let fe = running.fe.clone();
+    tokio::select! {
+        _ = wait_for_signal() => {
+            tracing::info!("shutting down");
+            running.stop().await;
+            Ok(())
+        }
+        fault = fe.wait_storage_fault() => {
+            // Fail-stop, as etcd on a WAL error: an FE that cannot store what it is sent must
+            // not live on half-dead. Writes are refused from now on; then exit non-zero.
+            tracing::error!(
+                "storage fault: {fault}; stopping in {FAULT_EXIT_AFTER:?} (fix the disk, then restart this FE)"
+            );
+            tokio::time::sleep(FAULT_EXIT_AFTER).await;
+            running.stop().await;
+            anyhow::bail!("storage fault, this FE stopped: {fault}")
+        }
+    }
 }
 
 pub async fn wait_for_signal() {

@@ -179,6 +179,13 @@ impl Cluster {
         self.procs[i].is_some()
     }
 
+    /// The exit status of FE `i` if it has exited by itself (it is then no longer running).
+    pub fn try_wait(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let st = self.procs[i].as_mut()?.try_wait().expect("try_wait")?;
+        self.procs[i] = None;
+        Some(st)
+    }
+
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut c) = self.procs[i].take() {
             let _ = c.kill(); // SIGKILL

@@ -155,6 +155,12 @@ impl RaftService for RaftServiceImpl {
             .await
             .map_err(|e| Status::internal(format!("reading the received snapshot: {e}")))?;
         drop(tmp);
+        // Damaged in transit or at the sender: refuse it (the leader sends again) rather than
+        // hand it to the state machine, where a bad snapshot is a storage fault that stops us.
+        if let Err(e) = roster_raft_store::state_machine::decode_snapshot(&meta, &data) {
+            tracing::warn!("refused a snapshot from the leader: {e}");
+            return Err(bad(format!("snapshot refused: {e}")));
+        }
         answer(
             self.fe
                 .raft()
@@ -208,6 +214,10 @@ impl RaftService for RaftServiceImpl {
     }
 
     async fn node_info(&self, _req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        // Peers show this as the FE's ErrMsg in SHOW FRONTENDS while it stops.
+        if let Some(fault) = self.fe.storage_fault() {
+            return Err(Status::unavailable(format!("storage fault: {fault}")));
+        }
         Ok(Response::new(Blob {
             data: codec::encode(&self.fe.node_info()).map_err(bad)?,
         }))
