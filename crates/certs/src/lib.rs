@@ -121,8 +121,8 @@ pub enum CertError {
     Invalid(String),
 }
 
-/// The identity in a DER certificate (a leaf presented by a peer, or our own).
-pub fn identity_of_der(der: &[u8]) -> Result<Identity, CertError> {
+/// The first of a DER certificate's URI SANs that `pick` accepts.
+fn find_uri<T>(der: &[u8], pick: impl Fn(&str) -> Option<T>) -> Result<T, CertError> {
     let (_, cert) =
         x509_parser::parse_x509_certificate(der).map_err(|e| CertError::Parse(e.to_string()))?;
     let san = cert
@@ -133,32 +133,25 @@ pub fn identity_of_der(der: &[u8]) -> Result<Identity, CertError> {
         .general_names
         .iter()
         .find_map(|n| match n {
-            x509_parser::extensions::GeneralName::URI(u) => Identity::from_uri(u),
+            x509_parser::extensions::GeneralName::URI(u) => pick(u),
             _ => None,
         })
         .ok_or(CertError::NoIdentity)
 }
 
+/// The identity in a DER certificate (a leaf presented by a peer, or our own).
+pub fn identity_of_der(der: &[u8]) -> Result<Identity, CertError> {
+    find_uri(der, Identity::from_uri)
+}
+
 /// The cluster a CA certificate belongs to (its `roster://CLUSTER/ca` name).
 pub fn cluster_of_ca_der(der: &[u8]) -> Result<String, CertError> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|e| CertError::Parse(e.to_string()))?;
-    let san = cert
-        .subject_alternative_name()
-        .map_err(|e| CertError::Parse(e.to_string()))?
-        .ok_or(CertError::NoIdentity)?;
-    san.value
-        .general_names
-        .iter()
-        .find_map(|n| match n {
-            x509_parser::extensions::GeneralName::URI(u) => u
-                .strip_prefix("roster://")
-                .and_then(|r| r.strip_suffix("/ca"))
-                .filter(|c| !c.is_empty() && !c.contains('/'))
-                .map(str::to_string),
-            _ => None,
-        })
-        .ok_or(CertError::NoIdentity)
+    find_uri(der, |u| {
+        u.strip_prefix("roster://")
+            .and_then(|r| r.strip_suffix("/ca"))
+            .filter(|c| !c.is_empty() && !c.contains('/'))
+            .map(str::to_string)
+    })
 }
 
 /// Read a file, naming it in the error.
