@@ -163,11 +163,11 @@ async fn node_info(ep: Endpoint) -> Result<usize, String> {
         .map_err(|s| format!("{s:?}"))
 }
 
+/// Makes the endpoint an outsider dials for an address.
+type EndpointMaker<'a> = Box<dyn Fn(&str) -> Endpoint + 'a>;
+
 /// The ways an outsider might come: (what, endpoint maker).
-fn outsiders<'a>(
-    certs: &'a Path,
-    other: &'a Path,
-) -> Vec<(&'static str, Box<dyn Fn(&str) -> Endpoint + 'a>)> {
+fn outsiders<'a>(certs: &'a Path, other: &'a Path) -> Vec<(&'static str, EndpointMaker<'a>)> {
     let ca = certs.join("ca.crt");
     let (uc, uk) = (certs.join("client.root.crt"), certs.join("client.root.key"));
     let (oc, ok) = (other.join("node.crt"), other.join("node.key"));
