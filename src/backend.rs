@@ -29,6 +29,12 @@ pub struct BackendArgs {
     /// Port for replica data (clones); reported in heartbeats.
     #[arg(long)]
     be_port: Option<u16>,
+    /// Secure mode: ca.crt, backend.crt, backend.key made by `roster cert`.
+    #[arg(long, value_name = "DIR", conflicts_with = "insecure")]
+    certs_dir: Option<PathBuf>,
+    /// No TLS, and anyone who reaches the ports may call (loopback playgrounds only).
+    #[arg(long)]
+    insecure: bool,
     /// Test hook: clones into this agent stall after their first chunk and never finish.
     #[arg(long, hide = true)]
     fault_stall_clones: bool,
@@ -41,6 +47,10 @@ pub struct BackendConfig {
     pub data_dir: PathBuf,
     pub heartbeat_port: u16,
     pub be_port: u16,
+    /// Secure mode (mutual TLS with FEs and other agents); exactly one of this and
+    /// `insecure` is set.
+    pub certs_dir: Option<PathBuf>,
+    pub insecure: bool,
 }
 
 impl Default for BackendConfig {
@@ -50,11 +60,20 @@ impl Default for BackendConfig {
             data_dir: PathBuf::from("backend-data"),
             heartbeat_port: 9050,
             be_port: 9060,
+            certs_dir: None,
+            insecure: false,
         }
     }
 }
 
-const KEYS: [&str; 4] = ["host", "data_dir", "heartbeat_port", "be_port"];
+const KEYS: [&str; 6] = [
+    "host",
+    "data_dir",
+    "heartbeat_port",
+    "be_port",
+    "certs_dir",
+    "insecure",
+];
 
 impl BackendArgs {
     pub fn new(host: &str, data_dir: PathBuf, heartbeat_port: u16, be_port: u16) -> Self {
@@ -64,6 +83,8 @@ impl BackendArgs {
             data_dir: Some(data_dir),
             heartbeat_port: Some(heartbeat_port),
             be_port: Some(be_port),
+            certs_dir: None,
+            insecure: true,
             fault_stall_clones: false,
         }
     }
@@ -91,6 +112,13 @@ impl BackendArgs {
         if let Some(v) = self.be_port {
             flags.insert("be_port".into(), v.into());
         }
+        if let Some(v) = &self.certs_dir {
+            flags.insert("certs_dir".into(), v.display().to_string().into());
+            flags.insert("insecure".into(), false.into());
+        }
+        if self.insecure {
+            flags.insert("insecure".into(), true.into());
+        }
         let cfg: BackendConfig = fig
             .merge(Serialized::defaults(flags))
             .extract()
@@ -100,6 +128,15 @@ impl BackendArgs {
             "heartbeat_port and be_port must differ (both are {})",
             cfg.be_port
         );
+        match (&cfg.certs_dir, cfg.insecure) {
+            (Some(_), true) => anyhow::bail!("certs_dir and insecure exclude each other"),
+            (None, false) => anyhow::bail!(
+                "choose how this agent is secured: certs_dir (or --certs-dir DIR) with the \
+                 certificates `roster cert create-node --backend` makes, or insecure = true (or \
+                 --insecure) for a throwaway loopback cluster"
+            ),
+            _ => {}
+        }
         Ok(cfg)
     }
 }
@@ -142,6 +179,27 @@ pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
     let faults = Faults {
         stall_clones: args.fault_stall_clones,
     };
+    let transport = match &cfg.certs_dir {
+        Some(dir) => roster_api::tls::Transport::secure(
+            roster_certs::Material::load(dir, &roster_certs::Role::Backend)
+                .with_context(|| format!("certs_dir {}", dir.display()))?,
+        ),
+        None => {
+            tracing::warn!(
+                "RUNNING INSECURE: no TLS, and anyone who reaches this agent's ports can read, \
+                 create and drop its replicas. For loopback playgrounds only."
+            );
+            roster_api::tls::Transport::Insecure
+        }
+    };
+    let server = || -> anyhow::Result<tonic::transport::Server> {
+        let b = tonic::transport::Server::builder();
+        Ok(match transport.server_tls(true) {
+            Some(t) => b.tls_config(t).context("TLS configuration")?,
+            None => b,
+        })
+    };
+    let (mut control_server, mut clone_server) = (server()?, server()?);
     let cloning = Arc::new(Mutex::new(BTreeSet::new()));
     let service = |store: Arc<ReplicaStore>| {
         BackendAgentServer::new(Agent::new(
@@ -150,13 +208,14 @@ pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
             start_time_ms,
             cloning.clone(),
             faults,
+            transport.clone(),
         ))
         .max_decoding_message_size(4 << 20)
     };
-    let control = tonic::transport::Server::builder()
+    let control = control_server
         .add_service(service(store.clone()))
         .serve_with_incoming_shutdown(heartbeat, crate::start::wait_for_signal());
-    let clones = tonic::transport::Server::builder()
+    let clones = clone_server
         .add_service(service(store))
         .serve_with_incoming_shutdown(data, crate::start::wait_for_signal());
     tokio::try_join!(control, clones)?;
@@ -173,6 +232,7 @@ mod tests {
         let args = BackendArgs {
             config: Some(path.clone()),
             be_port: Some(9999),
+            insecure: true,
             ..Default::default()
         };
         let cfg = args.load().unwrap();
@@ -191,6 +251,7 @@ mod tests {
         let same = BackendArgs {
             config: Some(path),
             be_port: Some(9050),
+            insecure: true,
             ..Default::default()
         };
         assert!(same.load().is_err());

@@ -1,6 +1,6 @@
 //! The command line: cockroach-style subcommands of one binary.
 
-use crate::{backend, bench, config, node_cmd, playground, sql_shell, start};
+use crate::{backend, bench, cert_cmd, config, node_cmd, playground, sql_shell, start};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -29,6 +29,12 @@ enum Command {
         /// Print the merged configuration as JSON and exit.
         #[arg(long)]
         print_config: bool,
+        /// Secure mode with the certificates in DIR (see `roster cert`); overrides certs_dir.
+        #[arg(long, value_name = "DIR", conflicts_with = "insecure")]
+        certs_dir: Option<PathBuf>,
+        /// Run without TLS or peer authentication (loopback playgrounds only).
+        #[arg(long)]
+        insecure: bool,
     },
     /// Run the reference backend agent.
     Backend(backend::BackendArgs),
@@ -43,6 +49,9 @@ enum Command {
     /// Start a local cluster on loopback (3 FEs, 4 agents, each its own process) and print how
     /// to connect.
     Playground(playground::PlaygroundArgs),
+    /// Make the certificates of a secure cluster: a CA, node and client certificates.
+    #[command(subcommand)]
+    Cert(cert_cmd::CertCmd),
 }
 
 fn init_tracing(json: bool) {
@@ -68,10 +77,14 @@ pub fn main() -> std::process::ExitCode {
                 config,
                 data_dir,
                 print_config,
+                certs_dir,
+                insecure,
             } => {
                 let overrides = config::Overrides {
                     data_dir,
                     node_id: None,
+                    insecure: (insecure || certs_dir.is_some()).then_some(insecure),
+                    certs_dir,
                 };
                 let mut cfg = config::load(&config, &overrides)?;
                 if print_config {
@@ -88,6 +101,7 @@ pub fn main() -> std::process::ExitCode {
                 start::run(cfg).await
             }
             Command::Sql(args) => sql_shell::run(args).await,
+            Command::Cert(cmd) => cert_cmd::run(cmd),
             Command::Node(cmd) => node_cmd::run(cmd).await,
             Command::Bench(cmd) => {
                 init_tracing(false);

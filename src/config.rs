@@ -6,6 +6,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use roster_api::limits::{ClientLimits, MAX_PACKET_CAP};
 use roster_api::login_throttle::ThrottleConfig;
+use roster_api::raft_guard::RaftLimits;
 use roster_api::{FeConfig, RaftTiming};
 use roster_raft_store::FeNode;
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,10 @@ pub struct RaftSection {
     pub snapshot_logs_since_last: u64,
     /// Log entries kept behind the latest snapshot.
     pub max_in_snapshot_log_to_keep: u64,
+    /// A peer's Raft message whose term is more than this above this FE's term is refused.
+    pub max_term_jump: u64,
+    /// An incoming snapshot larger than this is refused.
+    pub max_snapshot_bytes: u64,
 }
 
 impl Default for RaftSection {
@@ -34,6 +39,8 @@ impl Default for RaftSection {
             election_timeout_max_ms: t.election_timeout_max_ms,
             snapshot_logs_since_last: 5_000,
             max_in_snapshot_log_to_keep: 1_000,
+            max_term_jump: RaftLimits::default().max_term_jump,
+            max_snapshot_bytes: RaftLimits::default().max_snapshot_bytes,
         }
     }
 }
@@ -108,9 +115,17 @@ pub struct FileConfig {
     pub log_format: String,
     /// Password of `root`, used once: when this FE, as the first leader, creates root.
     pub root_password: String,
-    /// Allow an empty root password (loopback playgrounds only).
+    /// No TLS and no peer authentication on any port, and root's password may be empty
+    /// (loopback playgrounds only). Exactly one of `insecure` and `certs_dir` must be set.
     pub insecure: bool,
-    /// PEM certificate chain and private key: when both are set, MySQL clients may use TLS.
+    /// Secure mode: `ca.crt`, `node.crt`, `node.key` made by `roster cert`. Mutual TLS between
+    /// FEs and towards agents, TLS on the client gRPC, HTTP and MySQL ports.
+    pub certs_dir: Option<PathBuf>,
+    /// Refuse MySQL connections that do not switch to TLS (MySQL's variable of that name).
+    /// Unset: on in secure mode, off otherwise.
+    pub require_secure_transport: Option<bool>,
+    /// PEM certificate chain and private key for MySQL clients' TLS (default in secure mode:
+    /// the certs_dir's node certificate).
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
     /// Local IP address of this FE's connection checks to backends (see the blacklist in the
@@ -123,6 +138,8 @@ pub struct FileConfig {
     /// Open MySQL connections at most; the next is refused with error 1040.
     pub max_connections: usize,
     pub login: LoginSection,
+    /// The free-space alarm's threshold (bytes free under data_dir); 0: off.
+    pub min_free_disk_bytes: u64,
     pub raft: RaftSection,
     pub initial_members: Vec<MemberSection>,
 }
@@ -145,6 +162,8 @@ impl Default for FileConfig {
             log_format: "text".into(),
             root_password: String::new(),
             insecure: false,
+            certs_dir: None,
+            require_secure_transport: None,
             tls_cert_file: None,
             tls_key_file: None,
             backend_source_ip: None,
@@ -152,6 +171,7 @@ impl Default for FileConfig {
             connect_timeout_sec: limits.connect_timeout.as_secs(),
             max_connections: limits.max_connections,
             login: LoginSection::default(),
+            min_free_disk_bytes: 128 << 20,
             raft: RaftSection::default(),
             initial_members: Vec::new(),
         }
@@ -174,6 +194,8 @@ const CONFIG_KEYS: &[&str] = &[
     "log_format",
     "root_password",
     "insecure",
+    "certs_dir",
+    "require_secure_transport",
     "tls_cert_file",
     "tls_key_file",
     "backend_source_ip",
@@ -181,6 +203,7 @@ const CONFIG_KEYS: &[&str] = &[
     "connect_timeout_sec",
     "max_connections",
     "login",
+    "min_free_disk_bytes",
     "raft",
     "initial_members",
 ];
@@ -200,6 +223,10 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certs_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
 }
 
 pub fn load(path: &Path, overrides: &Overrides) -> anyhow::Result<FileConfig> {
@@ -284,11 +311,24 @@ fn validate(c: &FileConfig) -> anyhow::Result<()> {
             c.node_id
         );
     }
+    match (&c.certs_dir, c.insecure) {
+        (Some(_), true) => bail!(
+            "certs_dir and insecure exclude each other: a secure cluster uses certificates, an insecure one none"
+        ),
+        (None, false) => bail!(
+            "choose how this FE is secured: certs_dir (or --certs-dir DIR) with the certificates \
+             `roster cert` makes, or insecure = true (or --insecure) for a throwaway loopback cluster"
+        ),
+        _ => {}
+    }
     if c.tls_cert_file.is_some() != c.tls_key_file.is_some() {
         bail!("tls_cert_file and tls_key_file go together: set both or neither");
     }
     if c.raft.snapshot_logs_since_last == 0 {
         bail!("raft.snapshot_logs_since_last must be positive");
+    }
+    if c.raft.max_term_jump == 0 || c.raft.max_snapshot_bytes == 0 {
+        bail!("raft.max_term_jump and raft.max_snapshot_bytes must be positive");
     }
     if c.read_timeout_ms == 0 || c.write_timeout_ms == 0 {
         bail!("read_timeout_ms and write_timeout_ms must be positive");
@@ -419,7 +459,38 @@ impl FileConfig {
                 max_connections: self.max_connections,
                 login: self.login.throttle(),
             },
+            transport: roster_api::tls::Transport::Insecure,
+            raft_limits: RaftLimits {
+                max_term_jump: self.raft.max_term_jump,
+                max_snapshot_bytes: self.raft.max_snapshot_bytes,
+            },
+            min_free_disk_bytes: self.min_free_disk_bytes,
         }
+    }
+
+    /// The transport this FE uses: its certificates (checked: an FE certificate of this
+    /// cluster's CA), or plaintext when insecure.
+    pub fn transport(&self) -> anyhow::Result<roster_api::tls::Transport> {
+        let Some(dir) = &self.certs_dir else {
+            return Ok(roster_api::tls::Transport::Insecure);
+        };
+        let m = roster_certs::Material::load(dir, &roster_certs::Role::Fe)
+            .with_context(|| format!("certs_dir {}", dir.display()))?;
+        if m.identity.cluster_id != self.cluster_id {
+            bail!(
+                "certs_dir {}: the certificates are for cluster {:?}, this FE's cluster_id is {:?}",
+                dir.display(),
+                m.identity.cluster_id,
+                self.cluster_id
+            );
+        }
+        Ok(roster_api::tls::Transport::secure(m))
+    }
+
+    /// Whether MySQL connections must use TLS.
+    pub fn mysql_requires_tls(&self) -> bool {
+        self.require_secure_transport
+            .unwrap_or(self.certs_dir.is_some())
     }
 }
 
@@ -443,8 +514,11 @@ mod tests {
                 if !name.starts_with("fe") || !name.ends_with(".toml") {
                     continue;
                 }
-                let c = load(&p, &Overrides::default())
-                    .unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+                let insecure = Overrides {
+                    insecure: Some(true),
+                    ..Overrides::default()
+                };
+                let c = load(&p, &insecure).unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
                 n += 1;
                 if !c.initial_members.is_empty() {
                     sets.entry(dir.display().to_string()).or_default();

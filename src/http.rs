@@ -119,17 +119,23 @@ fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
-/// 200 while this FE serves clients; 503 `"status": "draining"` once drained, so that a VIP's
-/// health check takes it out of rotation.
+/// 200 while this FE serves clients; 503 otherwise, so that a VIP's health check takes it out
+/// of rotation: `"status": "storage_fault"` while it stops on a storage error, `"nospace"`
+/// while the free-space alarm refuses writes (both with a `"reason"`), `"draining"` once drained.
 async fn health(State(fe): State<FeNodeHandle>) -> Response {
     let info = fe.node_info();
-    let (code, status) = if fe.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    let (code, status, reason) = if let Some(f) = fe.storage_fault() {
+        (StatusCode::SERVICE_UNAVAILABLE, "storage_fault", Some(f))
+    } else if let Some(m) = fe.nospace() {
+        (StatusCode::SERVICE_UNAVAILABLE, "nospace", Some(m))
+    } else if fe.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining", None)
     } else {
-        (StatusCode::OK, "ok")
+        (StatusCode::OK, "ok", None)
     };
     let body = axum::Json(json!({
         "status": status,
+        "reason": reason,
         "node_id": fe.id(),
         "leader": fe.leader().map(|(id, _)| id),
         "applied_index": info.last_applied_index,
@@ -207,13 +213,91 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, List
     }
 }
 
-pub async fn serve(fe: FeNodeHandle, listener: tokio::net::TcpListener) {
-    let listener = Listener {
-        inner: listener,
-        backoff: AcceptBackoff::new("http"),
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// HTTPS (secure mode): a task accepts and runs each TLS handshake in its own task, with a
+/// deadline, so a slow or silent client never holds up the others; finished ones queue here.
+struct TlsListener {
+    ready: tokio::sync::mpsc::Receiver<(TlsStream<tokio::net::TcpStream>, std::net::SocketAddr)>,
+    local: std::net::SocketAddr,
+}
+
+type TlsStream<S> = tokio_rustls::server::TlsStream<S>;
+
+impl TlsListener {
+    fn new(
+        inner: tokio::net::TcpListener,
+        config: std::sync::Arc<tokio_rustls::rustls::ServerConfig>,
+    ) -> std::io::Result<Self> {
+        let local = inner.local_addr()?;
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        tokio::spawn(async move {
+            let backoff = AcceptBackoff::new("http");
+            loop {
+                let (stream, peer) = roster_api::accept::accept(&inner, &backoff).await;
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let hs = acceptor.accept(stream);
+                    match tokio::time::timeout(roster_api::tls::HANDSHAKE_TIMEOUT, hs).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, "https handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "https handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { ready, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(c) => c,
+            // The accept task only ends with the runtime.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+/// Serve the HTTP port: plain, or HTTPS with `tls` (secure mode).
+pub async fn serve(
+    fe: FeNodeHandle,
+    listener: tokio::net::TcpListener,
+    tls: Option<std::sync::Arc<tokio_rustls::rustls::ServerConfig>>,
+) {
+    let result = match tls {
+        None => {
+            let listener = Listener {
+                inner: listener,
+                backoff: AcceptBackoff::new("http"),
+            };
+            axum::serve(listener, router(fe).into_make_service_with_connect_info::<Peer>()).await
+        }
+        Some(config) => match TlsListener::new(listener, config) {
+            Ok(l) => {
+                axum::serve(l, router(fe).into_make_service_with_connect_info::<Peer>()).await
+            },
+            Err(e) => Err(e),
+        },
     };
-    let app = router(fe).into_make_service_with_connect_info::<Peer>();
-    if let Err(e) = axum::serve(listener, app).await {
+    if let Err(e) = result {
         tracing::error!("http server stopped: {e}");
     }
 }

@@ -5,6 +5,7 @@
 
 mod backend;
 mod bench;
+mod cert_cmd;
 mod cli;
 mod config;
 mod http;

@@ -61,8 +61,20 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> 
 /// How long a refusal (1040) may take to write before the connection is just closed.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Accept connections until the task is aborted. With `tls`, clients may switch to TLS.
-pub async fn serve(fe: FeNodeHandle, listener: TcpListener, tls: Option<Arc<ServerConfig>>) {
+/// TLS of the MySQL port: the server certificate, and whether plaintext logins are refused
+/// (MySQL's `require_secure_transport`).
+#[derive(Clone)]
+pub struct MysqlTls {
+    pub config: Option<Arc<ServerConfig>>,
+    pub required: bool,
+}
+
+/// MySQL's own error for a plaintext login under `require_secure_transport`.
+const INSECURE_TRANSPORT: &str =
+    "Connections using insecure transport are prohibited while --require_secure_transport=ON.";
+
+/// Accept connections until the task is aborted. With a TLS config, clients may switch to TLS.
+pub async fn serve(fe: FeNodeHandle, listener: TcpListener, tls: MysqlTls) {
     let backoff = roster_api::accept::AcceptBackoff::new("query");
     let slots = Arc::new(Semaphore::new(fe.config().limits.max_connections));
     let full_log = roster_api::ratelog::RateLimit::new(roster_api::ratelog::LOG_INTERVAL);
@@ -99,8 +111,12 @@ async fn run_connection(
     fe: FeNodeHandle,
     stream: tokio::net::TcpStream,
     peer: IpAddr,
-    tls: Option<Arc<ServerConfig>>,
+    tls: MysqlTls,
 ) -> io::Result<()> {
+    let MysqlTls {
+        config: tls,
+        required,
+    } = tls;
     // A drained FE refuses at login (the clearest text a client shows); inside TLS the login
     // error cannot be rewritten, so there it refuses before the handshake instead.
     if fe.is_draining() && tls.is_some() {
@@ -122,6 +138,7 @@ async fn run_connection(
         let (is_ssl, init) =
             AsyncMysqlIntermediary::init_before_ssl(&mut shim, &mut r, &mut w, &tls).await?;
         let opts = IntermediaryOptions::default();
+        shim.refuse_plaintext = required && !is_ssl;
         match tls {
             Some(tls) if is_ssl => {
                 shared.tls.store(true, Ordering::Relaxed);
@@ -163,6 +180,8 @@ struct Connection {
     login_error: Arc<Mutex<Option<Vec<u8>>>>,
     /// Whether a failed login's error packet is swapped for MySQL's 1045 (plain connections).
     rewrite_login_errors: bool,
+    /// The client did not switch to TLS and the port requires it: every login fails (3159).
+    refuse_plaintext: bool,
 }
 
 impl Connection {
@@ -182,6 +201,7 @@ impl Connection {
             session: Session::default(),
             login_error,
             rewrite_login_errors: true,
+            refuse_plaintext: false,
         }
     }
 
@@ -316,6 +336,12 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
         salt: &[u8],
         auth_data: &[u8],
     ) -> bool {
+        if self.refuse_plaintext {
+            tracing::info!("refused a plaintext MySQL login (require_secure_transport)");
+            *self.login_error.lock().expect("login error lock") =
+                Some(err_payload(3159, "HY000", INSECURE_TRANSPORT));
+            return false;
+        }
         if self.fe.is_draining() && self.rewrite_login_errors {
             *self.login_error.lock().expect("login error lock") = Some(draining_payload());
             return false;

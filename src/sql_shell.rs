@@ -36,6 +36,10 @@ pub struct ConnArgs {
     /// Deadline of each statement, retries included.
     #[arg(long, default_value_t = 15)]
     timeout_sec: u64,
+    /// A secure cluster: verify the FEs with DIR/ca.crt (and log in with
+    /// DIR/client.USER.crt when it exists). Without it the connection is plaintext.
+    #[arg(long, env = "ROSTER_CERTS_DIR", value_name = "DIR")]
+    certs_dir: Option<std::path::PathBuf>,
 }
 
 /// What a bare `-p` stands for: ask at a prompt. Not a password anyone can type.
@@ -81,6 +85,12 @@ impl ConnArgs {
         };
         cfg.stale_reads = self.stale;
         cfg.timeout = Duration::from_secs(self.timeout_sec);
+        if let Some(dir) = &self.certs_dir {
+            cfg.tls = Some(
+                roster_api::tls::ClientTls::from_dir(dir, &self.user)
+                    .map_err(|e| anyhow::anyhow!("--certs-dir {}: {e}", dir.display()))?,
+            );
+        }
         Ok(Client::new(cfg)?)
     }
 }

@@ -56,24 +56,56 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
     let rpc_l = bind(&cfg.host, cfg.rpc_port, "rpc_port").await?;
     let query_l = bind(&cfg.host, cfg.query_port, "query_port").await?;
     let http_l = bind(&cfg.host, cfg.http_port, "http_port").await?;
-    let tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
-        (Some(c), Some(k)) => Some(crate::mysql::tls_config(c, k)?),
+    let transport = cfg.transport()?;
+    // TLS for MySQL and HTTP clients: the configured files, else (secure mode) the node's own.
+    let client_tls = match (&cfg.tls_cert_file, &cfg.tls_key_file, &cfg.certs_dir) {
+        (Some(c), Some(k), _) => Some(crate::mysql::tls_config(c, k)?),
+        (_, _, Some(dir)) => Some(crate::mysql::tls_config(
+            &dir.join("node.crt"),
+            &dir.join("node.key"),
+        )?),
         _ => None,
     };
-
-    let fe = FeNodeHandle::start(cfg.to_fe_config())
+    if transport.is_secure() {
+        tracing::info!(certs_dir = ?cfg.certs_dir, "secure mode: mutual TLS between FEs and towards agents, TLS on every client port");
+    } else {
+        tracing::warn!(
+            "RUNNING INSECURE: no TLS and no peer authentication on any port; anyone who reaches \
+             this FE's ports can act as a member of the cluster. For loopback playgrounds only."
+        );
+    }
+    let mut fe_cfg = cfg.to_fe_config();
+    fe_cfg.transport = transport.clone();
+    let fe = FeNodeHandle::start(fe_cfg)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let raft_svc = RaftServiceServer::new(RaftServiceImpl { fe: fe.clone() })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // The Raft port admits only FEs of this cluster: the handshake wants a certificate of
+    // the cluster's CA and the interceptor an FE's one (a user's or an agent's is refused).
+    let peers = transport.clone();
+    let raft_svc = tonic::service::interceptor::InterceptedService::new(
+        RaftServiceServer::new(RaftServiceImpl { fe: fe.clone() })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        move |req: tonic::Request<()>| {
+            peers.authorize(&req, &[roster_api::tls::Caller::Fe])?;
+            Ok(req)
+        },
+    );
     // A statement over max_allowed_packet is refused by the executor; a request far over it is
     // refused by tonic from its length prefix, before its body is buffered.
     let max_request = cfg.to_fe_config().limits.grpc_max_request_bytes();
     let rpc_svc =
         RosterServer::new(RosterService { fe: fe.clone() }).max_decoding_message_size(max_request);
+    let server = |require_client_cert: bool| -> anyhow::Result<tonic::transport::Server> {
+        let b = tonic::transport::Server::builder();
+        Ok(match transport.server_tls(require_client_cert) {
+            Some(t) => b.tls_config(t).context("TLS configuration")?,
+            None => b,
+        })
+    };
+    let (mut raft_server, mut rpc_server) = (server(true)?, server(false)?);
     let s1 = tokio::spawn(async move {
-        if let Err(e) = tonic::transport::Server::builder()
+        if let Err(e) = raft_server
             .add_service(raft_svc)
             .serve_with_incoming(roster_api::accept::incoming(raft_l, "edit_log"))
             .await
@@ -82,7 +114,7 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
         }
     });
     let s2 = tokio::spawn(async move {
-        if let Err(e) = tonic::transport::Server::builder()
+        if let Err(e) = rpc_server
             .add_service(rpc_svc)
             .serve_with_incoming(roster_api::accept::incoming(rpc_l, "rpc"))
             .await
@@ -90,8 +122,22 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
             tracing::error!("rpc server stopped: {e}");
         }
     });
-    let s3 = tokio::spawn(crate::mysql::serve(fe.clone(), query_l, tls));
-    let s4 = tokio::spawn(crate::http::serve(fe.clone(), http_l));
+    let mysql_tls = crate::mysql::MysqlTls {
+        config: client_tls.clone(),
+        required: cfg.mysql_requires_tls(),
+    };
+    if mysql_tls.required && mysql_tls.config.is_none() {
+        anyhow::bail!(
+            "require_secure_transport is on but the MySQL port has no certificate (set certs_dir or tls_cert_file)"
+        );
+    }
+    let http_tls = if transport.is_secure() {
+        client_tls
+    } else {
+        None
+    };
+    let s3 = tokio::spawn(crate::mysql::serve(fe.clone(), query_l, mysql_tls));
+    let s4 = tokio::spawn(crate::http::serve(fe.clone(), http_l, http_tls));
     tracing::info!(
         node_id = cfg.node_id,
         edit_log = %format!("{}:{}", cfg.host, cfg.edit_log_port),
@@ -107,12 +153,30 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
     })
 }
 
+/// How long an FE with a storage fault goes on answering `/api/health` (503) and its peers'
+/// probes (the reason shows in their SHOW FRONTENDS ErrMsg) before it exits.
+const FAULT_EXIT_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn run(cfg: FileConfig) -> anyhow::Result<()> {
     let running = launch(&cfg).await?;
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    running.stop().await;
-    Ok(())
+    let fe = running.fe.clone();
+    tokio::select! {
+        _ = wait_for_signal() => {
+            tracing::info!("shutting down");
+            running.stop().await;
+            Ok(())
+        }
+        fault = fe.wait_storage_fault() => {
+            // Fail-stop, as etcd on a WAL error: an FE that cannot store what it is sent must
+            // not live on half-dead. Writes are refused from now on; then exit non-zero.
+            tracing::error!(
+                "storage fault: {fault}; stopping in {FAULT_EXIT_AFTER:?} (fix the disk, then restart this FE)"
+            );
+            tokio::time::sleep(FAULT_EXIT_AFTER).await;
+            running.stop().await;
+            anyhow::bail!("storage fault, this FE stopped: {fault}")
+        }
+    }
 }
 
 pub async fn wait_for_signal() {

@@ -20,6 +20,8 @@ fn print_config(vars: &[(&str, &str)], extra: &[&str]) -> Output {
         .arg("--config")
         .arg(shipped_fe1())
         .arg("--print-config")
+        // The shipped configs choose no transport: the tour passes --insecure or --certs-dir.
+        .arg("--insecure")
         .args(extra);
     for (k, _) in std::env::vars() {
         if k.starts_with("ROSTER_") {

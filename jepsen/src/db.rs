@@ -77,10 +77,62 @@ fn in_netns(netns: &str, log: &Path) -> anyhow::Result<Command> {
     Ok(cmd)
 }
 
+/// The certificates of a run's cluster, under the run's directory: the gate runs secure, as
+/// production does (mutual TLS between FEs and towards agents, TLS for the clients).
+pub fn certs_dir(dir: &Path) -> PathBuf {
+    dir.join("certs")
+}
+
+/// The client TLS of the current run's cluster, for every client the harness makes.
+static CLIENT_TLS: std::sync::RwLock<Option<roster_api::tls::ClientTls>> =
+    std::sync::RwLock::new(None);
+
+pub fn client_tls() -> Option<roster_api::tls::ClientTls> {
+    CLIENT_TLS.read().expect("client tls lock").clone()
+}
+
+/// `roster cert` for the run: a CA for cluster "jepsen", one node certificate for every FE
+/// host, one backend certificate for every agent host, root's client certificate.
+fn make_certs(bin: &Path, dir: &Path, topo: &Topology) -> anyhow::Result<()> {
+    let certs = certs_dir(dir);
+    let _ = std::fs::remove_dir_all(&certs);
+    let run = |args: Vec<String>| -> anyhow::Result<()> {
+        let out = Command::new(bin)
+            .arg("cert")
+            .args(&args)
+            .arg("--certs-dir")
+            .arg(&certs)
+            .output()
+            .with_context(|| format!("running {} cert", bin.display()))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "roster cert {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    let s = |x: &str| x.to_string();
+    run(vec![s("create-ca"), s("--cluster-id"), s("jepsen")])?;
+    let mut fe = vec![s("create-node"), s("127.0.0.1")];
+    fe.extend(topo.nodes.iter().map(|h| h.ip.to_string()));
+    run(fe)?;
+    if !topo.agents.is_empty() {
+        let mut be = vec![s("create-node"), s("--backend")];
+        be.extend(topo.agents.iter().map(|h| h.ip.to_string()));
+        run(be)?;
+    }
+    run(vec![s("create-client"), s("root")])?;
+    let tls = roster_api::tls::ClientTls::from_dir(&certs, "root")
+        .map_err(|e| anyhow::anyhow!("{}: {e}", certs.display()))?;
+    *CLIENT_TLS.write().expect("client tls lock") = Some(tls);
+    Ok(())
+}
+
 impl Db {
     /// Write every node's config; start nothing yet. The first `voters` hosts bootstrap the
     /// cluster together; the others wait to be added (ADD FOLLOWER).
     pub fn new(bin: &Path, dir: &Path, topo: &Topology, voters: usize) -> anyhow::Result<Db> {
+        make_certs(bin, dir, topo)?;
         let ips: Vec<String> = topo.nodes.iter().map(|h| h.ip.to_string()).collect();
         let members: String = ips
             .iter()
@@ -133,11 +185,12 @@ impl Db {
         let cfg = format!(
             "node_id = {id}\ncluster_id = \"jepsen\"\nhost = \"{ip}\"\ndata_dir = \"{}\"\n\
              edit_log_port = {EDIT_LOG_PORT}\nrpc_port = {RPC_PORT}\nquery_port = {QUERY_PORT}\n\
-             http_port = {HTTP_PORT}\nroot_password = \"{ROOT_PASSWORD}\"\n\
+             http_port = {HTTP_PORT}\nroot_password = \"{ROOT_PASSWORD}\"\ncerts_dir = \"{}\"\n\
              read_timeout_ms = 3000\nwrite_timeout_ms = 5000\n\
              [raft]\nheartbeat_interval_ms = 200\nelection_timeout_min_ms = 1000\n\
              election_timeout_max_ms = 2000\n{raft_extra}\n\n{initial_members}",
-            self.data_dir(host).display()
+            self.data_dir(host).display(),
+            certs_dir(&self.dir).display()
         );
         std::fs::write(self.dir.join(format!("n{}.toml", host + 1)), cfg)?;
         Ok(())
@@ -393,6 +446,8 @@ impl Agents {
             let mut cmd = in_netns(&self.hosts[k].netns, &log)?;
             cmd.arg(&self.bin)
                 .args(["backend", "--host", &self.hosts[k].ip.to_string()])
+                .arg("--certs-dir")
+                .arg(certs_dir(&self.dir))
                 .arg("--data-dir")
                 .arg(self.data_dir(k))
                 .args(["--heartbeat-port", &AGENT_HEARTBEAT_PORT.to_string()])

@@ -98,8 +98,9 @@ pub async fn leader(db: &Db) -> Option<usize> {
         if !db.is_running(i) {
             continue;
         }
-        let c =
-            roster_api::Client::new(roster_api::ClientConfig::new(vec![db.rpc_addr(i)])).ok()?;
+        let mut cfg = roster_api::ClientConfig::new(vec![db.rpc_addr(i)]);
+        cfg.tls = crate::db::client_tls();
+        let c = roster_api::Client::new(cfg).ok()?;
         if let Ok(s) = c.status_within(Duration::from_millis(500)).await
             && let Some(l) = s.leader_id
         {

@@ -38,6 +38,7 @@ pub fn client_of(addrs: &str, timeout: Duration) -> Client {
     let mut cfg = ClientConfig::new(addrs.split(',').map(str::to_string).collect());
     cfg.password = crate::db::ROOT_PASSWORD.into();
     cfg.timeout = timeout;
+    cfg.tls = crate::db::client_tls();
     Client::new(cfg).expect("client config")
 }
 

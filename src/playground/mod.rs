@@ -242,6 +242,9 @@ fn write_configs(root: &Path, layout: &Layout) -> anyhow::Result<Vec<NodeCmd>> {
             data_dir: root.join(&name),
             heartbeat_port: p.heartbeat,
             be_port: p.be,
+            certs_dir: None,
+            // Loopback playground: no certificates, said loudly at start.
+            insecure: true,
         };
         let path = root.join(format!("{name}.toml"));
         write_toml(&path, &cfg)?;

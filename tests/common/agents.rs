@@ -39,6 +39,7 @@ impl Agent {
                 &self.be_port.to_string(),
             ])
             .args(&self.extra_args)
+            .args((!self.extra_args.iter().any(|a| a == "--certs-dir")).then_some("--insecure"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -96,7 +97,13 @@ pub fn start_agent(cluster: &Cluster, i: usize, extra_args: &[&str]) -> Agent {
         be_port: ports[1],
         dir: cluster.dir.path().join(format!("be{i}")),
         log: cluster.dir.path().join(format!("be{i}.log")),
-        extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        // In a secure cluster the agents use its certs directory (backend.crt).
+        extra_args: cluster
+            .certs_dir
+            .iter()
+            .flat_map(|d| ["--certs-dir".to_string(), d.display().to_string()])
+            .chain(extra_args.iter().map(|s| s.to_string()))
+            .collect(),
         child: None,
     };
     a.spawn();

@@ -39,6 +39,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<NodeSpec>,
     procs: Vec<Option<Child>>,
+    /// Secure mode (`start_secure`): the certs directory of the FEs, the agents and root.
+    pub certs_dir: Option<PathBuf>,
 }
 
 /// `n` distinct free ports: the listeners stay open until all are chosen, so the kernel
@@ -121,10 +123,15 @@ impl Cluster {
             .join("\n");
         for (i, n) in nodes.iter().enumerate() {
             let extra_top = extra_top.replace("{node_id}", &n.id.to_string());
+            let security = if extra_top.contains("certs_dir") {
+                ""
+            } else {
+                "insecure = true\n"
+            };
             let mut toml = format!(
                 "node_id = {}\ncluster_id = \"test\"\nhost = \"127.0.0.1\"\ndata_dir = \"{}\"\n\
                  edit_log_port = {}\nrpc_port = {}\nquery_port = {}\nhttp_port = {}\n\
-                 read_timeout_ms = 4000\nwrite_timeout_ms = 8000\nroot_password = \"{ROOT_PASSWORD}\"\n{extra_top}\
+                 read_timeout_ms = 4000\nwrite_timeout_ms = 8000\nroot_password = \"{ROOT_PASSWORD}\"\n{security}{extra_top}\
                  [raft]\nheartbeat_interval_ms = 150\nelection_timeout_min_ms = 750\nelection_timeout_max_ms = 1500\n",
                 n.id,
                 dir.path().join(format!("data-fe{}", n.id)).display(),
@@ -144,10 +151,20 @@ impl Cluster {
             dir,
             procs: nodes.iter().map(|_| None).collect(),
             nodes,
+            certs_dir: None,
         };
         for i in 0..voters + spares {
             c.spawn(i);
         }
+        c
+    }
+
+    /// `voters` FEs in secure mode with the certificates in `certs` (made by `roster cert` for
+    /// cluster "test": node, backend and client.root certificates).
+    pub fn start_secure(voters: usize, certs: &std::path::Path) -> Cluster {
+        let extra = format!("certs_dir = \"{}\"\n", certs.display());
+        let mut c = Self::start_configured(voters, 0, &extra, "");
+        c.certs_dir = Some(certs.to_path_buf());
         c
     }
 
@@ -179,6 +196,13 @@ impl Cluster {
         self.procs[i].is_some()
     }
 
+    /// The exit status of FE `i` if it has exited by itself (it is then no longer running).
+    pub fn try_wait(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let st = self.procs[i].as_mut()?.try_wait().expect("try_wait")?;
+        self.procs[i] = None;
+        Some(st)
+    }
+
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut c) = self.procs[i].take() {
             let _ = c.kill(); // SIGKILL
@@ -195,12 +219,17 @@ impl Cluster {
     }
 
     pub fn client(&self, i: usize) -> Client {
-        client_for(vec![self.nodes[i].rpc_addr()])
+        self.client_of(&[i])
     }
 
-    /// A client over the given FEs (indexes).
+    /// A client over the given FEs (indexes); over TLS, as root, in secure mode.
     pub fn client_of(&self, idx: &[usize]) -> Client {
-        client_for(idx.iter().map(|i| self.nodes[*i].rpc_addr()).collect())
+        let mut cfg = client_config(idx.iter().map(|i| self.nodes[*i].rpc_addr()).collect());
+        if let Some(dir) = &self.certs_dir {
+            cfg.tls =
+                Some(roster_api::tls::ClientTls::from_dir(dir, "root").expect("client certs"));
+        }
+        Client::new(cfg).expect("client")
     }
 
     /// Index of the FE that is leader as seen by `observer`'s status, waiting until one is known

@@ -11,6 +11,7 @@ use roster_api::pb::backend::{
     HeartbeatResponse, ListReplicasRequest, ListReplicasResponse, ReplicaChunk, ReplicaInfo,
     SendReplicaRequest,
 };
+use roster_api::tls::{Caller, Transport};
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::PathBuf;
@@ -35,7 +36,15 @@ pub struct Agent {
     /// Tablets being cloned into this agent now (shared by both ports' services).
     cloning: Arc<Mutex<BTreeSet<u64>>>,
     faults: Faults,
+    /// Who may call (FEs of the cluster; other agents only to read a replica), and how this
+    /// agent dials a clone's source.
+    transport: Transport,
 }
+
+/// Calls that command the agent: only an FE of the cluster.
+const FE_ONLY: &[Caller] = &[Caller::Fe];
+/// Reading a replica (a clone's source): an FE, or an agent pulling it.
+const FE_OR_AGENT: &[Caller] = &[Caller::Fe, Caller::Backend];
 
 impl Agent {
     pub fn new(
@@ -44,6 +53,7 @@ impl Agent {
         start_time_ms: u64,
         cloning: Arc<Mutex<BTreeSet<u64>>>,
         faults: Faults,
+        transport: Transport,
     ) -> Self {
         Agent {
             data_dir: store.root().to_path_buf(),
@@ -52,11 +62,14 @@ impl Agent {
             start_time_ms,
             cloning,
             faults,
+            transport,
         }
     }
 
     async fn pull(&self, r: &CloneReplicaRequest) -> Result<ReplicaMeta, Status> {
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", r.source_addr))
+        let endpoint = self
+            .transport
+            .endpoint(&r.source_addr)
             .map_err(|e| Status::invalid_argument(format!("source_addr {:?}: {e}", r.source_addr)))?
             .connect_timeout(Duration::from_secs(2));
         let channel = endpoint.connect().await.map_err(|e| {
@@ -164,8 +177,9 @@ type ChunkStream = Pin<Box<dyn Stream<Item = Result<ReplicaChunk, Status>> + Sen
 impl BackendAgent for Agent {
     async fn heartbeat(
         &self,
-        _req: Request<HeartbeatRequest>,
+        req: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
+        self.transport.authorize(&req, FE_ONLY)?;
         let dir = self.data_dir.clone();
         let (total, avail) = blocking(move || {
             Ok((
@@ -192,6 +206,7 @@ impl BackendAgent for Agent {
         &self,
         req: Request<CreateReplicaRequest>,
     ) -> Result<Response<ReplicaInfo>, Status> {
+        self.transport.authorize(&req, FE_ONLY)?;
         let r = req.into_inner();
         check_tablet_id(r.tablet_id)?;
         let store = self.store.clone();
@@ -204,6 +219,7 @@ impl BackendAgent for Agent {
         &self,
         req: Request<DropReplicaRequest>,
     ) -> Result<Response<DropReplicaResponse>, Status> {
+        self.transport.authorize(&req, FE_ONLY)?;
         let id = req.into_inner().tablet_id;
         let store = self.store.clone();
         let existed = blocking(move || store.drop_replica(id)).await?;
@@ -215,8 +231,9 @@ impl BackendAgent for Agent {
 
     async fn list_replicas(
         &self,
-        _req: Request<ListReplicasRequest>,
+        req: Request<ListReplicasRequest>,
     ) -> Result<Response<ListReplicasResponse>, Status> {
+        self.transport.authorize(&req, FE_ONLY)?;
         Ok(Response::new(ListReplicasResponse {
             replicas: self.store.list().iter().map(info).collect(),
         }))
@@ -226,6 +243,7 @@ impl BackendAgent for Agent {
         &self,
         req: Request<CloneReplicaRequest>,
     ) -> Result<Response<ReplicaInfo>, Status> {
+        self.transport.authorize(&req, FE_ONLY)?;
         let r = req.into_inner();
         check_tablet_id(r.tablet_id)?;
         if let Some(m) = self.store.get(r.tablet_id) {
@@ -255,6 +273,7 @@ impl BackendAgent for Agent {
         &self,
         req: Request<SendReplicaRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
+        self.transport.authorize(&req, FE_OR_AGENT)?;
         let id = req.into_inner().tablet_id;
         let store = self.store.clone();
         let (meta, mut file) = blocking(move || store.open_data(id)).await?;

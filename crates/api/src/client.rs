@@ -25,6 +25,8 @@ pub struct ClientConfig {
     pub timeout: Duration,
     pub stale_reads: bool,
     pub follow_leader_hints: bool,
+    /// TLS towards FEs of a secure cluster (`None`: plaintext, for insecure clusters).
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl ClientConfig {
@@ -37,6 +39,7 @@ impl ClientConfig {
             timeout: Duration::from_secs(15),
             stale_reads: false,
             follow_leader_hints: follow,
+            tls: None,
         }
     }
 }
@@ -104,10 +107,13 @@ impl Client {
         if let Some((_, c)) = chans.iter().find(|(a, _)| a == addr) {
             return Ok(c.clone());
         }
-        let ep = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| ClientError::Config(format!("bad endpoint {addr}: {e}")))?
-            .connect_timeout(Duration::from_millis(1000))
-            .tcp_nodelay(true);
+        let ep = match &self.cfg.tls {
+            Some(tls) => tls.endpoint(addr),
+            None => Endpoint::from_shared(format!("http://{addr}")),
+        }
+        .map_err(|e| ClientError::Config(format!("bad endpoint {addr}: {e}")))?
+        .connect_timeout(Duration::from_millis(1000))
+        .tcp_nodelay(true);
         let c = ep.connect_lazy();
         chans.push((addr.to_string(), c.clone()));
         Ok(c)

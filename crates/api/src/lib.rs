@@ -14,9 +14,11 @@ pub mod limits;
 pub mod login_throttle;
 pub mod network;
 pub mod node;
+pub mod raft_guard;
 pub mod raft_service;
 pub mod ratelog;
 pub mod roster_service;
+pub mod tls;
 pub mod wire;
 
 pub mod pb {

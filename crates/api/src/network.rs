@@ -1,7 +1,10 @@
 //! The Raft network over tonic: one cached, lazily connected channel per peer; openraft's
-//! messages travel as versioned bincode blobs.
+//! messages travel as versioned bincode blobs. A peer's answer that carries a term beyond
+//! `raft.max_term_jump` above the request's (or one that cannot be incremented) is dropped as
+//! a network error, as the server side refuses such requests (see `raft_guard`).
 
 use crate::pb::raft::{Blob, raft_service_client::RaftServiceClient};
+use crate::raft_guard::RaftLimits;
 use crate::ratelog::{LOG_INTERVAL, RateLimit};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
@@ -17,7 +20,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Largest message between FEs (AppendEntries batches, snapshot chunks).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -27,15 +30,31 @@ const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 #[derive(Clone, Default)]
 pub struct Channels {
     inner: Arc<Mutex<HashMap<String, Channel>>>,
+    transport: crate::tls::Transport,
 }
 
 impl Channels {
+    /// Channels that dial with `transport` (mutual TLS with this node's certificate, or
+    /// plaintext in insecure mode).
+    pub fn new(transport: crate::tls::Transport) -> Self {
+        Channels {
+            inner: Arc::default(),
+            transport,
+        }
+    }
+
+    pub fn transport(&self) -> &crate::tls::Transport {
+        &self.transport
+    }
+
     pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
         let mut m = self.inner.lock().expect("channels lock");
         if let Some(c) = m.get(addr) {
             return Ok(c.clone());
         }
-        let ep = Endpoint::from_shared(format!("http://{addr}"))?
+        let ep = self
+            .transport
+            .endpoint(addr)?
             .connect_timeout(Duration::from_millis(500))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(2))
@@ -57,6 +76,7 @@ impl Channels {
 
 pub struct NetworkFactory {
     pub channels: Channels,
+    pub limits: RaftLimits,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -67,6 +87,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             addr: node.edit_log_addr(),
             channels: self.channels.clone(),
+            limits: self.limits,
         }
     }
 }
@@ -75,6 +96,7 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     channels: Channels,
+    limits: RaftLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +123,16 @@ fn status_to_rpc(s: tonic::Status) -> RPCError<TypeConfig> {
 static UNREACHABLE: RateLimit<NodeId> = RateLimit::new(LOG_INTERVAL);
 
 impl PeerClient {
+    /// Refuse an answer whose vote's term is not sane next to `sent`, the term this FE sent
+    /// (openraft would adopt a higher one). Logged like the server side's refusals.
+    fn check_answer_term(&self, sent: u64, answer: &Vote) -> Result<(), RPCError<TypeConfig>> {
+        crate::raft_guard::check_term(self.target, answer.leader_id.term, sent, &self.limits)
+            .map_err(|r| {
+                let status = crate::raft_guard::refuse(r);
+                RPCError::Network(net_err(format!("answer refused: {}", status.message())))
+            })
+    }
+
     /// Log (rate-limited) a failure to reach this peer; forget it once the peer answers.
     fn note<T, E: std::fmt::Display>(&self, r: &Result<T, RPCError<TypeConfig>>, what: &E) {
         match r {
@@ -166,8 +198,12 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let sent = rpc.vote.leader_id.term;
         let r = self.call("append", &rpc, &option).await;
         self.note(&r, &"append_entries");
+        if let Ok(AppendEntriesResponse::HigherVote(v)) = &r {
+            self.check_answer_term(sent, v)?;
+        }
         r
     }
 
@@ -176,8 +212,12 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let r = self.call("vote", &rpc, &option).await;
+        let sent = rpc.vote.leader_id.term;
+        let r: Result<VoteResponse<TypeConfig>, _> = self.call("vote", &rpc, &option).await;
         self.note(&r, &"vote");
+        if let Ok(resp) = &r {
+            self.check_answer_term(sent, &resp.vote)?;
+        }
         r
     }
 
@@ -186,8 +226,12 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let r = self.call("pre_vote", &rpc, &option).await;
+        let sent = rpc.vote.leader_id.term;
+        let r: Result<VoteResponse<TypeConfig>, _> = self.call("pre_vote", &rpc, &option).await;
         self.note(&r, &"pre_vote");
+        if let Ok(resp) = &r {
+            self.check_answer_term(sent, &resp.vote)?;
+        }
         r
     }
 
@@ -222,7 +266,9 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                     other => StreamingError::Network(net_err(other)),
                 })?;
                 let r: Result<SnapshotResponse<TypeConfig>, String> = codec::decode(&resp.into_inner().data).map_err(net_err)?;
-                r.map_err(|e| StreamingError::Network(net_err(format!("remote: {e}"))))
+                let r = r.map_err(|e| StreamingError::Network(net_err(format!("remote: {e}"))))?;
+                self.check_answer_term(vote.leader_id.term, &r.vote).map_err(|e| StreamingError::Network(net_err(e)))?;
+                Ok(r)
             }
         }
     }

@@ -5,6 +5,7 @@
 
 mod authz;
 mod blacklist;
+pub mod diskspace;
 pub mod drain;
 mod frontends;
 mod heartbeat;
@@ -98,6 +99,12 @@ pub struct FeConfig {
     pub backend_source_ip: Option<std::net::IpAddr>,
     /// Statement size, handshake time, connection count and login throttling.
     pub limits: crate::limits::ClientLimits,
+    /// Mutual TLS towards other FEs and agents (secure mode), or plaintext (insecure).
+    pub transport: crate::tls::Transport,
+    /// What peers may send over the Raft port (term bound, snapshot size).
+    pub raft_limits: crate::raft_guard::RaftLimits,
+    /// The free-space alarm's threshold under data_dir (see `diskspace`); 0 turns it off.
+    pub min_free_disk_bytes: u64,
 }
 
 /// What this FE last heard from a peer FE (soft state, never replicated).
@@ -118,6 +125,11 @@ struct Inner {
     /// Whether this FE is drained (see `drain`); local to the process.
     draining: tokio::sync::watch::Sender<bool>,
     login_throttle: crate::login_throttle::LoginThrottle,
+    /// Soft state of the checks on peers' Raft messages (see `raft_guard`).
+    guard: crate::raft_guard::GuardState,
+    /// The free-space alarm's text while raised (see `diskspace`).
+    nospace: Mutex<Option<String>>,
+    _diskspace: CancelOnDrop,
     _prober: CancelOnDrop,
     _heartbeats: CancelOnDrop,
     _replicas: CancelOnDrop,
@@ -174,9 +186,12 @@ impl FeNodeHandle {
         }
         let (log, sm) = roster_raft_store::open(&cfg.data_dir.join("raft"))
             .map_err(|e| ApiError::Internal(format!("opening {}: {e}", cfg.data_dir.display())))?;
-        let channels = Channels::default();
+        // Left by a snapshot that was arriving when this FE stopped.
+        let _ = std::fs::remove_dir_all(cfg.data_dir.join("raft").join("incoming"));
+        let channels = Channels::new(cfg.transport.clone());
         let net = NetworkFactory {
             channels: channels.clone(),
+            limits: cfg.raft_limits,
         };
         let raft = Raft::new(cfg.id, config, net, log, sm.clone())
             .await
@@ -203,10 +218,12 @@ impl FeNodeHandle {
             let weak2 = weak.clone();
             let weak3 = weak.clone();
             let weak4 = weak.clone();
+            let weak5 = weak.clone();
             let task = tokio::spawn(async move { prober_loop(weak).await });
             let heartbeats = tokio::spawn(async move { heartbeat::heartbeat_loop(weak2).await });
             let replicas = tokio::spawn(async move { replicas::tablet_loop(weak3).await });
             let checker = tokio::spawn(async move { blacklist::checker_loop(weak4).await });
+            let disk = tokio::spawn(async move { diskspace::watch_loop(weak5).await });
             Inner {
                 login_throttle: crate::login_throttle::LoginThrottle::new(cfg.limits.login.clone()),
                 cfg,
@@ -216,13 +233,64 @@ impl FeNodeHandle {
                 start_time_ms: now_ms(),
                 peers,
                 draining: tokio::sync::watch::Sender::new(false),
+                guard: Default::default(),
+                nospace: Mutex::new(None),
+                _diskspace: CancelOnDrop(disk.abort_handle()),
                 _prober: CancelOnDrop(task.abort_handle()),
                 _heartbeats: CancelOnDrop(heartbeats.abort_handle()),
                 _replicas: CancelOnDrop(replicas.abort_handle()),
                 _blacklist: CancelOnDrop(checker.abort_handle()),
             }
         });
-        Ok(FeNodeHandle { inner })
+        let fe = FeNodeHandle { inner };
+        fe.check_disk_space();
+        Ok(fe)
+    }
+
+    /// Why this FE's storage failed, once it has: the first storage error, or the error that
+    /// stopped its Raft core. The FE then stops (`roster start` exits).
+    pub fn storage_fault(&self) -> Option<String> {
+        if let Some(f) = self.inner.sm.fault().get() {
+            return Some(f.to_string());
+        }
+        let m = self.inner.raft.metrics();
+        let m = m.borrow_watched();
+        m.running_state
+            .as_ref()
+            .err()
+            .map(|f| format!("raft stopped: {f}"))
+    }
+
+    /// Waits until `storage_fault` has something to say, and says it.
+    pub async fn wait_storage_fault(&self) -> String {
+        let mut rx = self.inner.raft.metrics();
+        loop {
+            if let Some(f) = self.storage_fault() {
+                return f;
+            }
+            tokio::select! {
+                f = self.inner.sm.fault().wait() => return f,
+                r = rx.changed() => {
+                    if r.is_err() {
+                        // Raft is gone without a fault: shut down on purpose; nothing to say.
+                        return std::future::pending().await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes are refused while this FE's storage is failing or low on space.
+    fn refuse_writes(&self) -> Result<(), ApiError> {
+        if let Some(f) = self.storage_fault() {
+            return Err(ApiError::Unavailable(format!(
+                "this frontend is stopping on a storage fault: {f}"
+            )));
+        }
+        if let Some(m) = self.nospace() {
+            return Err(ApiError::Unavailable(m));
+        }
+        Ok(())
     }
 
     pub fn id(&self) -> NodeId {
@@ -240,6 +308,10 @@ impl FeNodeHandle {
 
     pub fn raft(&self) -> &Raft {
         &self.inner.raft
+    }
+
+    pub fn raft_guard(&self) -> &crate::raft_guard::GuardState {
+        &self.inner.guard
     }
 
     pub fn store(&self) -> &StateMachineStore {
@@ -338,6 +410,9 @@ impl FeNodeHandle {
     /// Run an operation on the leader: here if this FE leads, otherwise forwarded to it.
     /// Retries only when the operation certainly did not run.
     pub async fn leader_op(&self, op: LeaderOp) -> Result<LeaderReply, ApiError> {
+        if matches!(op, LeaderOp::Write { .. }) {
+            self.refuse_writes()?;
+        }
         let deadline = Instant::now() + self.inner.cfg.write_timeout;
         loop {
             let (leader_id, leader) = self.wait_for_leader(deadline).await?;
@@ -388,6 +463,8 @@ impl FeNodeHandle {
     pub async fn run_as_leader(&self, op: &LeaderOp, deadline: Instant) -> ForwardResult {
         match op {
             LeaderOp::Write { user, cmd } => {
+                // The leader's own disk: a proposal it cannot store is refused here, for every FE.
+                self.refuse_writes()?;
                 let req = Request {
                     time_ms: now_ms(),
                     user: user.clone(),

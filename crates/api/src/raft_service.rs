@@ -1,15 +1,23 @@
 //! Server side of `raft.proto`: hands openraft's messages to the local Raft, and serves the
 //! leader services (read index, forwarded operations) and node info to other FEs.
+//!
+//! Every Raft message passes `raft_guard`'s checks first; a refused one never reaches openraft.
+//! Snapshots are streamed to a file under `data_dir/raft/incoming` (bounded by
+//! `raft.max_snapshot_bytes`) and installed only once complete.
 
 use crate::error::ApiError;
 use crate::node::FeNodeHandle;
 use crate::pb::raft::{Blob, raft_service_server::RaftService};
+use crate::raft_guard::{LocalView, Refusal, refuse};
 use crate::wire::{ForwardResult, LeaderOp};
 use futures::StreamExt;
-use roster_raft_store::codec;
+use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use roster_raft_store::types::Snapshot;
 use roster_raft_store::types::{SnapshotMeta, Vote};
+use roster_raft_store::{TypeConfig, codec};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct RaftServiceImpl {
@@ -30,20 +38,92 @@ fn answer<T: serde::Serialize, E: std::fmt::Display>(
     }))
 }
 
+impl RaftServiceImpl {
+    fn view(&self) -> LocalView {
+        LocalView::of(self.fe.raft())
+    }
+
+    fn limits(&self) -> crate::raft_guard::RaftLimits {
+        self.fe.config().raft_limits
+    }
+
+    /// A vote request that survived the checks; a leadership-transfer claim the current leader
+    /// did not announce is stripped, so the leader lease applies to it as to any other vote.
+    fn checked_vote(
+        &self,
+        what: &'static str,
+        data: &[u8],
+    ) -> Result<VoteRequest<TypeConfig>, Status> {
+        let mut rpc: VoteRequest<TypeConfig> = codec::decode(data).map_err(bad)?;
+        self.view()
+            .check_vote_request(what, &rpc, &self.limits())
+            .map_err(refuse)?;
+        let candidate = rpc.vote.leader_id.node_id;
+        if rpc.leadership_transfer && !self.fe.raft_guard().transfers.allows(candidate) {
+            tracing::debug!(
+                candidate,
+                "{what} claims a leadership transfer the leader did not announce; treated as a plain vote"
+            );
+            rpc.leadership_transfer = false;
+        }
+        Ok(rpc)
+    }
+
+    /// Stream the snapshot body into a temporary file, refusing it past the size limit.
+    async fn receive_snapshot(
+        &self,
+        vote: &Vote,
+        stream: &mut Streaming<Blob>,
+    ) -> Result<tempfile::NamedTempFile, Status> {
+        let io = |e: std::io::Error| Status::internal(format!("receiving a snapshot: {e}"));
+        let dir = incoming_dir(&self.fe);
+        tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+        let tmp = tempfile::Builder::new()
+            .prefix("snapshot-")
+            .tempfile_in(&dir)
+            .map_err(io)?;
+        let mut file = tokio::fs::File::from_std(tmp.reopen().map_err(io)?);
+        let limit = self.limits().max_snapshot_bytes;
+        let mut size: u64 = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            size += chunk.data.len() as u64;
+            if size > limit {
+                return Err(refuse(Refusal::SnapshotTooLarge {
+                    from: vote.leader_id.node_id,
+                    limit,
+                }));
+            }
+            file.write_all(&chunk.data).await.map_err(io)?;
+        }
+        file.flush().await.map_err(io)?;
+        Ok(tmp)
+    }
+}
+
+/// Where incoming snapshots are written while they arrive (emptied at each FE start).
+pub fn incoming_dir(fe: &FeNodeHandle) -> PathBuf {
+    fe.config().data_dir.join("raft").join("incoming")
+}
+
 #[tonic::async_trait]
 impl RaftService for RaftServiceImpl {
     async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
-        let rpc = codec::decode(&req.into_inner().data).map_err(bad)?;
+        let rpc: AppendEntriesRequest<TypeConfig> =
+            codec::decode(&req.into_inner().data).map_err(bad)?;
+        self.view()
+            .check_append(&rpc, &self.limits())
+            .map_err(refuse)?;
         answer(self.fe.raft().append_entries(rpc).await)
     }
 
     async fn vote(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
-        let rpc = codec::decode(&req.into_inner().data).map_err(bad)?;
+        let rpc = self.checked_vote("Vote", &req.into_inner().data)?;
         answer(self.fe.raft().vote(rpc).await)
     }
 
     async fn pre_vote(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
-        let rpc = codec::decode(&req.into_inner().data).map_err(bad)?;
+        let rpc = self.checked_vote("PreVote", &req.into_inner().data)?;
         answer(self.fe.raft().pre_vote(rpc).await)
     }
 
@@ -57,9 +137,29 @@ impl RaftService for RaftServiceImpl {
             .await
             .ok_or_else(|| bad("empty snapshot stream"))??;
         let (vote, meta): (Vote, SnapshotMeta) = codec::decode(&first.data).map_err(bad)?;
-        let mut data = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            data.extend_from_slice(&chunk?.data);
+        // Judged on the first message alone: a refused snapshot's body is never read.
+        self.view()
+            .check_snapshot(&vote, meta.last_log_id.as_ref(), &self.limits())
+            .map_err(refuse)?;
+        let _slot = self.fe.raft_guard().snapshot_slot.try_lock().map_err(|_| {
+            Status::resource_exhausted(
+                "another snapshot is being received by this FE; try again later",
+            )
+        })?;
+        let tmp = self.receive_snapshot(&vote, &mut stream).await?;
+        // The body took a while: the vote may have gone stale meanwhile.
+        self.view()
+            .check_snapshot(&vote, meta.last_log_id.as_ref(), &self.limits())
+            .map_err(refuse)?;
+        let data = tokio::fs::read(tmp.path())
+            .await
+            .map_err(|e| Status::internal(format!("reading the received snapshot: {e}")))?;
+        drop(tmp);
+        // Damaged in transit or at the sender: refuse it (the leader sends again) rather than
+        // hand it to the state machine, where a bad snapshot is a storage fault that stops us.
+        if let Err(e) = roster_raft_store::state_machine::decode_snapshot(&meta, &data) {
+            tracing::warn!("refused a snapshot from the leader: {e}");
+            return Err(bad(format!("snapshot refused: {e}")));
         }
         answer(
             self.fe
@@ -76,7 +176,17 @@ impl RaftService for RaftServiceImpl {
     }
 
     async fn transfer_leader(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
-        let rpc = codec::decode(&req.into_inner().data).map_err(bad)?;
+        let rpc: TransferLeaderRequest<TypeConfig> =
+            codec::decode(&req.into_inner().data).map_err(bad)?;
+        let view = self.view();
+        let from = rpc.from_leader().leader_id.node_id;
+        view.check_term(from, rpc.from_leader().leader_id.term, &self.limits())
+            .map_err(refuse)?;
+        // Only the current leader hands leadership away (openraft also ignores a request whose
+        // vote is not this FE's); only then does the target's transfer vote skip the lease.
+        if view.leader == Some(from) && *rpc.from_leader() == view.vote {
+            self.fe.raft_guard().transfers.announce(*rpc.to_node_id());
+        }
         answer(self.fe.raft().handle_transfer_leader(rpc).await)
     }
 
@@ -104,6 +214,10 @@ impl RaftService for RaftServiceImpl {
     }
 
     async fn node_info(&self, _req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        // Peers show this as the FE's ErrMsg in SHOW FRONTENDS while it stops.
+        if let Some(fault) = self.fe.storage_fault() {
+            return Err(Status::unavailable(format!("storage fault: {fault}")));
+        }
         Ok(Response::new(Blob {
             data: codec::encode(&self.fe.node_info()).map_err(bad)?,
         }))

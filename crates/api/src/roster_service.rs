@@ -165,15 +165,7 @@ impl Roster for RosterService {
         // Read state and index together, under the state lock. Hashing the whole state costs
         // time proportional to it, so only on request.
         let (digest_index, state_digest) = if req.with_digest {
-            self.fe.store().read(|state, applied| {
-                use sha1::Digest;
-                let bytes = bincode::serialize(state).unwrap_or_default();
-                let hex: String = sha1::Sha1::digest(&bytes)
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
-                (applied.last_applied.map(|l| l.index).unwrap_or(0), hex)
-            })
+            self.fe.store().digest()
         } else {
             (0, String::new())
         };

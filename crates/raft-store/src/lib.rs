@@ -6,6 +6,7 @@ pub mod cmd;
 pub mod codec;
 pub mod events;
 pub mod failpoints;
+pub mod integrity;
 pub mod legacy;
 pub mod log_store;
 pub mod state_machine;
@@ -39,11 +40,15 @@ fn begin_write(db: &redb::Database) -> std::io::Result<redb::WriteTransaction> {
     Ok(w)
 }
 
-/// Open (or create) the log and state-machine files under `dir`: `log.redb` and `sm.redb`.
+/// Open (or create) the log and state-machine files under `dir`, `log.redb` and `sm.redb`,
+/// checking every stored value (a damaged one refuses, naming the file, table and key). Both
+/// report later storage failures to one `Fault` (`StateMachineStore::fault`).
 pub fn open(dir: &std::path::Path) -> std::io::Result<(LogStore, StateMachineStore)> {
-    std::fs::create_dir_all(dir)?;
-    let log = LogStore::open(&dir.join("log.redb"))?;
-    let sm = StateMachineStore::open(&dir.join("sm.redb"))?;
+    std::fs::create_dir_all(dir).map_err(|e| integrity::at_file(dir, e))?;
+    let fault = integrity::Fault::new();
+    let (log_path, sm_path) = (dir.join("log.redb"), dir.join("sm.redb"));
+    let log = integrity::guarded(&log_path, || LogStore::open(&log_path, fault.clone()))?;
+    let sm = integrity::guarded(&sm_path, || StateMachineStore::open(&sm_path, fault))?;
     Ok((log, sm))
 }
 

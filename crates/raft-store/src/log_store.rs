@@ -5,10 +5,17 @@
 //! `begin_write` blocks). It drains all queued operations into one `Immediate` (fsynced) commit,
 //! which is group commit, and only then acknowledges them, in submission order: `append` is
 //! readable and durable when its callback fires, `save_vote` is durable when it returns.
+//!
+//! Every value is sealed (`codec::seal`, a CRC-32 over the table, the key and the value) and
+//! checked on every read and, all of it, at open. A file written before seals existed is
+//! rewritten sealed once at open and then marked (`KEY_SEALED`); in a marked file an unsealed
+//! value is damage. Any storage error, or a failed check, is also reported to the `Fault`,
+//! which stops the FE.
 
-use crate::codec;
+use crate::codec::{self, Unsealed};
+use crate::integrity::{Corruption, Fault, at_file, guarded};
 use crate::io_err;
-use crate::types::{Entry, LogId, TypeConfig, Vote};
+use crate::types::{Entry, LogId, MAX_TERM, TypeConfig, Vote};
 use openraft::OptionalSend;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -16,7 +23,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use tokio::sync::oneshot;
 
@@ -25,6 +32,8 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const KEY_VOTE: &str = "vote";
 const KEY_PURGED: &str = "last_purged";
 const KEY_COMMITTED: &str = "committed";
+/// Present once every value in the file is sealed: an unsealed value after that is damage.
+const KEY_SEALED: &str = "sealed";
 
 /// One queued write; `done` fires after the commit that contains it.
 enum Op {
@@ -55,27 +64,194 @@ enum Op {
 pub struct LogStore {
     db: Arc<Database>,
     tx: mpsc::Sender<Op>,
+    path: Arc<PathBuf>,
+    fault: Arc<Fault>,
+}
+
+/// A log entry's seal context: its index, big-endian.
+fn entry_context(index: u64) -> Vec<u8> {
+    codec::seal_context("logs", &index.to_be_bytes())
+}
+
+fn meta_context(key: &str) -> Vec<u8> {
+    codec::seal_context("meta", key.as_bytes())
+}
+
+/// Check a stored value of `table`/`key`: sealed and matching, or legacy in a file not yet
+/// marked sealed.
+fn checked<'a>(
+    path: &Path,
+    table: &str,
+    key: &dyn Fn() -> String,
+    context: &[u8],
+    bytes: &'a [u8],
+    sealed_file: bool,
+) -> io::Result<&'a [u8]> {
+    match codec::unseal(context, bytes) {
+        Ok(Unsealed::Verified(b)) => Ok(b),
+        Ok(Unsealed::Legacy(b)) if !sealed_file => Ok(b),
+        Ok(Unsealed::Legacy(_)) => Err(Corruption::new(
+            path,
+            table,
+            key(),
+            "value has no checksum in a file whose values are all sealed",
+        )
+        .into()),
+        Err(e) => Err(Corruption::new(path, table, key(), e).into()),
+    }
+}
+
+/// Decode a checked value, a failure naming the place.
+fn decode_at<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    table: &str,
+    key: &dyn Fn() -> String,
+    blob: &[u8],
+) -> io::Result<T> {
+    codec::decode(blob).map_err(|e| Corruption::new(path, table, key(), e).into())
 }
 
 impl LogStore {
-    pub fn open(path: &Path) -> io::Result<Self> {
+    /// Open (or create) `path`, check every value in it, and seal a file written before seals.
+    pub fn open(path: &Path, fault: Arc<Fault>) -> io::Result<Self> {
         let db = Database::builder()
             .set_cache_size(64 << 20)
             .create(path)
-            .map_err(io_err)?;
-        {
-            let w = crate::begin_write(&db)?;
-            w.open_table(LOGS).map_err(io_err)?;
-            w.open_table(META).map_err(io_err)?;
-            w.commit().map_err(io_err)?;
+            .map_err(|e| at_file(path, e))?;
+        let sealed = {
+            let w = crate::begin_write(&db).map_err(|e| at_file(path, e))?;
+            w.open_table(LOGS).map_err(|e| at_file(path, e))?;
+            let sealed = w
+                .open_table(META)
+                .map_err(|e| at_file(path, e))?
+                .get(KEY_SEALED)
+                .map_err(|e| at_file(path, e))?
+                .is_some();
+            w.commit().map_err(|e| at_file(path, e))?;
+            sealed
+        };
+        let store = LogStore {
+            db: Arc::new(db),
+            tx: mpsc::channel().0,
+            path: Arc::new(path.to_path_buf()),
+            fault,
+        };
+        store.verify_all(sealed)?;
+        if !sealed {
+            store.seal_file()?;
         }
-        let db = Arc::new(db);
         let (tx, rx) = mpsc::channel();
-        let wdb = db.clone();
+        let (wdb, wpath) = (store.db.clone(), store.path.clone());
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || writer_loop(wdb, rx))?;
-        Ok(LogStore { db, tx })
+            .spawn(move || writer_loop(wdb, wpath, rx))?;
+        Ok(LogStore { tx, ..store })
+    }
+
+    /// Read and check every entry and meta value (at open).
+    fn verify_all(&self, sealed_file: bool) -> io::Result<()> {
+        let path = self.path.as_path();
+        let r = self.db.begin_read().map_err(|e| at_file(path, e))?;
+        let t = r.open_table(LOGS).map_err(|e| at_file(path, e))?;
+        for item in t.iter().map_err(|e| at_file(path, e))? {
+            let (k, v) = item.map_err(|e| at_file(path, e))?;
+            let index = k.value();
+            let key = || format!("log index {index}");
+            let blob = checked(
+                path,
+                "logs",
+                &key,
+                &entry_context(index),
+                v.value(),
+                sealed_file,
+            )?;
+            let e: Entry = decode_at(path, "logs", &key, blob)?;
+            if e.index() != index {
+                return Err(Corruption::new(
+                    path,
+                    "logs",
+                    key(),
+                    format!("holds the entry of index {}", e.index()),
+                )
+                .into());
+            }
+        }
+        let m = r.open_table(META).map_err(|e| at_file(path, e))?;
+        for item in m.iter().map_err(|e| at_file(path, e))? {
+            let (k, v) = item.map_err(|e| at_file(path, e))?;
+            let name = k.value().to_string();
+            let key = || name.clone();
+            let blob = checked(
+                path,
+                "meta",
+                &key,
+                &meta_context(&name),
+                v.value(),
+                sealed_file,
+            )?;
+            match name.as_str() {
+                KEY_VOTE => drop(decode_at::<Vote>(path, "meta", &key, blob)?),
+                KEY_PURGED => drop(decode_at::<LogId>(path, "meta", &key, blob)?),
+                KEY_COMMITTED => drop(decode_at::<Option<LogId>>(path, "meta", &key, blob)?),
+                KEY_SEALED => drop(decode_at::<u8>(path, "meta", &key, blob)?),
+                other => {
+                    return Err(Corruption::new(
+                        path,
+                        "meta",
+                        other,
+                        "unknown key in the log's meta",
+                    )
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrite every value of a file written before seals, sealed, and mark it; one commit.
+    fn seal_file(&self) -> io::Result<()> {
+        let path = self.path.as_path();
+        let w = crate::begin_write(&self.db).map_err(|e| at_file(path, e))?;
+        {
+            let mut t = w.open_table(LOGS).map_err(|e| at_file(path, e))?;
+            let old: Vec<(u64, Vec<u8>)> = t
+                .iter()
+                .map_err(|e| at_file(path, e))?
+                .map(|i| i.map(|(k, v)| (k.value(), v.value().to_vec())))
+                .collect::<Result<_, _>>()
+                .map_err(|e| at_file(path, e))?;
+            for (k, v) in old {
+                if v.first() != Some(&codec::SEALED) {
+                    t.insert(k, codec::seal(&entry_context(k), &v).as_slice())
+                        .map_err(|e| at_file(path, e))?;
+                }
+            }
+            let mut m = w.open_table(META).map_err(|e| at_file(path, e))?;
+            let old: Vec<(String, Vec<u8>)> = m
+                .iter()
+                .map_err(|e| at_file(path, e))?
+                .map(|i| i.map(|(k, v)| (k.value().to_string(), v.value().to_vec())))
+                .collect::<Result<_, _>>()
+                .map_err(|e| at_file(path, e))?;
+            for (k, v) in old {
+                if v.first() != Some(&codec::SEALED) {
+                    m.insert(k.as_str(), codec::seal(&meta_context(&k), &v).as_slice())
+                        .map_err(|e| at_file(path, e))?;
+                }
+            }
+            let mark = codec::seal(&meta_context(KEY_SEALED), &codec::encode(&1u8)?);
+            m.insert(KEY_SEALED, mark.as_slice())
+                .map_err(|e| at_file(path, e))?;
+        }
+        w.commit().map_err(|e| at_file(path, e))
+    }
+
+    /// Report a failed storage operation to the fault (this FE stops), and pass it on.
+    fn fatal<T>(&self, r: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &r {
+            self.fault.report("log.redb", e);
+        }
+        r
     }
 
     async fn submit(
@@ -86,26 +262,53 @@ impl LogStore {
         self.tx
             .send(make(done))
             .map_err(|_| io_err("log writer thread is gone"))?;
-        rx.await.map_err(|_| io_err("log writer thread is gone"))?
+        let r = rx.await.map_err(|_| io_err("log writer thread is gone"))?;
+        self.fatal(r)
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
-        let r = self.db.begin_read().map_err(io_err)?;
-        let t = r.open_table(META).map_err(io_err)?;
-        match t.get(key).map_err(io_err)? {
-            Some(v) => Ok(Some(codec::decode(v.value())?)),
-            None => Ok(None),
-        }
+        let r = guarded(&self.path, || {
+            let path = self.path.as_path();
+            let r = self.db.begin_read().map_err(|e| at_file(path, e))?;
+            let t = r.open_table(META).map_err(|e| at_file(path, e))?;
+            match t.get(key).map_err(|e| at_file(path, e))? {
+                Some(v) => {
+                    let k = || key.to_string();
+                    let blob = checked(path, "meta", &k, &meta_context(key), v.value(), true)?;
+                    Ok(Some(decode_at(path, "meta", &k, blob)?))
+                }
+                None => Ok(None),
+            }
+        });
+        self.fatal(r)
+    }
+
+    fn last_entry(&self) -> io::Result<Option<LogId>> {
+        let r = guarded(&self.path, || {
+            let path = self.path.as_path();
+            let r = self.db.begin_read().map_err(|e| at_file(path, e))?;
+            let t = r.open_table(LOGS).map_err(|e| at_file(path, e))?;
+            match t.last().map_err(|e| at_file(path, e))? {
+                Some((k, v)) => {
+                    let index = k.value();
+                    let key = || format!("log index {index}");
+                    let blob = checked(path, "logs", &key, &entry_context(index), v.value(), true)?;
+                    Ok(Some(decode_at::<Entry>(path, "logs", &key, blob)?.log_id()))
+                }
+                None => Ok(None),
+            }
+        });
+        self.fatal(r)
     }
 }
 
-fn writer_loop(db: Arc<Database>, rx: mpsc::Receiver<Op>) {
+fn writer_loop(db: Arc<Database>, path: Arc<PathBuf>, rx: mpsc::Receiver<Op>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let res = write_batch(&db, &batch);
+        let res = guarded(&path, || write_batch(&db, &path, &batch));
         fail::fail_point!("raft-log-after-append", |_| crate::failpoints::crash(
             "raft-log-after-append"
         ));
@@ -137,35 +340,54 @@ fn writer_loop(db: Arc<Database>, rx: mpsc::Receiver<Op>) {
     }
 }
 
-fn write_batch(db: &Database, batch: &[Op]) -> io::Result<()> {
+fn write_batch(db: &Database, path: &Path, batch: &[Op]) -> io::Result<()> {
     fail::fail_point!("raft-log-before-append", |_| crate::failpoints::crash(
         "raft-log-before-append"
     ));
-    let w = crate::begin_write(db)?;
+    let w = crate::begin_write(db).map_err(|e| at_file(path, e))?;
     {
-        let mut logs = w.open_table(LOGS).map_err(io_err)?;
-        let mut meta = w.open_table(META).map_err(io_err)?;
+        let mut logs = w.open_table(LOGS).map_err(|e| at_file(path, e))?;
+        let mut meta = w.open_table(META).map_err(|e| at_file(path, e))?;
         for op in batch {
             match op {
                 Op::Append { entries, .. } => {
                     for (idx, bytes) in entries {
-                        logs.insert(*idx, bytes.as_slice()).map_err(io_err)?;
+                        logs.insert(*idx, bytes.as_slice())
+                            .map_err(|e| at_file(path, e))?;
                     }
                 }
                 Op::PutMeta { key, value, .. } => {
-                    meta.insert(*key, value.as_slice()).map_err(io_err)?;
+                    meta.insert(*key, value.as_slice())
+                        .map_err(|e| at_file(path, e))?;
                 }
                 Op::TruncateFrom { from, .. } => {
-                    logs.retain_in(*from.., |_, _| false).map_err(io_err)?;
+                    logs.retain_in(*from.., |_, _| false)
+                        .map_err(|e| at_file(path, e))?;
                 }
                 Op::Purge { purged, upto, .. } => {
-                    meta.insert(KEY_PURGED, purged.as_slice()).map_err(io_err)?;
-                    logs.retain_in(..=*upto, |_, _| false).map_err(io_err)?;
+                    meta.insert(KEY_PURGED, purged.as_slice())
+                        .map_err(|e| at_file(path, e))?;
+                    logs.retain_in(..=*upto, |_, _| false)
+                        .map_err(|e| at_file(path, e))?;
                 }
             }
         }
     }
-    w.commit().map_err(io_err)
+    w.commit().map_err(|e| at_file(path, e))
+}
+
+/// A vote whose term is above `MAX_TERM` is refused: it is never persisted or used.
+fn check_term(vote: &Vote) -> io::Result<()> {
+    if vote.leader_id.term > MAX_TERM {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "refusing Raft vote {vote}: its term {} is above the largest term Roster accepts ({MAX_TERM})",
+                vote.leader_id.term
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -184,25 +406,44 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => Bound::Unbounded,
         };
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let r = db.begin_read().map_err(io_err)?;
-            let t = r.open_table(LOGS).map_err(io_err)?;
-            let mut out = Vec::new();
-            for item in t
-                .range::<u64>((Bound::Included(start), end))
-                .map_err(io_err)?
-            {
-                let (_, v) = item.map_err(io_err)?;
-                out.push(codec::decode::<Entry>(v.value())?);
-            }
-            Ok(out)
+        let path = self.path.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            guarded(&path, || {
+                let path = path.as_path();
+                let r = db.begin_read().map_err(|e| at_file(path, e))?;
+                let t = r.open_table(LOGS).map_err(|e| at_file(path, e))?;
+                let mut out = Vec::new();
+                for item in t
+                    .range::<u64>((Bound::Included(start), end))
+                    .map_err(|e| at_file(path, e))?
+                {
+                    let (k, v) = item.map_err(|e| at_file(path, e))?;
+                    let index = k.value();
+                    let key = || format!("log index {index}");
+                    let blob = checked(path, "logs", &key, &entry_context(index), v.value(), true)?;
+                    out.push(decode_at::<Entry>(path, "logs", &key, blob)?);
+                }
+                Ok(out)
+            })
         })
         .await
-        .map_err(io_err)?
+        .map_err(io_err)?;
+        self.fatal(r)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        self.read_meta(KEY_VOTE)
+        let vote: Option<Vote> = self.read_meta(KEY_VOTE)?;
+        if let Some(v) = &vote {
+            // Written by a build without the term guard: starting would overflow the term at the
+            // first election. Refuse to start, with the way out (README: "A poisoned term").
+            check_term(v).map_err(|e| {
+                io_err(format!(
+                    "{e}; this FE's Raft log was poisoned by a forged message before the term \
+                     guard existed: see README \"A poisoned term\" for recovery"
+                ))
+            })?;
+        }
+        Ok(vote)
     }
 }
 
@@ -211,14 +452,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged: Option<LogId> = self.read_meta(KEY_PURGED)?;
-        let last = {
-            let r = self.db.begin_read().map_err(io_err)?;
-            let t = r.open_table(LOGS).map_err(io_err)?;
-            match t.last().map_err(io_err)? {
-                Some((_, v)) => Some(codec::decode::<Entry>(v.value())?.log_id()),
-                None => None,
-            }
-        };
+        let last = self.last_entry()?;
         Ok(LogState {
             last_log_id: last.or(last_purged),
             last_purged_log_id: last_purged,
@@ -230,7 +464,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        let value = codec::encode(vote)?;
+        // The last line of defence: the network layer refuses such terms before openraft sees
+        // them, and a term that cannot be incremented must never reach the disk.
+        check_term(vote)?;
+        let value = codec::seal(&meta_context(KEY_VOTE), &codec::encode(vote)?);
         self.submit(|done| Op::PutMeta {
             key: KEY_VOTE,
             value,
@@ -240,7 +477,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        let value = codec::encode(&committed)?;
+        let value = codec::seal(&meta_context(KEY_COMMITTED), &codec::encode(&committed)?);
         self.submit(|done| Op::PutMeta {
             key: KEY_COMMITTED,
             value,
@@ -263,7 +500,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut encoded = Vec::new();
         for e in entries {
-            encoded.push((e.index(), codec::encode(&e)?));
+            let index = e.index();
+            encoded.push((
+                index,
+                codec::seal(&entry_context(index), &codec::encode(&e)?),
+            ));
         }
         // Returns once the batch is committed, so the entries are readable; the callback has
         // fired by then too.
@@ -281,8 +522,166 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        let purged = codec::encode(&log_id)?;
+        let purged = codec::seal(&meta_context(KEY_PURGED), &codec::encode(&log_id)?);
         let upto = log_id.index();
         self.submit(|done| Op::Purge { purged, upto, done }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::testing::blank_ent;
+
+    fn write_legacy(path: &Path) {
+        let db = Database::create(path).unwrap();
+        let w = db.begin_write().unwrap();
+        {
+            let mut t = w.open_table(LOGS).unwrap();
+            for i in 1..=3u64 {
+                let e: Entry = blank_ent::<TypeConfig>(1, 1, i);
+                t.insert(i, codec::encode(&e).unwrap().as_slice()).unwrap();
+            }
+            w.open_table(META).unwrap();
+        }
+        w.commit().unwrap();
+    }
+
+    /// Opens the file raw, once the writer thread of a dropped `LogStore` has let it go.
+    fn open_raw(path: &Path) -> Database {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Database::create(path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::yield_now()
+                }
+                r => return r.unwrap(),
+            }
+        }
+    }
+
+    fn put_raw(path: &Path, index: u64, value: &[u8]) {
+        let db = open_raw(path);
+        let w = db.begin_write().unwrap();
+        w.open_table(LOGS).unwrap().insert(index, value).unwrap();
+        w.commit().unwrap();
+    }
+
+    fn raw(path: &Path, index: u64) -> Vec<u8> {
+        let db = open_raw(path);
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(LOGS).unwrap();
+        t.get(index).unwrap().unwrap().value().to_vec()
+    }
+
+    /// A log from before seals opens, its entries read as they are, and is sealed from then on;
+    /// in a sealed log a damaged, unsealed or misplaced entry refuses the open, naming it.
+    #[tokio::test]
+    async fn legacy_logs_open_and_damaged_entries_refuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.redb");
+        write_legacy(&path);
+        {
+            let mut log = LogStore::open(&path, Fault::new()).expect("legacy log opens");
+            let got = log.try_get_log_entries(1..4).await.unwrap();
+            assert_eq!(got.len(), 3);
+        }
+        assert_eq!(raw(&path, 2)[0], codec::SEALED, "rewritten sealed");
+        let good = raw(&path, 2);
+        let mut flipped = good.clone();
+        flipped[3] ^= 0x01;
+        let moved = raw(&path, 3);
+        for (what, bad) in [
+            ("flipped", flipped),
+            (
+                "unsealed",
+                codec::encode(&blank_ent::<TypeConfig>(1, 1, 2)).unwrap(),
+            ),
+            ("entry 3 at index 2", moved),
+        ] {
+            put_raw(&path, 2, &bad);
+            let msg = LogStore::open(&path, Fault::new())
+                .err()
+                .unwrap_or_else(|| panic!("{what}: opened"))
+                .to_string();
+            for part in [
+                path.to_str().unwrap(),
+                "table logs",
+                "log index 2",
+                "remove its data_dir",
+            ] {
+                assert!(msg.contains(part), "{what}: {msg:?} lacks {part:?}");
+            }
+        }
+        put_raw(&path, 2, &good);
+        LogStore::open(&path, Fault::new()).expect("repaired log opens");
+    }
+
+    /// A failed read is reported to the fault, which stops the FE.
+    #[tokio::test]
+    async fn a_damaged_entry_read_while_running_is_a_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.redb");
+        write_legacy(&path);
+        let fault = Fault::new();
+        let mut log = LogStore::open(&path, fault.clone()).unwrap();
+        let mut bad = {
+            let r = log.db.begin_read().unwrap();
+            let t = r.open_table(LOGS).unwrap();
+            t.get(2).unwrap().unwrap().value().to_vec()
+        };
+        *bad.last_mut().unwrap() ^= 0x80;
+        let w = log.db.begin_write().unwrap();
+        w.open_table(LOGS)
+            .unwrap()
+            .insert(2, bad.as_slice())
+            .unwrap();
+        w.commit().unwrap();
+        assert!(log.try_get_log_entries(1..4).await.is_err());
+        let f = fault.get().expect("fault recorded");
+        assert!(
+            f.contains("log index 2") && f.contains("checksum mismatch"),
+            "{f}"
+        );
+    }
+
+    fn vote(term: u64) -> Vote {
+        Vote::new(term, 1)
+    }
+
+    #[tokio::test]
+    async fn a_term_that_cannot_be_incremented_is_never_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(&dir.path().join("log.redb"), Fault::new()).unwrap();
+        log.save_vote(&vote(7)).await.unwrap();
+        let e = log.save_vote(&vote(u64::MAX)).await.unwrap_err();
+        assert!(e.to_string().contains("above the largest term"), "{e}");
+        log.save_vote(&vote(MAX_TERM + 1)).await.unwrap_err();
+        assert_eq!(
+            log.read_vote().await.unwrap(),
+            Some(vote(7)),
+            "the vote is unchanged"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_poisoned_vote_on_disk_is_refused_with_the_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.redb");
+        {
+            // As a build without the guard left it.
+            let db = Database::create(&path).unwrap();
+            let w = db.begin_write().unwrap();
+            w.open_table(META)
+                .unwrap()
+                .insert(KEY_VOTE, codec::encode(&vote(u64::MAX)).unwrap().as_slice())
+                .unwrap();
+            w.commit().unwrap();
+        }
+        let mut log = LogStore::open(&path, Fault::new()).unwrap();
+        let e = log.read_vote().await.unwrap_err();
+        assert!(e.to_string().contains("A poisoned term"), "{e}");
     }
 }

@@ -5,11 +5,19 @@
 //! exactly the rows it changed, with last-applied and membership, in one fsynced transaction
 //! before any client is answered. Snapshots are built from one consistent view of
 //! (state, last-applied, membership), so a snapshot never holds entries past its log id.
+//!
+//! Every row is sealed (`codec::seal` over the table, the key and the value) and checked when
+//! it is read: all of them at open, and again before a snapshot is built (a scrub of the file).
+//! Snapshot data is sealed with its last log index and checked before it is installed. A file
+//! written before seals existed is read unverified once at open, rewritten sealed and marked
+//! (`KEY_SEALED`); in a marked file an unsealed row is damage. Storage failures are reported
+//! to the `Fault`, which stops the FE.
 
 use crate::applier;
 use crate::cmd::{Reply, Response};
-use crate::codec;
+use crate::codec::{self, Unsealed};
 use crate::events;
+use crate::integrity::{Corruption, Fault, at_file, guarded};
 use crate::io_err;
 use crate::legacy;
 use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
@@ -28,7 +36,7 @@ use roster_membership::{BackendId, ClusterState, FrontendId, MoveId, TableId, Ta
 use serde::{Serialize, de::DeserializeOwned};
 use std::collections::BTreeMap;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -47,6 +55,15 @@ const KEY_META: &str = "meta";
 const KEY_APPLIED: &str = "last_applied";
 const KEY_MEMBERSHIP: &str = "last_membership";
 const KEY_SNAPSHOT: &str = "snapshot";
+/// Present once every row in the file is sealed: an unsealed row after that is damage.
+const KEY_SEALED: &str = "sealed";
+const META_KEYS: [&str; 5] = [
+    KEY_META,
+    KEY_APPLIED,
+    KEY_MEMBERSHIP,
+    KEY_SNAPSHOT,
+    KEY_SEALED,
+];
 
 fn entity(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
     TableDefinition::new(name)
@@ -119,6 +136,8 @@ struct View {
 
 struct Shared {
     db: Database,
+    path: PathBuf,
+    fault: Arc<Fault>,
     view: RwLock<View>,
 }
 
@@ -210,48 +229,178 @@ fn entity_rows(state: &mut ClusterState, all: bool) -> io::Result<Vec<(&'static 
     })
 }
 
-fn write_rows(db: &Database, rows: RowWrites) -> io::Result<()> {
-    let w = crate::begin_write(db)?;
+/// Write `rows` in one commit, each value sealed with its table and key.
+fn write_rows(db: &Database, path: &Path, rows: RowWrites) -> io::Result<()> {
+    let at = |e: redb::Error| at_file(path, e);
+    let w = crate::begin_write(db).map_err(|e| at_file(path, e))?;
     {
-        let mut meta = w.open_table(META).map_err(io_err)?;
+        let mut meta = w.open_table(META).map_err(|e| at(e.into()))?;
         for (k, v) in &rows.meta {
-            meta.insert(*k, v.as_slice()).map_err(io_err)?;
+            let sealed = codec::seal(&codec::seal_context("meta", k.as_bytes()), v);
+            meta.insert(*k, sealed.as_slice())
+                .map_err(|e| at(e.into()))?;
         }
         for (name, table_rows) in &rows.tables {
-            let mut t = w.open_table(entity(name)).map_err(io_err)?;
+            let mut t = w.open_table(entity(name)).map_err(|e| at(e.into()))?;
             if rows.replace_all {
-                t.retain(|_, _| false).map_err(io_err)?;
+                t.retain(|_, _| false).map_err(|e| at(e.into()))?;
             }
             for (k, v) in table_rows {
                 match v {
-                    Some(v) => t.insert(k.as_slice(), v.as_slice()).map_err(io_err)?,
-                    None => t.remove(k.as_slice()).map_err(io_err)?,
+                    Some(v) => {
+                        let sealed = codec::seal(&codec::seal_context(name, k), v);
+                        t.insert(k.as_slice(), sealed.as_slice())
+                            .map_err(|e| at(e.into()))?
+                    }
+                    None => t.remove(k.as_slice()).map_err(|e| at(e.into()))?,
                 };
             }
         }
     }
-    w.commit().map_err(io_err)
+    w.commit().map_err(|e| at(e.into()))
 }
 
-fn load_map<K: TableKey, V: Row>(
-    r: &redb::ReadTransaction,
-    name: &str,
-) -> io::Result<TrackedMap<K, V>> {
-    let t = r.open_table(entity(name)).map_err(io_err)?;
-    let mut m = BTreeMap::new();
-    for item in t.iter().map_err(io_err)? {
-        let (k, v) = item.map_err(io_err)?;
-        m.insert(K::decode_key(k.value())?, V::decode_row(v.value())?);
+/// How a key is shown in a corruption report: text if it is, else hex.
+fn show_key(k: &[u8]) -> String {
+    match std::str::from_utf8(k) {
+        Ok(t) if t.chars().all(|c| !c.is_control()) => format!("{t:?}"),
+        _ => format!(
+            "0x{}",
+            k.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
     }
-    Ok(TrackedMap::from_clean(m))
 }
 
-fn get_meta<T: DeserializeOwned>(r: &redb::ReadTransaction, key: &str) -> io::Result<Option<T>> {
-    let t = r.open_table(META).map_err(io_err)?;
-    match t.get(key).map_err(io_err)? {
-        Some(v) => Ok(Some(codec::decode(v.value())?)),
-        None => Ok(None),
+/// Check one stored value of `table`/`key` and hand back the blob inside.
+fn checked<'a>(
+    path: &Path,
+    table: &str,
+    key: &[u8],
+    bytes: &'a [u8],
+    sealed_file: bool,
+) -> io::Result<&'a [u8]> {
+    match codec::unseal(&codec::seal_context(table, key), bytes) {
+        Ok(Unsealed::Verified(b)) => Ok(b),
+        Ok(Unsealed::Legacy(b)) if !sealed_file => Ok(b),
+        Ok(Unsealed::Legacy(_)) => Err(Corruption::new(
+            path,
+            table,
+            show_key(key),
+            "row has no checksum in a file whose rows are all sealed",
+        )
+        .into()),
+        Err(e) => Err(Corruption::new(path, table, show_key(key), e).into()),
     }
+}
+
+/// How the rows are read: which file (for reports) and whether it is marked sealed.
+#[derive(Clone, Copy)]
+struct Reader<'a> {
+    path: &'a Path,
+    sealed_file: bool,
+}
+
+impl Reader<'_> {
+    fn bad(&self, table: &str, key: &[u8], e: impl ToString) -> io::Error {
+        Corruption::new(self.path, table, show_key(key), e).into()
+    }
+
+    fn load_map<K: TableKey, V: Row>(
+        &self,
+        r: &redb::ReadTransaction,
+        name: &str,
+    ) -> io::Result<TrackedMap<K, V>> {
+        let at = |e: redb::Error| at_file(self.path, e);
+        let t = r.open_table(entity(name)).map_err(|e| at(e.into()))?;
+        let mut m = BTreeMap::new();
+        for item in t.iter().map_err(|e| at(e.into()))? {
+            let (k, v) = item.map_err(|e| at(e.into()))?;
+            let blob = checked(self.path, name, k.value(), v.value(), self.sealed_file)?;
+            let key = K::decode_key(k.value()).map_err(|e| self.bad(name, k.value(), e))?;
+            let row = V::decode_row(blob).map_err(|e| self.bad(name, k.value(), e))?;
+            m.insert(key, row);
+        }
+        Ok(TrackedMap::from_clean(m))
+    }
+
+    fn get_meta<T: DeserializeOwned>(
+        &self,
+        r: &redb::ReadTransaction,
+        key: &str,
+    ) -> io::Result<Option<T>> {
+        let at = |e: redb::Error| at_file(self.path, e);
+        let t = r.open_table(META).map_err(|e| at(e.into()))?;
+        match t.get(key).map_err(|e| at(e.into()))? {
+            Some(v) => {
+                let blob = checked(
+                    self.path,
+                    "meta",
+                    key.as_bytes(),
+                    v.value(),
+                    self.sealed_file,
+                )?;
+                let value = codec::decode(blob).map_err(|e| self.bad("meta", key.as_bytes(), e))?;
+                Ok(Some(value))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Every row of the file, checked: the state, the applied state, and the stored snapshot
+    /// with its data. Unknown meta keys are damage too.
+    fn load(&self, r: &redb::ReadTransaction) -> io::Result<View> {
+        let state = ClusterState {
+            backends: self.load_map(r, BACKENDS)?,
+            tombstones: self.load_map(r, TOMBSTONES)?,
+            users: self.load_map(r, USERS)?,
+            blacklist: self.load_map(r, BLACKLIST)?,
+            tables: self.load_map(r, TABLES)?,
+            tablets: self.load_map(r, TABLETS)?,
+            moves: self.load_map(r, MOVES)?,
+            meta: self.get_meta::<Meta>(r, KEY_META)?.unwrap_or_default(),
+        };
+        let applied = AppliedState {
+            last_applied: self.get_meta::<Option<LogId>>(r, KEY_APPLIED)?.flatten(),
+            membership: self.get_meta(r, KEY_MEMBERSHIP)?.unwrap_or_default(),
+        };
+        if let Some((meta, data)) = self.get_meta::<(SnapshotMeta, Vec<u8>)>(r, KEY_SNAPSHOT)? {
+            decode_snapshot(&meta, &data)
+                .map_err(|e| self.bad("meta", KEY_SNAPSHOT.as_bytes(), e))?;
+        }
+        let t = r.open_table(META).map_err(|e| at_file(self.path, e))?;
+        for item in t.iter().map_err(|e| at_file(self.path, e))? {
+            let (k, _) = item.map_err(|e| at_file(self.path, e))?;
+            if !META_KEYS.contains(&k.value()) {
+                return Err(self.bad("meta", k.value().as_bytes(), "unknown key"));
+            }
+        }
+        Ok(View { state, applied })
+    }
+}
+
+/// The seal context of snapshot data: its last log index, so data cannot pass for another
+/// snapshot's.
+fn snapshot_context(meta: &SnapshotMeta) -> Vec<u8> {
+    let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
+    codec::seal_context("snapshot", &index.to_be_bytes())
+}
+
+/// Check snapshot data against its seal (data from before seals is taken as it is) and decode
+/// the state in it.
+pub fn decode_snapshot(meta: &SnapshotMeta, data: &[u8]) -> io::Result<ClusterState> {
+    let blob = codec::unseal(&snapshot_context(meta), data)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("snapshot data: {e}")))?;
+    codec::decode_v2::<ClusterState, legacy::ClusterStateV1>(blob.blob())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("snapshot data: {e}")))
+}
+
+/// The meta rows of the applied state (written by every apply batch).
+fn applied_rows(v: &View) -> io::Result<Vec<(&'static str, Vec<u8>)>> {
+    Ok(vec![
+        (KEY_META, codec::encode(&v.state.meta)?),
+        (KEY_APPLIED, codec::encode(&v.applied.last_applied)?),
+        (KEY_MEMBERSHIP, codec::encode(&v.applied.membership)?),
+    ])
 }
 
 fn note_membership(state: &mut ClusterState, m: &StoredMembership) {
@@ -259,42 +408,98 @@ fn note_membership(state: &mut ClusterState, m: &StoredMembership) {
 }
 
 impl StateMachineStore {
-    pub fn open(path: &Path) -> io::Result<Self> {
+    /// Open (or create) `path`, check every row in it, and seal a file written before seals.
+    pub fn open(path: &Path, fault: Arc<Fault>) -> io::Result<Self> {
         let db = Database::builder()
             .set_cache_size(64 << 20)
             .create(path)
-            .map_err(io_err)?;
-        {
-            let w = crate::begin_write(&db)?;
-            w.open_table(META).map_err(io_err)?;
+            .map_err(|e| at_file(path, e))?;
+        let at = |e: redb::Error| at_file(path, e);
+        let sealed_file = {
+            let w = crate::begin_write(&db).map_err(|e| at_file(path, e))?;
+            let sealed = w
+                .open_table(META)
+                .map_err(|e| at(e.into()))?
+                .get(KEY_SEALED)
+                .map_err(|e| at(e.into()))?
+                .is_some();
             for name in ENTITY_TABLES {
-                w.open_table(entity(name)).map_err(io_err)?;
+                w.open_table(entity(name)).map_err(|e| at(e.into()))?;
             }
-            w.commit().map_err(io_err)?;
-        }
-        let view = {
-            let r = db.begin_read().map_err(io_err)?;
-            let state = ClusterState {
-                backends: load_map(&r, BACKENDS)?,
-                tombstones: load_map(&r, TOMBSTONES)?,
-                users: load_map(&r, USERS)?,
-                blacklist: load_map(&r, BLACKLIST)?,
-                tables: load_map(&r, TABLES)?,
-                tablets: load_map(&r, TABLETS)?,
-                moves: load_map(&r, MOVES)?,
-                meta: get_meta::<Meta>(&r, KEY_META)?.unwrap_or_default(),
-            };
-            let applied = AppliedState {
-                last_applied: get_meta::<Option<LogId>>(&r, KEY_APPLIED)?.flatten(),
-                membership: get_meta(&r, KEY_MEMBERSHIP)?.unwrap_or_default(),
-            };
-            View { state, applied }
+            w.commit().map_err(|e| at(e.into()))?;
+            sealed
         };
+        let reader = Reader { path, sealed_file };
+        let mut view = {
+            let r = db.begin_read().map_err(|e| at(e.into()))?;
+            reader.load(&r)?
+        };
+        if !sealed_file {
+            // Read unverified (there was no checksum to verify against); sealed from now on.
+            let snapshot: Option<(SnapshotMeta, Vec<u8>)> = {
+                let r = db.begin_read().map_err(|e| at(e.into()))?;
+                reader.get_meta(&r, KEY_SNAPSHOT)?
+            };
+            let mut meta = applied_rows(&view)?;
+            if let Some(snap) = snapshot {
+                meta.push((KEY_SNAPSHOT, codec::encode(&snap)?));
+            }
+            meta.push((KEY_SEALED, codec::encode(&1u8)?));
+            let rows = RowWrites {
+                meta,
+                tables: entity_rows(&mut view.state, true)?,
+                replace_all: true,
+            };
+            write_rows(&db, path, rows)?;
+        }
         Ok(StateMachineStore {
             inner: Arc::new(Shared {
                 db,
+                path: path.to_path_buf(),
+                fault,
                 view: RwLock::new(view),
             }),
+        })
+    }
+
+    /// Where this FE's storage failures go (the FE stops on the first).
+    pub fn fault(&self) -> &Arc<Fault> {
+        &self.inner.fault
+    }
+
+    /// Report a failed storage operation to the fault, and pass it on.
+    fn fatal<T>(&self, r: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &r {
+            self.inner.fault.report("sm.redb", e);
+        }
+        r
+    }
+
+    /// Re-read every row of `sm.redb` and check it (before a snapshot is built).
+    pub fn scrub(&self) -> io::Result<()> {
+        let path = self.inner.path.as_path();
+        guarded(path, || {
+            let r = self.inner.db.begin_read().map_err(|e| at_file(path, e))?;
+            Reader {
+                path,
+                sealed_file: true,
+            }
+            .load(&r)
+            .map(drop)
+        })
+    }
+
+    /// The applied index and the SHA-1 of the whole replicated state, read together: FEs at
+    /// one index must agree (the Status call with_digest: tests and the Jepsen checker).
+    pub fn digest(&self) -> (u64, String) {
+        self.read(|state, applied| {
+            use sha1::Digest;
+            let bytes = bincode::serialize(state).unwrap_or_default();
+            let hex: String = sha1::Sha1::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            (applied.last_applied.map(|l| l.index).unwrap_or(0), hex)
         })
     }
 
@@ -306,18 +511,21 @@ impl StateMachineStore {
 
     async fn commit(&self, rows: RowWrites) -> io::Result<()> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || write_rows(&inner.db, rows))
-            .await
-            .map_err(io_err)?
+        let r = tokio::task::spawn_blocking(move || {
+            guarded(&inner.path, || write_rows(&inner.db, &inner.path, rows))
+        })
+        .await
+        .map_err(io_err)?;
+        self.fatal(r)
     }
 
     fn snapshot_of(&self) -> io::Result<(SnapshotMeta, Vec<u8>)> {
         let v = self.inner.view.read().expect("state lock poisoned");
-        let data = codec::encode_v2(&v.state)?;
         let meta = SnapshotMeta {
             last_log_id: v.applied.last_applied,
             last_membership: v.applied.membership.clone(),
         };
+        let data = codec::seal(&snapshot_context(&meta), &codec::encode_v2(&v.state)?);
         Ok((meta, data))
     }
 }
@@ -328,17 +536,22 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let (meta, data) = self.snapshot_of()?;
         let blob = codec::encode(&(&meta, &data))?;
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || -> io::Result<()> {
-            let w = crate::begin_write(&inner.db)?;
-            w.open_table(META)
-                .map_err(io_err)?
-                .insert(KEY_SNAPSHOT, blob.as_slice())
-                .map_err(io_err)?;
-            w.commit().map_err(io_err)
+        let this = self.clone();
+        let r = tokio::task::spawn_blocking(move || -> io::Result<()> {
+            // A damaged row found now stops the FE rather than waiting for its next start.
+            this.scrub()?;
+            write_rows(
+                &this.inner.db,
+                &this.inner.path,
+                RowWrites {
+                    meta: vec![(KEY_SNAPSHOT, blob)],
+                    ..Default::default()
+                },
+            )
         })
         .await
-        .map_err(io_err)??;
+        .map_err(io_err)?;
+        self.fatal(r)?;
         Ok(Snapshot {
             meta,
             snapshot: data,
@@ -433,8 +646,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         snapshot: Vec<u8>,
     ) -> Result<(), io::Error> {
-        let mut state: ClusterState =
-            codec::decode_v2::<ClusterState, legacy::ClusterStateV1>(&snapshot)?;
+        // Checked by the Raft service on arrival too; here it guards every other path.
+        let mut state = decode_snapshot(meta, &snapshot)?;
         let applied = AppliedState {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
@@ -456,9 +669,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // Hold the view lock across the commit so no reader sees the old state after the new
         // one is durable, nor the new one before.
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || -> io::Result<()> {
+        let r = tokio::task::spawn_blocking(move || -> io::Result<()> {
             let mut v = inner.view.write().expect("state lock poisoned");
-            write_rows(&inner.db, rows)?;
+            write_rows(&inner.db, &inner.path, rows)?;
             tracing::info!(
                 "installed a snapshot up to {:?}",
                 applied.last_applied.map(|l| l.index)
@@ -467,12 +680,174 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             Ok(())
         })
         .await
-        .map_err(io_err)?
+        .map_err(io_err)?;
+        self.fatal(r)
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        let r = self.inner.db.begin_read().map_err(io_err)?;
-        let snap: Option<(SnapshotMeta, Vec<u8>)> = get_meta(&r, KEY_SNAPSHOT)?;
-        Ok(snap.map(|(meta, snapshot)| Snapshot { meta, snapshot }))
+        let r = guarded(&self.inner.path, || {
+            let path = self.inner.path.as_path();
+            let r = self.inner.db.begin_read().map_err(|e| at_file(path, e))?;
+            let reader = Reader {
+                path,
+                sealed_file: true,
+            };
+            let snap: Option<(SnapshotMeta, Vec<u8>)> = reader.get_meta(&r, KEY_SNAPSHOT)?;
+            if let Some((meta, data)) = &snap {
+                decode_snapshot(meta, data)
+                    .map_err(|e| reader.bad("meta", KEY_SNAPSHOT.as_bytes(), e))?;
+            }
+            Ok(snap.map(|(meta, snapshot)| Snapshot { meta, snapshot }))
+        });
+        self.fatal(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roster_membership::User;
+
+    fn user(name: &str) -> User {
+        User {
+            name: name.into(),
+            password: None,
+            privileges: Default::default(),
+            created_ms: 7,
+        }
+    }
+
+    /// Write rows as a build from before seals did: format-1 values, no checksum, no mark.
+    fn write_legacy(path: &Path) {
+        let db = Database::create(path).unwrap();
+        let w = db.begin_write().unwrap();
+        {
+            let mut t = w.open_table(entity(USERS)).unwrap();
+            t.insert(
+                "alice".as_bytes(),
+                codec::encode(&user("alice")).unwrap().as_slice(),
+            )
+            .unwrap();
+            let mut m = w.open_table(META).unwrap();
+            let applied: Option<LogId> = None;
+            m.insert(KEY_APPLIED, codec::encode(&applied).unwrap().as_slice())
+                .unwrap();
+        }
+        w.commit().unwrap();
+    }
+
+    fn raw_user(path: &Path) -> Vec<u8> {
+        let db = Database::create(path).unwrap();
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(entity(USERS)).unwrap();
+        t.get("alice".as_bytes()).unwrap().unwrap().value().to_vec()
+    }
+
+    fn put_raw_user(path: &Path, value: &[u8]) {
+        let db = Database::create(path).unwrap();
+        let w = db.begin_write().unwrap();
+        w.open_table(entity(USERS))
+            .unwrap()
+            .insert("alice".as_bytes(), value)
+            .unwrap();
+        w.commit().unwrap();
+    }
+
+    /// A file from before seals opens (its rows read as they are), and is sealed from then on.
+    #[test]
+    fn a_file_from_before_seals_opens_and_is_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sm.redb");
+        write_legacy(&path);
+        let sm = StateMachineStore::open(&path, Fault::new()).expect("legacy file opens");
+        assert_eq!(
+            sm.read(|s, _| s.users.get(&"alice".to_string()).cloned()),
+            Some(user("alice"))
+        );
+        drop(sm);
+        let raw = raw_user(&path);
+        assert_eq!(raw[0], codec::SEALED, "rewritten sealed");
+        // Opens again, now verified.
+        let sm = StateMachineStore::open(&path, Fault::new()).expect("sealed file opens");
+        assert_eq!(sm.read(|s, _| s.users.len()), 1);
+        sm.scrub().expect("scrub passes");
+    }
+
+    /// In a sealed file, a damaged row, or an unsealed one, refuses the open naming file,
+    /// table, key and the remedy.
+    #[test]
+    fn a_damaged_row_refuses_to_open_naming_file_table_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sm.redb");
+        write_legacy(&path);
+        drop(StateMachineStore::open(&path, Fault::new()).unwrap());
+        let good = raw_user(&path);
+        for (what, bad) in [
+            ("flipped value byte", {
+                let mut b = good.clone();
+                *b.last_mut().unwrap() ^= 0x10;
+                b
+            }),
+            ("unsealed value", codec::encode(&user("alice")).unwrap()),
+        ] {
+            put_raw_user(&path, &bad);
+            let err = StateMachineStore::open(&path, Fault::new())
+                .err()
+                .unwrap_or_else(|| panic!("{what}: opened"));
+            let msg = err.to_string();
+            for part in [
+                path.to_str().unwrap(),
+                "table users",
+                "key \"alice\"",
+                "remove its data_dir",
+            ] {
+                assert!(msg.contains(part), "{what}: {msg:?} lacks {part:?}");
+            }
+        }
+        // The good row back: it opens.
+        put_raw_user(&path, &good);
+        StateMachineStore::open(&path, Fault::new()).expect("repaired file opens");
+    }
+
+    /// A scrub (run before every snapshot build) finds damage done while the FE runs.
+    #[test]
+    fn scrub_finds_damage_in_a_running_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sm.redb");
+        write_legacy(&path);
+        let sm = StateMachineStore::open(&path, Fault::new()).unwrap();
+        let mut bad = {
+            let r = sm.inner.db.begin_read().unwrap();
+            let t = r.open_table(entity(USERS)).unwrap();
+            t.get("alice".as_bytes()).unwrap().unwrap().value().to_vec()
+        };
+        bad[6] ^= 1;
+        let w = sm.inner.db.begin_write().unwrap();
+        w.open_table(entity(USERS))
+            .unwrap()
+            .insert("alice".as_bytes(), bad.as_slice())
+            .unwrap();
+        w.commit().unwrap();
+        let msg = sm.scrub().unwrap_err().to_string();
+        assert!(msg.contains("checksum mismatch"), "{msg}");
+    }
+
+    /// Snapshot data carries its own seal, bound to its last log index.
+    #[test]
+    fn snapshot_data_is_checked_against_its_seal() {
+        let meta = SnapshotMeta::default();
+        let state = ClusterState::default();
+        let sealed = codec::seal(&snapshot_context(&meta), &codec::encode_v2(&state).unwrap());
+        decode_snapshot(&meta, &sealed).expect("sealed snapshot decodes");
+        // Data from before seals decodes unverified.
+        decode_snapshot(&meta, &codec::encode_v2(&state).unwrap()).expect("legacy snapshot");
+        for i in 0..sealed.len() {
+            let mut b = sealed.clone();
+            b[i] ^= 0x40;
+            assert!(
+                decode_snapshot(&meta, &b).is_err(),
+                "flip at byte {i} passed"
+            );
+        }
     }
 }

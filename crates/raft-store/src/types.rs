@@ -7,6 +7,11 @@ use crate::cmd::{Request, Response};
 
 pub type NodeId = u64;
 
+/// The largest Raft term Roster stores or accepts. openraft computes a candidate's term as
+/// `term + 1`; a term near `u64::MAX` (only ever seen from a forged message) would overflow it
+/// and leave the cluster unable to elect for good. No real cluster gets near 2^63 elections.
+pub const MAX_TERM: u64 = u64::MAX >> 1;
+
 /// A frontend as recorded in Raft membership: where to reach each of its ports.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FeNode {

@@ -184,11 +184,17 @@ pub fn show_frontends(fe: &FeNodeHandle) -> QueryResult {
         .iter()
         .map(|(id, n)| {
             let (alive, applied, last_hb, err, version, name) = if *id == me {
+                // Why this FE is failing, if it is: a storage fault (it stops), low disk space.
+                let err = fe
+                    .storage_fault()
+                    .map(|f| format!("storage fault: {f}"))
+                    .or_else(|| fe.nospace())
+                    .unwrap_or_default();
                 (
-                    true,
+                    fe.storage_fault().is_none(),
                     Some(my_applied),
                     Some(now),
-                    String::new(),
+                    err,
                     VERSION.to_string(),
                     fe.config().name.clone(),
                 )

@@ -228,6 +228,8 @@ pub(super) async fn hand_over(
             ApiError::Invalid("no other reachable follower to hand leadership to".into())
         })?;
     tracing::info!(to = target, "handing leadership away {why}");
+    // The target's vote then skips this leader's lease here too (see `raft_guard`).
+    fe.raft_guard().transfers.announce(target);
     fe.raft()
         .trigger()
         .transfer_leader(target)
