@@ -213,9 +213,7 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, List
     }
 }
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
-    for Peer
-{
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
     fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
         Peer(*stream.remote_addr())
     }
@@ -288,12 +286,14 @@ pub async fn serve(
                 inner: listener,
                 backoff: AcceptBackoff::new("http"),
             };
-            axum::serve(listener, router(fe).into_make_service_with_connect_info::<Peer>()).await
+            axum::serve(
+                listener,
+                router(fe).into_make_service_with_connect_info::<Peer>(),
+            )
+            .await
         }
         Some(config) => match TlsListener::new(listener, config) {
-            Ok(l) => {
-                axum::serve(l, router(fe).into_make_service_with_connect_info::<Peer>()).await
-            },
+            Ok(l) => axum::serve(l, router(fe).into_make_service_with_connect_info::<Peer>()).await,
             Err(e) => Err(e),
         },
     };

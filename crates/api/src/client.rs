@@ -81,6 +81,13 @@ pub struct Client {
     next: AtomicUsize,
 }
 
+/// The server refused the request for its size, before decoding it (tonic's limit on the
+/// client service, set from `max_allowed_packet`): nothing took effect.
+fn is_too_large(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::OutOfRange
+        && status.message().contains("message length too large")
+}
+
 fn never_sent(s: &tonic::Status) -> bool {
     crate::node::never_sent(s)
 }
@@ -203,6 +210,16 @@ impl Client {
                             });
                         }
                     }
+                }
+                Ok(Err(status)) if is_too_large(&status) => {
+                    return Err(ClientError::Server {
+                        code: 1153,
+                        message: format!(
+                            "Got a packet bigger than 'max_allowed_packet' bytes: the statement has {} bytes and {addr} refused the request before reading it ({})",
+                            sql.len(),
+                            status.message()
+                        ),
+                    });
                 }
                 Ok(Err(status)) => {
                     self.demote(&addr);
