@@ -135,6 +135,8 @@ pub struct LocalView {
     pub voters: BTreeSet<NodeId>,
     /// Voters and learners.
     pub members: BTreeSet<NodeId>,
+    /// The peer proved with its certificate that it is an FE of this cluster (secure mode).
+    pub peer_is_fe: bool,
 }
 
 impl LocalView {
@@ -148,7 +150,27 @@ impl LocalView {
             leader: m.current_leader,
             voters: membership.voter_ids().collect(),
             members: membership.nodes().map(|(id, _)| *id).collect(),
+            peer_is_fe: false,
         }
+    }
+
+    /// The same view for a peer the transport authenticated as an FE of the cluster.
+    pub fn for_fe_peer(mut self, peer_is_fe: bool) -> Self {
+        self.peer_is_fe = peer_is_fe;
+        self
+    }
+
+    /// An FE this FE's membership does not name yet, and cannot have removed: FE ids only grow,
+    /// so an id above every one in the view was added after the view was made (this FE lags).
+    /// Only a peer whose certificate proves it is an FE gets this benefit of the doubt; without
+    /// it, anyone could claim a new id.
+    fn newer_fe(&self, from: NodeId) -> bool {
+        self.peer_is_fe
+            && self
+                .members
+                .iter()
+                .next_back()
+                .is_some_and(|max| from > *max)
     }
 
     pub fn check_term(&self, from: NodeId, term: u64, limits: &RaftLimits) -> Result<(), Refusal> {
@@ -156,7 +178,7 @@ impl LocalView {
     }
 
     fn check_voter(&self, what: &'static str, from: NodeId) -> Result<(), Refusal> {
-        if self.voters.contains(&from) {
+        if self.voters.contains(&from) || self.newer_fe(from) {
             return Ok(());
         }
         Err(Refusal::NotMember {
@@ -168,9 +190,21 @@ impl LocalView {
     }
 
     /// Leaders come from the membership. An FE with no membership yet (waiting to be added)
-    /// learns it from whoever replicates to it first.
-    fn check_leader(&self, what: &'static str, from: NodeId) -> Result<(), Refusal> {
-        if self.members.is_empty() || self.members.contains(&from) {
+    /// learns it from whoever replicates to it first. An FE whose membership is behind learns
+    /// of a newer leader from the entries it brings (a membership naming it), or from its
+    /// certificate (`newer_fe`); otherwise a follower that missed a membership change could
+    /// never be caught up by a leader added since.
+    fn check_leader(
+        &self,
+        what: &'static str,
+        from: NodeId,
+        carried: &[&roster_raft_store::types::Membership],
+    ) -> Result<(), Refusal> {
+        if self.members.is_empty()
+            || self.members.contains(&from)
+            || self.newer_fe(from)
+            || carried.iter().any(|m| m.nodes().any(|(id, _)| *id == from))
+        {
             return Ok(());
         }
         Err(Refusal::NotMember {
@@ -209,7 +243,15 @@ impl LocalView {
         const WHAT: &str = "AppendEntries";
         let from = req.vote.leader_id.node_id;
         let term = req.vote.leader_id.term;
-        self.check_leader(WHAT, from)?;
+        let carried: Vec<_> = req
+            .entries
+            .iter()
+            .filter_map(|e| match &e.payload {
+                openraft::EntryPayload::Membership(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        self.check_leader(WHAT, from, &carried)?;
         self.check_term(from, term, limits)?;
         check_log_id(WHAT, from, term, req.prev_log_id.as_ref())?;
         check_log_id(WHAT, from, term, req.leader_commit.as_ref())?;
@@ -236,11 +278,12 @@ impl LocalView {
         &self,
         vote: &Vote,
         last_log_id: Option<&LogId>,
+        membership: &roster_raft_store::types::Membership,
         limits: &RaftLimits,
     ) -> Result<(), Refusal> {
         const WHAT: &str = "InstallSnapshot";
         let from = vote.leader_id.node_id;
-        self.check_leader(WHAT, from)?;
+        self.check_leader(WHAT, from, &[membership])?;
         self.check_term(from, vote.leader_id.term, limits)?;
         check_log_id(WHAT, from, vote.leader_id.term, last_log_id)?;
         match vote.partial_cmp(&self.vote) {
@@ -339,6 +382,7 @@ mod tests {
             leader: Some(1),
             voters: [1, 2, 3].into(),
             members: [1, 2, 3, 4].into(),
+            peer_is_fe: false,
         }
     }
 
@@ -416,6 +460,44 @@ mod tests {
         );
     }
 
+    /// A follower that missed membership changes is caught up by a leader added since: the
+    /// leader's entries name it, or (secure mode) its certificate proves it is an FE and its
+    /// id is newer than the follower's view. An FE removed from the view stays refused.
+    #[test]
+    fn a_follower_behind_on_membership_follows_a_newer_leader() {
+        let l = RaftLimits::default();
+        let v = view(); // members 1..=4
+        assert!(v.check_append(&append(6, 7, 11, 1), &l).is_err());
+        let mut with_config = append(6, 7, 11, 2);
+        let m = roster_raft_store::types::Membership::new_with_defaults(
+            vec![[1, 2, 7].into()],
+            Vec::<NodeId>::new(),
+        );
+        with_config.entries[0] = Entry::new_membership(log_id(6, 7, 11), m.clone());
+        assert!(v.check_append(&with_config, &l).is_ok());
+        assert!(
+            v.check_snapshot(&Vote::new_committed(6, 7), None, &m, &l)
+                .is_ok()
+        );
+        let secure = view().for_fe_peer(true);
+        assert!(secure.check_append(&append(6, 7, 11, 1), &l).is_ok());
+        assert!(
+            secure
+                .check_vote_request("Vote", &vote_req(6, 7), &l)
+                .is_ok()
+        );
+        assert!(
+            secure.check_append(&append(6, 0, 11, 1), &l).is_err(),
+            "an id below the view's highest that the view lacks was removed"
+        );
+        assert!(
+            secure
+                .check_vote_request("Vote", &vote_req(6, 4), &l)
+                .is_err(),
+            "a learner of the view still does not campaign"
+        );
+    }
+
     #[test]
     fn log_ids_beyond_the_vote_or_with_gaps_are_refused() {
         let l = RaftLimits::default();
@@ -443,19 +525,19 @@ mod tests {
         let l = RaftLimits::default();
         let v = view();
         assert!(
-            v.check_snapshot(&Vote::new_committed(5, 1), None, &l)
+            v.check_snapshot(&Vote::new_committed(5, 1), None, &Default::default(), &l)
                 .is_ok()
         );
         assert!(
-            v.check_snapshot(&Vote::new_committed(6, 2), None, &l)
+            v.check_snapshot(&Vote::new_committed(6, 2), None, &Default::default(), &l)
                 .is_ok()
         );
         assert!(matches!(
-            v.check_snapshot(&Vote::new_committed(4, 2), None, &l),
+            v.check_snapshot(&Vote::new_committed(4, 2), None, &Default::default(), &l),
             Err(Refusal::StaleVote { .. })
         ));
         assert!(
-            v.check_snapshot(&Vote::new_committed(6, 99), None, &l)
+            v.check_snapshot(&Vote::new_committed(6, 99), None, &Default::default(), &l)
                 .is_err()
         );
     }

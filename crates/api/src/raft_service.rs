@@ -40,7 +40,8 @@ fn answer<T: serde::Serialize, E: std::fmt::Display>(
 
 impl RaftServiceImpl {
     fn view(&self) -> LocalView {
-        LocalView::of(self.fe.raft())
+        // The Raft port's interceptor admitted only FE certificates of the cluster's CA.
+        LocalView::of(self.fe.raft()).for_fe_peer(self.fe.config().transport.is_secure())
     }
 
     fn limits(&self) -> crate::raft_guard::RaftLimits {
@@ -139,7 +140,12 @@ impl RaftService for RaftServiceImpl {
         let (vote, meta): (Vote, SnapshotMeta) = codec::decode(&first.data).map_err(bad)?;
         // Judged on the first message alone: a refused snapshot's body is never read.
         self.view()
-            .check_snapshot(&vote, meta.last_log_id.as_ref(), &self.limits())
+            .check_snapshot(
+                &vote,
+                meta.last_log_id.as_ref(),
+                meta.last_membership.membership(),
+                &self.limits(),
+            )
             .map_err(refuse)?;
         let _slot = self.fe.raft_guard().snapshot_slot.try_lock().map_err(|_| {
             Status::resource_exhausted(
@@ -149,7 +155,12 @@ impl RaftService for RaftServiceImpl {
         let tmp = self.receive_snapshot(&vote, &mut stream).await?;
         // The body took a while: the vote may have gone stale meanwhile.
         self.view()
-            .check_snapshot(&vote, meta.last_log_id.as_ref(), &self.limits())
+            .check_snapshot(
+                &vote,
+                meta.last_log_id.as_ref(),
+                meta.last_membership.membership(),
+                &self.limits(),
+            )
             .map_err(refuse)?;
         let data = tokio::fs::read(tmp.path())
             .await
