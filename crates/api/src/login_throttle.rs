@@ -127,7 +127,7 @@ fn spacing(base: Duration, cap: Duration, over: u32) -> Duration {
     base.saturating_mul(1u32 << over.min(20)).min(cap)
 }
 
-fn fresh<'a>(r: Option<&'a mut Record>, now: Instant, window: Duration) -> Option<&'a mut Record> {
+fn fresh(r: Option<&mut Record>, now: Instant, window: Duration) -> Option<&mut Record> {
     r.filter(|r| now.saturating_duration_since(r.last_failure) < window)
 }
 
