@@ -4,6 +4,8 @@
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use roster_api::limits::{ClientLimits, MAX_PACKET_CAP};
+use roster_api::login_throttle::ThrottleConfig;
 use roster_api::raft_guard::RaftLimits;
 use roster_api::{FeConfig, RaftTiming};
 use roster_raft_store::FeNode;
@@ -39,6 +41,48 @@ impl Default for RaftSection {
             max_in_snapshot_log_to_keep: 1_000,
             max_term_jump: RaftLimits::default().max_term_jump,
             max_snapshot_bytes: RaftLimits::default().max_snapshot_bytes,
+        }
+    }
+}
+
+/// `[login]`: throttling of failed logins (see `roster_api::login_throttle`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginSection {
+    pub free_failures: u32,
+    pub delay_base_ms: u64,
+    pub delay_max_ms: u64,
+    pub max_wait_ms: u64,
+    pub user_free_failures: u32,
+    pub user_delay_max_ms: u64,
+    pub failure_window_sec: u64,
+}
+
+impl Default for LoginSection {
+    fn default() -> Self {
+        let t = ThrottleConfig::default();
+        LoginSection {
+            free_failures: t.free_failures,
+            delay_base_ms: t.base_delay.as_millis() as u64,
+            delay_max_ms: t.max_delay.as_millis() as u64,
+            max_wait_ms: t.max_wait.as_millis() as u64,
+            user_free_failures: t.user_free_failures,
+            user_delay_max_ms: t.user_max_delay.as_millis() as u64,
+            failure_window_sec: t.window.as_secs(),
+        }
+    }
+}
+
+impl LoginSection {
+    fn throttle(&self) -> ThrottleConfig {
+        ThrottleConfig {
+            free_failures: self.free_failures,
+            base_delay: Duration::from_millis(self.delay_base_ms),
+            max_delay: Duration::from_millis(self.delay_max_ms),
+            max_wait: Duration::from_millis(self.max_wait_ms),
+            user_free_failures: self.user_free_failures,
+            user_max_delay: Duration::from_millis(self.user_delay_max_ms),
+            window: Duration::from_secs(self.failure_window_sec),
         }
     }
 }
@@ -87,6 +131,13 @@ pub struct FileConfig {
     /// Local IP address of this FE's connection checks to backends (see the blacklist in the
     /// README); unset: chosen by the kernel.
     pub backend_source_ip: Option<std::net::IpAddr>,
+    /// Longest statement in bytes, on every port (MySQL's name; our default is 1 MiB).
+    pub max_allowed_packet: usize,
+    /// Seconds a MySQL client has from connecting to being logged in.
+    pub connect_timeout_sec: u64,
+    /// Open MySQL connections at most; the next is refused with error 1040.
+    pub max_connections: usize,
+    pub login: LoginSection,
     /// The free-space alarm's threshold (bytes free under data_dir); 0: off.
     pub min_free_disk_bytes: u64,
     pub raft: RaftSection,
@@ -95,6 +146,7 @@ pub struct FileConfig {
 
 impl Default for FileConfig {
     fn default() -> Self {
+        let limits = ClientLimits::default();
         FileConfig {
             node_id: 0,
             name: None,
@@ -115,6 +167,10 @@ impl Default for FileConfig {
             tls_cert_file: None,
             tls_key_file: None,
             backend_source_ip: None,
+            max_allowed_packet: limits.max_allowed_packet,
+            connect_timeout_sec: limits.connect_timeout.as_secs(),
+            max_connections: limits.max_connections,
+            login: LoginSection::default(),
             min_free_disk_bytes: 128 << 20,
             raft: RaftSection::default(),
             initial_members: Vec::new(),
@@ -143,6 +199,10 @@ const CONFIG_KEYS: &[&str] = &[
     "tls_cert_file",
     "tls_key_file",
     "backend_source_ip",
+    "max_allowed_packet",
+    "connect_timeout_sec",
+    "max_connections",
+    "login",
     "min_free_disk_bytes",
     "raft",
     "initial_members",
@@ -273,6 +333,27 @@ fn validate(c: &FileConfig) -> anyhow::Result<()> {
     if c.read_timeout_ms == 0 || c.write_timeout_ms == 0 {
         bail!("read_timeout_ms and write_timeout_ms must be positive");
     }
+    if !(4096..=MAX_PACKET_CAP).contains(&c.max_allowed_packet) {
+        bail!(
+            "max_allowed_packet must be from 4096 to {MAX_PACKET_CAP} bytes (one MySQL packet), not {}",
+            c.max_allowed_packet
+        );
+    }
+    if c.connect_timeout_sec == 0 || c.max_connections == 0 {
+        bail!("connect_timeout_sec and max_connections must be positive");
+    }
+    let l = &c.login;
+    if l.delay_base_ms == 0 || l.delay_max_ms < l.delay_base_ms {
+        bail!("login.delay_base_ms must be positive and at most login.delay_max_ms");
+    }
+    if l.max_wait_ms + l.user_delay_max_ms >= c.connect_timeout_sec * 1000 {
+        bail!(
+            "login.max_wait_ms + login.user_delay_max_ms must be less than connect_timeout_sec (a held login must fit in the handshake's time)"
+        );
+    }
+    if l.failure_window_sec * 1000 < l.delay_max_ms {
+        bail!("login.failure_window_sec must be at least login.delay_max_ms");
+    }
     Ok(())
 }
 
@@ -372,6 +453,12 @@ impl FileConfig {
             max_in_snapshot_log_to_keep: self.raft.max_in_snapshot_log_to_keep,
             root_password: self.root_password_hash(),
             backend_source_ip: self.backend_source_ip,
+            limits: ClientLimits {
+                max_allowed_packet: self.max_allowed_packet,
+                connect_timeout: Duration::from_secs(self.connect_timeout_sec),
+                max_connections: self.max_connections,
+                login: self.login.throttle(),
+            },
             transport: roster_api::tls::Transport::Insecure,
             raft_limits: RaftLimits {
                 max_term_jump: self.raft.max_term_jump,

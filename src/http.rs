@@ -6,7 +6,7 @@
 //! for programs (README "HTTP API": numbers, integer bytes, RFC 3339 times, objects).
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -145,6 +145,7 @@ async fn health(State(fe): State<FeNodeHandle>) -> Response {
 
 async fn view(
     State(fe): State<FeNodeHandle>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
     Path(view): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -157,13 +158,14 @@ async fn view(
             "log in with HTTP Basic authentication (a Roster user)".into(),
         );
     };
-    if let Err(e) = auth::login(&fe, &user, !password.is_empty(), |stored| {
+    if let Err(e) = auth::login(&fe, peer.ip(), &user, !password.is_empty(), |stored| {
         auth::verify_password(stored, &password)
     })
     .await
     {
         return match e {
             ApiError::AccessDenied(m) => error(StatusCode::UNAUTHORIZED, m),
+            ApiError::Throttled(m) => error(StatusCode::TOO_MANY_REQUESTS, m),
             other => api_error(other),
         };
     }
@@ -198,6 +200,22 @@ impl axum::serve::Listener for Listener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         self.inner.local_addr()
+    }
+}
+
+/// The client's address, for the login throttle (axum's `ConnectInfo` of our `Listener`).
+#[derive(Clone, Copy, Debug)]
+struct Peer(std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Listener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Listener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
     }
 }
 
@@ -268,10 +286,14 @@ pub async fn serve(
                 inner: listener,
                 backoff: AcceptBackoff::new("http"),
             };
-            axum::serve(listener, router(fe)).await
+            axum::serve(
+                listener,
+                router(fe).into_make_service_with_connect_info::<Peer>(),
+            )
+            .await
         }
         Some(config) => match TlsListener::new(listener, config) {
-            Ok(l) => axum::serve(l, router(fe)).await,
+            Ok(l) => axum::serve(l, router(fe).into_make_service_with_connect_info::<Peer>()).await,
             Err(e) => Err(e),
         },
     };

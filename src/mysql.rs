@@ -1,7 +1,11 @@
 //! The MySQL front door on `query_port`: opensrv-mysql speaks the protocol, this module
 //! authenticates (mysql_native_password, a random salt per connection), runs each statement
 //! through the same executor as gRPC, and renders results and Doris-style errors
-//! (`ERROR 1105 (HY000): errCode = 2, detailMessage = ...`).
+//! (`ERROR 1105 (HY000): errCode = 2, detailMessage = ...`). Limits (`limits::ClientLimits`):
+//! at most `max_connections` open (error 1040 beyond), `connect_timeout` to log in (throttled by
+//! the FE's login throttle), and no packet over `max_allowed_packet` (`limit`).
+
+mod limit;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -14,13 +18,16 @@ use roster_api::executor::{self, QueryResult, Session};
 use roster_api::{ApiError, FeNodeHandle, auth};
 use rustls_pki_types::CertificateDer;
 use std::io;
+use std::net::IpAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::rustls::ServerConfig;
 
 /// What MySQL clients are told the server version is (Doris says the same).
@@ -51,7 +58,9 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> 
     Ok(Arc::new(config))
 }
 
-/// Accept connections until the task is aborted. With `tls`, clients may switch to TLS.
+/// How long a refusal (1040) may take to write before the connection is just closed.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// TLS of the MySQL port: the server certificate, and whether plaintext logins are refused
 /// (MySQL's `require_secure_transport`).
 #[derive(Clone)]
@@ -64,15 +73,34 @@ pub struct MysqlTls {
 const INSECURE_TRANSPORT: &str =
     "Connections using insecure transport are prohibited while --require_secure_transport=ON.";
 
+/// Accept connections until the task is aborted. With a TLS config, clients may switch to TLS.
 pub async fn serve(fe: FeNodeHandle, listener: TcpListener, tls: MysqlTls) {
     let backoff = roster_api::accept::AcceptBackoff::new("query");
+    let slots = Arc::new(Semaphore::new(fe.config().limits.max_connections));
+    let full_log = roster_api::ratelog::RateLimit::new(roster_api::ratelog::LOG_INTERVAL);
     loop {
         let (stream, peer) = roster_api::accept::accept(&listener, &backoff).await;
         let _ = stream.set_nodelay(true);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if let Some(suppressed) = full_log.check(()) {
+                tracing::warn!(
+                    %peer, suppressed,
+                    "refused a MySQL connection: max_connections ({}) are open ({suppressed} more refused since the last line)",
+                    fe.config().limits.max_connections
+                );
+            }
+            tokio::spawn(async move {
+                let payload = err_payload(1040, "08004", "Too many connections");
+                let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, refuse_with(stream, &payload))
+                    .await;
+            });
+            continue;
+        };
         let fe = fe.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = run_connection(fe, stream, tls).await {
+            let _slot = slot;
+            if let Err(e) = run_connection(fe, stream, peer.ip(), tls).await {
                 tracing::debug!(%peer, "mysql connection ended: {e}");
             }
         });
@@ -82,6 +110,7 @@ pub async fn serve(fe: FeNodeHandle, listener: TcpListener, tls: MysqlTls) {
 async fn run_connection(
     fe: FeNodeHandle,
     stream: tokio::net::TcpStream,
+    peer: IpAddr,
     tls: MysqlTls,
 ) -> io::Result<()> {
     let MysqlTls {
@@ -91,33 +120,58 @@ async fn run_connection(
     // A drained FE refuses at login (the clearest text a client shows); inside TLS the login
     // error cannot be rewritten, so there it refuses before the handshake instead.
     if fe.is_draining() && tls.is_some() {
-        return refuse_draining(stream).await;
+        return refuse_with(stream, &draining_payload()).await;
     }
-    let (mut r, w) = stream.into_split();
+    let limits = fe.config().limits.clone();
+    let (r, w) = stream.into_split();
+    let shared = Arc::new(limit::LimitShared::default());
+    let mut r = limit::PacketLimit::new(r, limits.max_allowed_packet, shared.clone());
     let login_error = Arc::new(Mutex::new(None));
-    let mut shim = Connection::new(fe, login_error.clone());
+    let mut shim = Connection::new(fe, peer, login_error.clone(), shared.clone());
     let mut w = LoginErrorRewriter {
         inner: w,
         replacement: login_error,
         pending: Vec::new(),
+        shared: shared.clone(),
     };
-    let (is_ssl, init) =
-        AsyncMysqlIntermediary::init_before_ssl(&mut shim, &mut r, &mut w, &tls).await?;
-    let opts = IntermediaryOptions::default();
-    shim.refuse_plaintext = required && !is_ssl;
-    match tls {
-        Some(tls) if is_ssl => {
-            // Inside TLS the rewriter would see ciphertext: a failed login then gets
-            // opensrv-mysql's own access-denied error (1698, SQLSTATE 28000).
-            shim.rewrite_login_errors = false;
-            secure_run_with_options(shim, w, opts, tls, init).await
+    let run = async {
+        let (is_ssl, init) =
+            AsyncMysqlIntermediary::init_before_ssl(&mut shim, &mut r, &mut w, &tls).await?;
+        let opts = IntermediaryOptions::default();
+        shim.refuse_plaintext = required && !is_ssl;
+        match tls {
+            Some(tls) if is_ssl => {
+                shared.tls.store(true, Ordering::Relaxed);
+                // Inside TLS the rewriter would see ciphertext: a failed login then gets
+                // opensrv-mysql's own access-denied error (1698, SQLSTATE 28000).
+                shim.rewrite_login_errors = false;
+                secure_run_with_options(shim, w, opts, tls, init).await
+            }
+            _ => plain_run_with_options(shim, w, opts, init).await,
         }
-        _ => plain_run_with_options(shim, w, opts, init).await,
+    };
+    tokio::select! {
+        r = run => r,
+        () = login_deadline(&shared, limits.connect_timeout) => {
+            tracing::debug!(%peer, "mysql client not logged in within connect_timeout_sec; closing");
+            Err(io::Error::new(io::ErrorKind::TimedOut, "not logged in within connect_timeout_sec"))
+        }
+    }
+}
+
+/// Ready when `timeout` passed without a login; never once logged in.
+async fn login_deadline(shared: &limit::LimitShared, timeout: Duration) {
+    tokio::time::sleep(timeout).await;
+    if shared.logged_in.load(Ordering::Relaxed) {
+        std::future::pending::<()>().await;
     }
 }
 
 struct Connection {
     fe: FeNodeHandle,
+    /// The client's address: the login throttle's key.
+    peer: IpAddr,
+    limit: Arc<limit::LimitShared>,
     salt: [u8; 20],
     id: u32,
     /// Set by `authenticate` (which only gets `&self`).
@@ -131,9 +185,16 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(fe: FeNodeHandle, login_error: Arc<Mutex<Option<Vec<u8>>>>) -> Self {
+    fn new(
+        fe: FeNodeHandle,
+        peer: IpAddr,
+        login_error: Arc<Mutex<Option<Vec<u8>>>>,
+        limit: Arc<limit::LimitShared>,
+    ) -> Self {
         Connection {
             fe,
+            peer,
+            limit,
             salt: auth::random_salt(),
             id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
             user: Mutex::new(None),
@@ -157,6 +218,7 @@ impl Connection {
 /// MySQL error number and text for an API error.
 fn mysql_error(e: &ApiError) -> (ErrorKind, String) {
     match e {
+        ApiError::TooLarge(m) => (ErrorKind::ER_NET_PACKET_TOO_LARGE, m.clone()),
         ApiError::AccessDenied(_) => (
             ErrorKind::ER_SPECIFIC_ACCESS_DENIED_ERROR,
             e.mysql_message(),
@@ -172,12 +234,11 @@ fn draining_payload() -> Vec<u8> {
 
 /// One ERR packet in place of the handshake (as MySQL does for "Too many connections"), then
 /// close.
-async fn refuse_draining(mut stream: tokio::net::TcpStream) -> io::Result<()> {
+async fn refuse_with(mut stream: tokio::net::TcpStream, payload: &[u8]) -> io::Result<()> {
     use tokio::io::AsyncWriteExt;
-    let payload = draining_payload();
     let len = (payload.len() as u32).to_le_bytes();
     let mut packet = vec![len[0], len[1], len[2], 0];
-    packet.extend_from_slice(&payload);
+    packet.extend_from_slice(payload);
     stream.write_all(&packet).await?;
     stream.shutdown().await
 }
@@ -286,18 +347,24 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
             return false;
         }
         let user = String::from_utf8_lossy(username).to_string();
-        let res = auth::login(&self.fe, &user, !auth_data.is_empty(), |stored| {
-            auth::verify_scramble(stored, salt, auth_data)
-        })
+        let res = auth::login(
+            &self.fe,
+            self.peer,
+            &user,
+            !auth_data.is_empty(),
+            |stored| auth::verify_scramble(stored, salt, auth_data),
+        )
         .await;
         match res {
             Ok(()) => {
                 *self.user.lock().expect("user lock") = Some(user);
+                self.limit.logged_in.store(true, Ordering::Relaxed);
                 true
             }
             Err(e) => {
                 let payload = match &e {
                     ApiError::AccessDenied(m) => err_payload(1045, "28000", m),
+                    ApiError::Throttled(m) => err_payload(1129, "HY000", m),
                     other => err_payload(1105, "HY000", &other.mysql_message()),
                 };
                 if self.rewrite_login_errors {
@@ -345,6 +412,12 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
         query: &'a str,
         results: QueryResultWriter<'a, W>,
     ) -> io::Result<()> {
+        if let Some(len) = self.limit.take_oversized() {
+            let e = roster_api::limits::too_large(len, self.fe.config().limits.max_allowed_packet);
+            return results
+                .error(ErrorKind::ER_NET_PACKET_TOO_LARGE, e.to_string().as_bytes())
+                .await;
+        }
         let fe = self.fe.clone();
         match executor::execute_sql(&fe, self.session(), query).await {
             Ok(r) => write_result(r, results).await,
@@ -369,6 +442,8 @@ struct LoginErrorRewriter<W> {
     replacement: Arc<Mutex<Option<Vec<u8>>>>,
     /// Bytes of a swapped packet not yet written to `inner`.
     pending: Vec<u8>,
+    /// Told of every write: the client's next request starts (the TLS size budget).
+    shared: Arc<limit::LimitShared>,
 }
 
 impl<W: AsyncWrite + Unpin> LoginErrorRewriter<W> {
@@ -412,6 +487,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for LoginErrorRewriter<W> {
         if this.drain(cx)?.is_pending() {
             return Poll::Pending;
         }
+        this.shared.answered();
         if buf.len() > 4 && buf[4] == 0xff && this.swap(buf[3], cx)? {
             return Poll::Ready(Ok(buf.len()));
         }
@@ -428,6 +504,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for LoginErrorRewriter<W> {
         if this.drain(cx)?.is_pending() {
             return Poll::Pending;
         }
+        this.shared.answered();
         let is_err_packet = bufs.len() == 2 && bufs[0].len() == 4 && bufs[1].first() == Some(&0xff);
         if is_err_packet && this.swap(bufs[0][3], cx)? {
             return Poll::Ready(Ok(bufs[0].len() + bufs[1].len()));

@@ -100,8 +100,54 @@ pub struct SqlArgs {
     /// Execute this statement and exit.
     #[arg(short = 'e', long = "execute")]
     execute: Option<String>,
+    /// Longest statement sent, in bytes (as the FE's max_allowed_packet, 1 MiB by default): a
+    /// longer one is refused here, without being read into memory whole.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_allowed_packet: usize,
     #[command(flatten)]
     conn: ConnArgs,
+}
+
+fn too_long(len: usize, limit: usize) -> String {
+    format!(
+        "ERROR: statement of {len} bytes or more is longer than --max-allowed-packet ({limit} bytes); not sent"
+    )
+}
+
+/// One line (with its '\n'), read in pieces: bytes past `max` are read and dropped, not kept.
+/// Returns the bytes read (0 at the end of input), whether any were dropped, and whether the
+/// whole line (kept or not) ends with ';'.
+fn read_line_bounded(
+    r: &mut impl BufRead,
+    max: usize,
+    out: &mut Vec<u8>,
+) -> std::io::Result<(usize, bool, bool)> {
+    let (mut total, mut dropped, mut last) = (0, false, None);
+    loop {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok((total, dropped, last == Some(b';')));
+        }
+        let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if let Some(b) = chunk[..take]
+            .iter()
+            .rev()
+            .find(|b| !b.is_ascii_whitespace())
+        {
+            last = Some(*b);
+        }
+        let room = max.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..take.min(room)]);
+        dropped |= take > room;
+        r.consume(take);
+        total += take;
+        if done {
+            return Ok((total, dropped, last == Some(b';')));
+        }
+    }
 }
 
 async fn run_one(client: &Client, sql: &str) -> Result<(), ClientError> {
@@ -112,7 +158,12 @@ async fn run_one(client: &Client, sql: &str) -> Result<(), ClientError> {
 
 pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
     let client = args.conn.client()?;
+    let limit = args.max_allowed_packet;
     if let Some(sql) = args.execute {
+        if sql.len() > limit {
+            eprintln!("{}", too_long(sql.len(), limit));
+            std::process::exit(1);
+        }
         if let Err(e) = run_one(&client, &sql).await {
             eprintln!("{e}");
             std::process::exit(1);
@@ -127,6 +178,8 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
         );
     }
     let mut buf = String::new();
+    // The statement being read is over the limit: drop lines up to its ';'.
+    let mut skipping = false;
     let mut failed = false;
     let stdin = std::io::stdin();
     loop {
@@ -141,13 +194,29 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
             );
             std::io::stdout().flush()?;
         }
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
+        let mut bytes = Vec::new();
+        let room = limit.saturating_sub(buf.len()) + 1;
+        let (n, dropped, ends) = read_line_bounded(&mut stdin.lock(), room, &mut bytes)?;
+        if n == 0 {
             break;
         }
+        let line = String::from_utf8_lossy(&bytes).into_owned();
         let t = line.trim();
         if buf.is_empty() && (t.eq_ignore_ascii_case("quit") || t.eq_ignore_ascii_case("exit")) {
             break;
+        }
+        if !skipping && (dropped || buf.len() + line.len() > limit) {
+            eprintln!("{}", too_long(buf.len() + n, limit));
+            failed = true;
+            skipping = true;
+            buf.clear();
+        }
+        if skipping {
+            // A ';' at the end of a line ends the oversized statement.
+            if ends {
+                skipping = false;
+            }
+            continue;
         }
         buf.push_str(&line);
         if t.ends_with(';') {
@@ -172,7 +241,30 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::password_on_command_line;
+    use super::{password_on_command_line, read_line_bounded};
+
+    #[test]
+    fn long_lines_are_dropped_not_kept() {
+        let input = format!("{}\nSELECT 1;\n", "x".repeat(100_000));
+        let mut r = std::io::BufReader::with_capacity(1024, input.as_bytes());
+        let mut out = Vec::new();
+        assert_eq!(
+            read_line_bounded(&mut r, 10, &mut out).unwrap(),
+            (100_001, true, false)
+        );
+        assert_eq!(out.len(), 10, "only the first bytes are kept");
+        out.clear();
+        assert_eq!(
+            read_line_bounded(&mut r, 10, &mut out).unwrap(),
+            (10, false, true)
+        );
+        assert_eq!(out, b"SELECT 1;\n");
+        out.clear();
+        assert_eq!(
+            read_line_bounded(&mut r, 10, &mut out).unwrap(),
+            (0, false, false)
+        );
+    }
 
     fn on(args: &[&str]) -> bool {
         password_on_command_line(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())

@@ -91,7 +91,11 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
             Ok(req)
         },
     );
-    let rpc_svc = RosterServer::new(RosterService { fe: fe.clone() });
+    // A statement over max_allowed_packet is refused by the executor; a request far over it is
+    // refused by tonic from its length prefix, before its body is buffered.
+    let max_request = cfg.to_fe_config().limits.grpc_max_request_bytes();
+    let rpc_svc =
+        RosterServer::new(RosterService { fe: fe.clone() }).max_decoding_message_size(max_request);
     let server = |require_client_cert: bool| -> anyhow::Result<tonic::transport::Server> {
         let b = tonic::transport::Server::builder();
         Ok(match transport.server_tls(require_client_cert) {

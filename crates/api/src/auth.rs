@@ -1,12 +1,16 @@
 //! Authentication: mysql_native_password scrambles (MySQL protocol) and plain passwords (gRPC),
 //! both checked against the stored `SHA1(SHA1(password))`. Hashing happens on the FE that
-//! receives a password, so neither the log nor the state machine ever holds plaintext.
+//! receives a password, so neither the log nor the state machine ever holds plaintext. Every
+//! login goes through the FE's `login_throttle`.
 
 use crate::error::ApiError;
+use crate::login_throttle::Admission;
 use crate::node::FeNodeHandle;
 use rand::Rng;
 use roster_membership::users::{PasswordHash, ROOT};
 use sha1::{Digest, Sha1};
+use std::net::IpAddr;
+use tokio::time::Instant;
 
 fn sha1(parts: &[&[u8]]) -> [u8; 20] {
     let mut h = Sha1::new();
@@ -90,9 +94,56 @@ pub fn access_denied(user: &str, with_password: bool) -> ApiError {
     ))
 }
 
+/// Log lines about failed logins: at most one a second, whatever the attack's rate.
+static FAILURE_LOG: crate::ratelog::RateLimit<bool> =
+    crate::ratelog::RateLimit::new(std::time::Duration::from_secs(1));
+
+/// A login from `source`, throttled (`login_throttle`): wait for the source's slot or be
+/// refused without a check, then check the credentials and tell the throttle the verdict.
+pub async fn login(
+    fe: &FeNodeHandle,
+    source: IpAddr,
+    user: &str,
+    with_password: bool,
+    check: impl Fn(&PasswordHash) -> bool,
+) -> Result<(), ApiError> {
+    let throttle = fe.login_throttle();
+    match throttle.admit(source, user, Instant::now()) {
+        Admission::Refused { retry_in, failures } => {
+            if let Some(suppressed) = FAILURE_LOG.check(true) {
+                tracing::warn!(
+                    %source, user, failures, suppressed,
+                    "login refused unchecked: {failures} failed logins in a row from this source; next check in {retry_in:?} ({suppressed} more refusals and failures not logged since the last line)"
+                );
+            }
+            return Err(ApiError::Throttled(format!(
+                "Host '{source}' is blocked for {:.1} s after {failures} failed logins in a row (login throttling)",
+                retry_in.as_secs_f64()
+            )));
+        }
+        Admission::CheckAfter(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+        Admission::CheckAfter(_) => {}
+    }
+    let res = check_credentials(fe, user, with_password, check).await;
+    match &res {
+        Ok(()) => throttle.succeeded(source, user),
+        Err(ApiError::AccessDenied(_)) => {
+            throttle.failed(user, Instant::now());
+            if let Some(suppressed) = FAILURE_LOG.check(true) {
+                tracing::warn!(
+                    %source, user, suppressed,
+                    "login failed: wrong password or unknown user ({suppressed} more refusals and failures not logged since the last line)"
+                );
+            }
+        }
+        Err(_) => throttle.abandoned(source),
+    }
+    res
+}
+
 /// Find `user` and check its credentials with `check`. A user created on another FE a moment
 /// ago may not be applied here yet, so a miss is retried after a read barrier.
-pub async fn login(
+async fn check_credentials(
     fe: &FeNodeHandle,
     user: &str,
     with_password: bool,

@@ -81,6 +81,13 @@ pub struct Client {
     next: AtomicUsize,
 }
 
+/// The server refused the request for its size, before decoding it (tonic's limit on the
+/// client service, set from `max_allowed_packet`): nothing took effect.
+fn is_too_large(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::OutOfRange
+        && status.message().contains("message length too large")
+}
+
 fn never_sent(s: &tonic::Status) -> bool {
     crate::node::never_sent(s)
 }
@@ -203,6 +210,16 @@ impl Client {
                             });
                         }
                     }
+                }
+                Ok(Err(status)) if is_too_large(&status) => {
+                    return Err(ClientError::Server {
+                        code: 1153,
+                        message: format!(
+                            "Got a packet bigger than 'max_allowed_packet' bytes: the statement has {} bytes and {addr} refused the request before reading it ({})",
+                            sql.len(),
+                            status.message()
+                        ),
+                    });
                 }
                 Ok(Err(status)) => {
                     self.demote(&addr);
@@ -360,7 +377,8 @@ impl Client {
         }
     }
 
-    /// Ask endpoints in turn who the leader is.
+    /// Ask endpoints in turn who the leader is, with indexes and term (logged in as the
+    /// configured user; a failed login is an error).
     pub async fn status(&self) -> Result<pb::StatusResponse, ClientError> {
         self.status_within(Duration::from_secs(2)).await
     }
@@ -390,10 +408,24 @@ impl Client {
         let mut last = String::new();
         for e in &self.cfg.endpoints {
             let mut client = RosterClient::new(self.channel(e)?);
-            let mut req = tonic::Request::new(pb::StatusRequest { with_digest });
+            let mut req = tonic::Request::new(pb::StatusRequest {
+                with_digest,
+                user: self.cfg.user.clone(),
+                password: self.cfg.password.clone(),
+            });
             req.set_timeout(per_endpoint);
             match tokio::time::timeout(per_endpoint, client.status(req)).await {
-                Ok(Ok(r)) => return Ok(r.into_inner()),
+                // A failed login still answers the leader hints; the caller asked for more.
+                Ok(Ok(r)) => {
+                    let r = r.into_inner();
+                    return match r.error {
+                        Some(err) => Err(ClientError::Server {
+                            code: err.code,
+                            message: err.message,
+                        }),
+                        None => Ok(r),
+                    };
+                }
                 Ok(Err(s)) => last = format!("{e}: {}", s.message()),
                 Err(_) => last = format!("{e}: no answer within {per_endpoint:?}"),
             }

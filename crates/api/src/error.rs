@@ -29,6 +29,12 @@ pub enum ApiError {
     Unknown(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Login refused without a check: too many failed logins from this source (MySQL 1129).
+    #[error("{0}")]
+    Throttled(String),
+    /// The statement is longer than `max_allowed_packet`; refused before parsing (MySQL 1153).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl ApiError {
@@ -39,6 +45,15 @@ impl ApiError {
 
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, ApiError::Unknown(_))
+    }
+
+    /// The MySQL error number a client sees (1105 for Doris-style errors).
+    pub fn mysql_code(&self) -> u16 {
+        match self {
+            ApiError::Throttled(_) => 1129,
+            ApiError::TooLarge(_) => 1153,
+            _ => 1105,
+        }
     }
 
     /// Doris's form: `errCode = 2, detailMessage = ...` (sent with MySQL error 1105, HY000).

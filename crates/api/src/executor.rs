@@ -5,6 +5,7 @@ mod decommission;
 mod render;
 mod session;
 mod tables;
+mod validate;
 
 pub use tables::{TabletRoute, tablet_routes};
 
@@ -107,6 +108,8 @@ pub async fn execute_sql(
     session: &mut Session,
     sql: &str,
 ) -> Result<QueryResult, ApiError> {
+    // Before the parser looks at it: a huge statement costs nothing but this comparison.
+    fe.config().limits.check_statement(sql.len())?;
     let stmt = roster_sql::parse(sql).map_err(|e| ApiError::Parse(e.to_string()))?;
     execute(fe, session, &stmt).await
 }
@@ -190,6 +193,7 @@ pub async fn execute(
             fe.authorize_here(&user, p)?;
         }
     }
+    validate::check(stmt)?;
     let who = Some(user.as_str());
     match stmt {
         Statement::AddBackends { addrs, properties } => {

@@ -10,6 +10,8 @@ pub mod client;
 pub mod error;
 pub mod executor;
 pub mod format;
+pub mod limits;
+pub mod login_throttle;
 pub mod network;
 pub mod node;
 pub mod raft_guard;

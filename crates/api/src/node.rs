@@ -97,6 +97,8 @@ pub struct FeConfig {
     /// The local address this FE's connection checks to backends come from (multi-homed
     /// hosts; `None`: the kernel picks). Blacklist entries are per FE, so this is per FE too.
     pub backend_source_ip: Option<std::net::IpAddr>,
+    /// Statement size, handshake time, connection count and login throttling.
+    pub limits: crate::limits::ClientLimits,
     /// Mutual TLS towards other FEs and agents (secure mode), or plaintext (insecure).
     pub transport: crate::tls::Transport,
     /// What peers may send over the Raft port (term bound, snapshot size).
@@ -122,6 +124,7 @@ struct Inner {
     peers: Mutex<BTreeMap<NodeId, PeerStatus>>,
     /// Whether this FE is drained (see `drain`); local to the process.
     draining: tokio::sync::watch::Sender<bool>,
+    login_throttle: crate::login_throttle::LoginThrottle,
     /// Soft state of the checks on peers' Raft messages (see `raft_guard`).
     guard: crate::raft_guard::GuardState,
     /// The free-space alarm's text while raised (see `diskspace`).
@@ -222,6 +225,7 @@ impl FeNodeHandle {
             let checker = tokio::spawn(async move { blacklist::checker_loop(weak4).await });
             let disk = tokio::spawn(async move { diskspace::watch_loop(weak5).await });
             Inner {
+                login_throttle: crate::login_throttle::LoginThrottle::new(cfg.limits.login.clone()),
                 cfg,
                 raft,
                 sm,
@@ -295,6 +299,11 @@ impl FeNodeHandle {
 
     pub fn config(&self) -> &FeConfig {
         &self.inner.cfg
+    }
+
+    /// This FE's login throttle (shared by its MySQL, gRPC and HTTP ports).
+    pub fn login_throttle(&self) -> &crate::login_throttle::LoginThrottle {
+        &self.inner.login_throttle
     }
 
     pub fn raft(&self) -> &Raft {

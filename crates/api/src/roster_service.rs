@@ -8,7 +8,16 @@ use crate::node::FeNodeHandle;
 use crate::pb::v1::{self as pb, roster_server::Roster};
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::Privilege;
+use std::net::{IpAddr, Ipv4Addr};
 use tonic::{Request, Response, Status};
+
+/// The caller's address (the throttle's key). Every server here listens on TCP, so it is
+/// always known; an unknown one counts as one shared source.
+fn source<T>(req: &Request<T>) -> IpAddr {
+    req.remote_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
 
 pub struct RosterService {
     pub fe: FeNodeHandle,
@@ -16,7 +25,7 @@ pub struct RosterService {
 
 pub fn error_to_pb(e: &ApiError) -> pb::Error {
     pb::Error {
-        code: 1105,
+        code: e.mysql_code().into(),
         message: e.mysql_message(),
         retryable: e.is_retryable(),
         outcome: if e.outcome_unknown() {
@@ -50,9 +59,10 @@ fn result_to_pb(r: QueryResult) -> pb::ExecuteResponse {
 }
 
 impl RosterService {
-    /// Every call carries user and password (checked against the stored hash).
-    async fn login(&self, user: &str, password: &str) -> Result<(), ApiError> {
-        auth::login(&self.fe, user, !password.is_empty(), |stored| {
+    /// Every call carries user and password (checked against the stored hash), throttled per
+    /// source address.
+    async fn login(&self, source: IpAddr, user: &str, password: &str) -> Result<(), ApiError> {
+        auth::login(&self.fe, source, user, !password.is_empty(), |stored| {
             auth::verify_password(stored, password)
         })
         .await
@@ -62,12 +72,13 @@ impl RosterService {
     /// against state at least as new as the request.
     async fn read_access(
         &self,
+        source: IpAddr,
         user: &str,
         password: &str,
         consistency: i32,
         privilege: Privilege,
     ) -> Result<(), ApiError> {
-        self.login(user, password).await?;
+        self.login(source, user, password).await?;
         if consistency != pb::ReadConsistency::Stale as i32 {
             self.fe.linearize().await?;
         }
@@ -98,9 +109,10 @@ impl Roster for RosterService {
         req: Request<pb::ExecuteRequest>,
     ) -> Result<Response<pb::ExecuteResponse>, Status> {
         self.refuse_if_draining()?;
+        let from = source(&req);
         let req = req.into_inner();
         let user = user_or_root(&req.user);
-        if let Err(e) = self.login(&user, &req.password).await {
+        if let Err(e) = self.login(from, &user, &req.password).await {
             return Ok(Response::new(pb::ExecuteResponse {
                 error: Some(error_to_pb(&e)),
                 leader_rpc_addr: self.leader_rpc(),
@@ -120,31 +132,51 @@ impl Roster for RosterService {
         Ok(Response::new(resp))
     }
 
+    /// Without credentials: only where the leader is (what a client needs to find it). With a
+    /// login: indexes, term and (on request) the state digest too.
     async fn status(
         &self,
         req: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        let from = source(&req);
+        let req = req.into_inner();
         let m = self.fe.raft().metrics().borrow_watched().clone();
+        let hints = pb::StatusResponse {
+            node_id: self.fe.id(),
+            cluster_id: self.fe.config().cluster_id.clone(),
+            leader_id: m.current_leader,
+            leader_rpc_addr: self.leader_rpc(),
+            is_leader: m.current_leader == Some(self.fe.id()),
+            draining: self.fe.is_draining(),
+            ..Default::default()
+        };
+        if req.user.is_empty() && req.password.is_empty() {
+            return Ok(Response::new(hints));
+        }
+        if let Err(e) = self
+            .login(from, &user_or_root(&req.user), &req.password)
+            .await
+        {
+            return Ok(Response::new(pb::StatusResponse {
+                error: Some(error_to_pb(&e)),
+                ..hints
+            }));
+        }
         // Read state and index together, under the state lock. Hashing the whole state costs
         // time proportional to it, so only on request.
-        let (digest_index, state_digest) = if req.into_inner().with_digest {
+        let (digest_index, state_digest) = if req.with_digest {
             self.fe.store().digest()
         } else {
             (0, String::new())
         };
         Ok(Response::new(pb::StatusResponse {
-            node_id: self.fe.id(),
-            cluster_id: self.fe.config().cluster_id.clone(),
-            leader_id: m.current_leader,
-            leader_rpc_addr: self.leader_rpc(),
             term: m.current_term,
             last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
-            is_leader: m.current_leader == Some(self.fe.id()),
             snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
             purged_index: m.purged.map(|l| l.index).unwrap_or(0),
             state_digest,
             digest_index,
-            draining: self.fe.is_draining(),
+            ..hints
         }))
     }
 
@@ -152,10 +184,11 @@ impl Roster for RosterService {
         &self,
         req: Request<pb::DrainRequest>,
     ) -> Result<Response<pb::DrainResponse>, Status> {
+        let from = source(&req);
         let req = req.into_inner();
         let user = user_or_root(&req.user);
         let checked = self
-            .login(&user, &req.password)
+            .login(from, &user, &req.password)
             .await
             .and_then(|()| self.fe.authorize_here(&user, Privilege::NodePriv));
         if let Err(e) = checked {
@@ -196,10 +229,17 @@ impl Roster for RosterService {
         req: Request<pb::ListBackendsRequest>,
     ) -> Result<Response<pb::ListBackendsResponse>, Status> {
         self.refuse_if_draining()?;
+        let from = source(&req);
         let req = req.into_inner();
         let user = user_or_root(&req.user);
         let checked = self
-            .read_access(&user, &req.password, req.consistency, Privilege::AdminPriv)
+            .read_access(
+                from,
+                &user,
+                &req.password,
+                req.consistency,
+                Privilege::AdminPriv,
+            )
             .await;
         if let Err(e) = checked {
             return Ok(Response::new(pb::ListBackendsResponse {
@@ -236,10 +276,17 @@ impl Roster for RosterService {
         req: Request<pb::TabletRoutesRequest>,
     ) -> Result<Response<pb::TabletRoutesResponse>, Status> {
         self.refuse_if_draining()?;
+        let from = source(&req);
         let req = req.into_inner();
         let user = user_or_root(&req.user);
         let routes = match self
-            .read_access(&user, &req.password, req.consistency, Privilege::SelectPriv)
+            .read_access(
+                from,
+                &user,
+                &req.password,
+                req.consistency,
+                Privilege::SelectPriv,
+            )
             .await
             .and_then(|()| executor::tablet_routes(&self.fe, &req.table))
         {

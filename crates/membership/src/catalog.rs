@@ -284,6 +284,14 @@ fn check_columns(def: &TableDef) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// Everything CREATE TABLE checks that needs no state (name, properties, columns, buckets):
+/// the executor runs it before proposing, the applier again inside `create_table`.
+pub fn check_table_def(def: &TableDef) -> Result<(), DomainError> {
+    check_name(&def.name)?;
+    parse_properties(&def.properties)?;
+    check_columns(def)
+}
+
 /// The table in normal use with this name, if any.
 pub fn table_by_name<'a>(state: &'a ClusterState, name: &str) -> Option<&'a Table> {
     state

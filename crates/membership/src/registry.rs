@@ -347,6 +347,11 @@ fn parse_modify(props: &[(String, String)]) -> Result<Vec<Change>, DomainError> 
         .collect()
 }
 
+/// MODIFY BACKEND's properties are valid (checked before proposing, and again at apply).
+pub fn check_modify_properties(props: &[(String, String)]) -> Result<(), DomainError> {
+    parse_modify(props).map(|_| ())
+}
+
 /// ALTER SYSTEM MODIFY BACKEND ... SET (...), changes applied in the order given. Returns the
 /// modified backends.
 pub fn modify_backends(

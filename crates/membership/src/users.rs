@@ -70,7 +70,8 @@ impl User {
     }
 }
 
-fn check_name(name: &str) -> Result<(), DomainError> {
+/// A user name is valid (checked before proposing, and again at apply).
+pub fn check_name(name: &str) -> Result<(), DomainError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
