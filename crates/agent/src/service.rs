@@ -3,8 +3,8 @@
 //! clones. Each call touches the disk off the async threads.
 
 use crate::store::{CHUNK_BYTES, ReplicaMeta, ReplicaStore, StoreError};
+use roster_api::cluster_token::{ClusterToken, agent_client};
 use roster_api::pb::backend::CloneReplicaRequest;
-use roster_api::pb::backend::backend_agent_client::BackendAgentClient;
 use roster_api::pb::backend::backend_agent_server::BackendAgent;
 use roster_api::pb::backend::{
     CreateReplicaRequest, DropReplicaRequest, DropReplicaResponse, HeartbeatRequest,
@@ -39,6 +39,9 @@ pub struct Agent {
     /// Who may call (FEs of the cluster; other agents only to read a replica), and how this
     /// agent dials a clone's source.
     transport: Transport,
+    /// Insecure mode: callers must send this token (see `roster_api::cluster_token`). Without
+    /// TLS it proves membership of the cluster only, so there any holder may make any call.
+    token: Option<ClusterToken>,
 }
 
 /// Calls that command the agent: only an FE of the cluster.
@@ -54,6 +57,7 @@ impl Agent {
         cloning: Arc<Mutex<BTreeSet<u64>>>,
         faults: Faults,
         transport: Transport,
+        token: Option<ClusterToken>,
     ) -> Self {
         Agent {
             data_dir: store.root().to_path_buf(),
@@ -63,6 +67,22 @@ impl Agent {
             cloning,
             faults,
             transport,
+            token,
+        }
+    }
+
+    /// Admit a call: by certificate in secure mode (`allowed` roles), by cluster token in
+    /// insecure mode (an insecure agent without a token obeys nobody; the binary refuses to
+    /// start so).
+    fn admit<T>(&self, req: &Request<T>, allowed: &[Caller]) -> Result<(), Status> {
+        if self.transport.is_secure() {
+            return self.transport.authorize(req, allowed);
+        }
+        match &self.token {
+            Some(t) => t.check(req),
+            None => Err(Status::unauthenticated(
+                "this insecure agent has no cluster token and obeys nobody",
+            )),
         }
     }
 
@@ -75,7 +95,7 @@ impl Agent {
         let channel = endpoint.connect().await.map_err(|e| {
             Status::unavailable(format!("cannot reach source {}: {e}", r.source_addr))
         })?;
-        let mut stream = BackendAgentClient::new(channel)
+        let mut stream = agent_client(channel, self.token.as_ref())
             .send_replica(SendReplicaRequest {
                 tablet_id: r.tablet_id,
             })
@@ -179,7 +199,7 @@ impl BackendAgent for Agent {
         &self,
         req: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        self.transport.authorize(&req, FE_ONLY)?;
+        self.admit(&req, FE_ONLY)?;
         let dir = self.data_dir.clone();
         let (total, avail) = blocking(move || {
             Ok((
@@ -206,7 +226,7 @@ impl BackendAgent for Agent {
         &self,
         req: Request<CreateReplicaRequest>,
     ) -> Result<Response<ReplicaInfo>, Status> {
-        self.transport.authorize(&req, FE_ONLY)?;
+        self.admit(&req, FE_ONLY)?;
         let r = req.into_inner();
         check_tablet_id(r.tablet_id)?;
         let store = self.store.clone();
@@ -219,7 +239,7 @@ impl BackendAgent for Agent {
         &self,
         req: Request<DropReplicaRequest>,
     ) -> Result<Response<DropReplicaResponse>, Status> {
-        self.transport.authorize(&req, FE_ONLY)?;
+        self.admit(&req, FE_ONLY)?;
         let id = req.into_inner().tablet_id;
         let store = self.store.clone();
         let existed = blocking(move || store.drop_replica(id)).await?;
@@ -233,7 +253,7 @@ impl BackendAgent for Agent {
         &self,
         req: Request<ListReplicasRequest>,
     ) -> Result<Response<ListReplicasResponse>, Status> {
-        self.transport.authorize(&req, FE_ONLY)?;
+        self.admit(&req, FE_ONLY)?;
         Ok(Response::new(ListReplicasResponse {
             replicas: self.store.list().iter().map(info).collect(),
         }))
@@ -243,7 +263,7 @@ impl BackendAgent for Agent {
         &self,
         req: Request<CloneReplicaRequest>,
     ) -> Result<Response<ReplicaInfo>, Status> {
-        self.transport.authorize(&req, FE_ONLY)?;
+        self.admit(&req, FE_ONLY)?;
         let r = req.into_inner();
         check_tablet_id(r.tablet_id)?;
         if let Some(m) = self.store.get(r.tablet_id) {
@@ -273,7 +293,7 @@ impl BackendAgent for Agent {
         &self,
         req: Request<SendReplicaRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
-        self.transport.authorize(&req, FE_OR_AGENT)?;
+        self.admit(&req, FE_OR_AGENT)?;
         let id = req.into_inner().tablet_id;
         let store = self.store.clone();
         let (meta, mut file) = blocking(move || store.open_data(id)).await?;

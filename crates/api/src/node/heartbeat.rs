@@ -5,7 +5,7 @@
 
 use super::{FeNodeHandle, Inner};
 use crate::format::now_ms;
-use crate::pb::backend::{HeartbeatRequest, backend_agent_client::BackendAgentClient};
+use crate::pb::backend::HeartbeatRequest;
 use crate::wire::LeaderOp;
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::liveness::HeartbeatInfo;
@@ -20,11 +20,9 @@ async fn heartbeat_one(
     addr: &HostPort,
     timeout: Duration,
 ) -> Result<HeartbeatInfo, String> {
-    let channel = fe
-        .channels()
-        .get(&addr.to_string())
+    let mut client = fe
+        .agent_client(&addr.to_string())
         .map_err(|e| e.to_string())?;
-    let mut client = BackendAgentClient::new(channel);
     let mut req = tonic::Request::new(HeartbeatRequest {
         cluster_id: fe.config().cluster_id.clone(),
         master_node_id: fe.id(),

@@ -7,7 +7,6 @@
 
 use super::FeNodeHandle;
 use crate::format::now_ms;
-use crate::pb::backend::backend_agent_client::BackendAgentClient;
 use crate::pb::backend::{CloneReplicaRequest, ReplicaInfo};
 use crate::wire::{LeaderOp, LeaderReply};
 use roster_membership::moves::Move;
@@ -165,7 +164,7 @@ impl Executor {
                 rate_limit_bytes_per_sec: rate,
             };
             let left = Duration::from_millis(m.deadline_ms() - now);
-            let channel = match fe.channels().get(dest) {
+            let mut client = match fe.agent_client(dest) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!("no channel to {dest}: {e}");
@@ -175,7 +174,6 @@ impl Executor {
             let tx = self.tx.clone();
             let id = m.id;
             let task = tokio::spawn(async move {
-                let mut client = BackendAgentClient::new(channel);
                 let mut r = tonic::Request::new(req);
                 r.set_timeout(left);
                 let result = match tokio::time::timeout(left, client.clone_replica(r)).await {

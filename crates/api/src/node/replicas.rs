@@ -8,8 +8,8 @@
 
 use super::moves::{Executor, propose};
 use super::{FeNodeHandle, Inner};
+use crate::cluster_token::AgentClient;
 use crate::format::now_ms;
-use crate::pb::backend::backend_agent_client::BackendAgentClient;
 use crate::pb::backend::{CreateReplicaRequest, DropReplicaRequest, ListReplicasRequest};
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::catalog::{self, ReplicaReport, ReplicaState};
@@ -18,7 +18,6 @@ use roster_raft_store::Cmd;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Weak;
 use std::time::Duration;
-use tonic::transport::Channel;
 
 const ROUND: Duration = Duration::from_millis(500);
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -88,10 +87,8 @@ fn plan(fe: &FeNodeHandle) -> (Vec<BackendWork>, u64, BTreeSet<TabletId>) {
     })
 }
 
-fn client(fe: &FeNodeHandle, addr: &HostPort) -> Result<BackendAgentClient<Channel>, String> {
-    fe.channels()
-        .get(&addr.to_string())
-        .map(BackendAgentClient::new)
+fn client(fe: &FeNodeHandle, addr: &HostPort) -> Result<AgentClient, String> {
+    fe.agent_client(&addr.to_string())
         .map_err(|e| e.to_string())
 }
 
