@@ -5,13 +5,12 @@
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use roster_agent::{Agent, Faults, ReplicaStore};
+use roster_agent::{Agent, Faults, ReplicaStore, Shared};
 use roster_api::cluster_token::ClusterToken;
 use roster_api::pb::backend::backend_agent_server::BackendAgentServer;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct BackendArgs {
@@ -252,13 +251,13 @@ pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
         cfg.token()?
     };
     let (mut control_server, mut clone_server) = (server()?, server()?);
-    let cloning = Arc::new(Mutex::new(BTreeSet::new()));
+    let shared = Arc::new(Shared::default());
     let service = |store: Arc<ReplicaStore>| {
         BackendAgentServer::new(Agent::new(
             store,
             cfg.be_port,
             start_time_ms,
-            cloning.clone(),
+            shared.clone(),
             faults,
             transport.clone(),
             token.clone(),

@@ -117,6 +117,8 @@ async fn decommission(b: DecommissionBench) -> anyhow::Result<()> {
             .connect()
             .await?;
     let mut agent = agent_client(channel, Some(&local.token));
+    // The agent's clone fence wants the master's term (sources are the registered backends).
+    let master_term = c.status().await?.term;
     // The best of three: a lower bound must use the fastest a stream was seen to go.
     let mut stream_secs = f64::MAX;
     let mut probe_bytes = 0;
@@ -131,6 +133,7 @@ async fn decommission(b: DecommissionBench) -> anyhow::Result<()> {
                 expected_checksum: 0,
                 checksum_known: false,
                 rate_limit_bytes_per_sec: b.rate_limit,
+                master_term,
             })
             .await?
             .into_inner();

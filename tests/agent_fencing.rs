@@ -8,7 +8,8 @@ mod common;
 use common::agents::*;
 use common::*;
 use roster_api::pb::backend::{
-    CreateReplicaRequest, DropReplicaRequest, HeartbeatRequest, ListReplicasRequest,
+    CloneReplicaRequest, CreateReplicaRequest, DropReplicaRequest, HeartbeatRequest,
+    ListReplicasRequest,
 };
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -138,4 +139,150 @@ async fn an_insecure_agent_obeys_only_holders_of_the_cluster_token() {
         .map(|r| r.tablet_id)
         .collect();
     assert_eq!(ids, held);
+}
+
+/// Tablet id -> backend ids holding it, from SHOW TABLETS.
+fn holders(r: &roster_api::QueryResult) -> std::collections::BTreeMap<u64, Vec<u64>> {
+    let mut out: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    for i in 0..r.rows.len() {
+        out.entry(column(r, i, "TabletId").parse().unwrap())
+            .or_default()
+            .push(column(r, i, "BackendId").parse().unwrap());
+    }
+    out
+}
+
+fn clone_req(tablet_id: u64, source: &str, term: u64) -> CloneReplicaRequest {
+    CloneReplicaRequest {
+        tablet_id,
+        table_id: 0,
+        source_addr: source.to_string(),
+        expected_bytes: FILL,
+        expected_checksum: 0,
+        checksum_known: false,
+        rate_limit_bytes_per_sec: 0,
+        master_term: term,
+    }
+}
+
+const FILL: u64 = 1000;
+
+/// One CloneReplica call, bounded: an agent that dials a silent address would hang it.
+async fn clone_call(
+    d: &mut roster_api::cluster_token::AgentClient,
+    req: CloneReplicaRequest,
+) -> Result<roster_api::pb::backend::ReplicaInfo, tonic::Status> {
+    match tokio::time::timeout(Duration::from_secs(10), d.clone_replica(req)).await {
+        Ok(r) => r.map(|r| r.into_inner()),
+        Err(_) => panic!("no answer within 10 s: the agent is dialling the source it was given"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clones_come_only_from_backends_the_newest_master_named() {
+    let mut cluster = Cluster::start(3, 0);
+    let token = cluster.token.clone().unwrap();
+    let (agents, c) = agents_up(&cluster, 4, &[("disable_balance", "true")]).await;
+    c.execute(&format!(
+        "CREATE TABLE t (k INT) DISTRIBUTED BY HASH(k) BUCKETS 4 \
+         PROPERTIES (\"replication_num\" = \"2\", \"fill_bytes_per_tablet\" = \"{FILL}\")"
+    ))
+    .await
+    .unwrap();
+    // End to end first: a decommission's clones (agent to agent, with the token, fenced by
+    // the master's term) carry every replica off backend 10001.
+    c.execute(r#"ALTER SYSTEM DECOMMISSION BACKEND "10001""#)
+        .await
+        .unwrap();
+    wait_all(
+        &cluster,
+        &[0, 1, 2],
+        "SHOW BACKENDS",
+        Duration::from_secs(90),
+        "backend 10001 drained and dropped",
+        |r| r.rows.len() == 3,
+    )
+    .await;
+    let placed = holders(&c.execute("SHOW TABLETS FROM t").await.unwrap());
+    assert!(
+        placed.values().all(|b| b.len() == 2 && !b.contains(&10001)),
+        "{placed:?}"
+    );
+
+    // A tablet, one agent holding it (the source) and one not (the destination).
+    let agent_of = |backend: u64| &agents[(backend - 10001) as usize];
+    let (tablet, on) = placed.iter().next().unwrap();
+    let source = agent_of(on[0]);
+    let source_addr = format!("{}:{}", source.host, source.be_port);
+    let dest = (10002..=10004)
+        .find(|b| !on.contains(b))
+        .map(agent_of)
+        .unwrap();
+    let mut d = agent_client(&dest.addr(), Some(&token)).await;
+
+    // An address the master never named: refused, and never dialled.
+    let decoy = std::net::TcpListener::bind("127.0.0.77:0").unwrap();
+    decoy.set_nonblocking(true).unwrap();
+    let decoy_addr = decoy.local_addr().unwrap().to_string();
+    let term1 = c.status().await.unwrap().term;
+    let e = clone_call(&mut d, clone_req(*tablet, &decoy_addr, term1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(
+        e.message().contains("is not a backend of this cluster"),
+        "{}",
+        e.message()
+    );
+    assert_eq!(
+        decoy.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "the agent dialled the address it was given"
+    );
+    // The dropped backend is no longer a source either.
+    let gone = agent_of(10001);
+    let e = clone_call(
+        &mut d,
+        clone_req(*tablet, &format!("{}:{}", gone.host, gone.be_port), term1),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+
+    // A new master (a higher term) heartbeats the agent: the old term's tasks are stale.
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    cluster.kill9(leader);
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let c2 = cluster.client_of(&survivors);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stale = loop {
+        let e = clone_call(&mut d, clone_req(*tablet, &decoy_addr, term1))
+            .await
+            .unwrap_err();
+        if e.message().contains("is stale") {
+            break e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no newer master reached the agent: {}\n{}",
+            e.message(),
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stale.code(), tonic::Code::FailedPrecondition);
+    // The deposed master's task from a real source: refused, nothing cloned.
+    let e = clone_call(&mut d, clone_req(*tablet, &source_addr, term1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("is stale"), "{}", e.message());
+    assert!(!dest.tablet_dirs().contains(tablet));
+    // The current term and a source it named: the clone is made.
+    let term2 = c2.status().await.unwrap().term;
+    assert!(term2 > term1);
+    let got = clone_call(&mut d, clone_req(*tablet, &source_addr, term2))
+        .await
+        .unwrap();
+    assert_eq!((got.tablet_id, got.bytes), (*tablet, FILL));
 }

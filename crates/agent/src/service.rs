@@ -2,6 +2,7 @@
 //! data port (`be_port`): heartbeats and replica calls from the master, replica streams for
 //! clones. Each call touches the disk off the async threads.
 
+use crate::fence::Fence;
 use crate::store::{CHUNK_BYTES, ReplicaMeta, ReplicaStore, StoreError};
 use roster_api::cluster_token::{ClusterToken, agent_client};
 use roster_api::pb::backend::CloneReplicaRequest;
@@ -28,13 +29,21 @@ pub struct Faults {
     pub stall_clones: bool,
 }
 
+/// Soft state shared by both ports' services.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Tablets being cloned into this agent now.
+    cloning: Mutex<BTreeSet<u64>>,
+    /// What the newest master said clones may come from (see `fence`).
+    fence: Mutex<Fence>,
+}
+
 pub struct Agent {
     store: Arc<ReplicaStore>,
     data_dir: PathBuf,
     be_port: u16,
     start_time_ms: u64,
-    /// Tablets being cloned into this agent now (shared by both ports' services).
-    cloning: Arc<Mutex<BTreeSet<u64>>>,
+    shared: Arc<Shared>,
     faults: Faults,
     /// Who may call (FEs of the cluster; other agents only to read a replica), and how this
     /// agent dials a clone's source.
@@ -54,7 +63,7 @@ impl Agent {
         store: Arc<ReplicaStore>,
         be_port: u16,
         start_time_ms: u64,
-        cloning: Arc<Mutex<BTreeSet<u64>>>,
+        shared: Arc<Shared>,
         faults: Faults,
         transport: Transport,
         token: Option<ClusterToken>,
@@ -64,7 +73,7 @@ impl Agent {
             store,
             be_port,
             start_time_ms,
-            cloning,
+            shared,
             faults,
             transport,
             token,
@@ -149,11 +158,11 @@ impl Agent {
 }
 
 /// Removes a tablet from the in-progress set when the clone ends, however it ends.
-struct CloningGuard(Arc<Mutex<BTreeSet<u64>>>, u64);
+struct CloningGuard(Arc<Shared>, u64);
 
 impl Drop for CloningGuard {
     fn drop(&mut self) {
-        self.0.lock().expect("cloning lock").remove(&self.1);
+        self.0.cloning.lock().expect("cloning lock").remove(&self.1);
     }
 }
 
@@ -200,6 +209,20 @@ impl BackendAgent for Agent {
         req: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         self.admit(&req, FE_ONLY)?;
+        let hb = req.get_ref();
+        if !self
+            .shared
+            .fence
+            .lock()
+            .expect("fence lock")
+            .observe(hb.master_term, &hb.backends)
+        {
+            tracing::debug!(
+                term = hb.master_term,
+                master = hb.master_node_id,
+                "heartbeat of an older term than heard: its backend list is ignored"
+            );
+        }
         let dir = self.data_dir.clone();
         let (total, avail) = blocking(move || {
             Ok((
@@ -266,11 +289,19 @@ impl BackendAgent for Agent {
         self.admit(&req, FE_ONLY)?;
         let r = req.into_inner();
         check_tablet_id(r.tablet_id)?;
+        // Before anything else: this agent dials only sources the newest master named.
+        self.shared
+            .fence
+            .lock()
+            .expect("fence lock")
+            .check(r.master_term, &r.source_addr)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
         if let Some(m) = self.store.get(r.tablet_id) {
             // Done before (a retried call): the master checks the checksum.
             return Ok(Response::new(info(&m)));
         }
         if !self
+            .shared
             .cloning
             .lock()
             .expect("cloning lock")
@@ -281,7 +312,7 @@ impl BackendAgent for Agent {
                 r.tablet_id
             )));
         }
-        let _guard = CloningGuard(self.cloning.clone(), r.tablet_id);
+        let _guard = CloningGuard(self.shared.clone(), r.tablet_id);
         let m = self.pull(&r).await?;
         tracing::info!(tablet = m.tablet_id, bytes = m.bytes, source = %r.source_addr, "replica cloned");
         Ok(Response::new(info(&m)))
