@@ -67,7 +67,7 @@ fn an_insecure_agent_without_a_token_refuses_to_start() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_insecure_agent_obeys_only_holders_of_the_cluster_token() {
+async fn an_insecure_agent_obeys_only_holders_of_the_cluster_token_and_orphans_are_deleted() {
     let cluster = Cluster::start(3, 0);
     let token = cluster
         .token
@@ -139,6 +139,34 @@ async fn an_insecure_agent_obeys_only_holders_of_the_cluster_token() {
         .map(|r| r.tablet_id)
         .collect();
     assert_eq!(ids, held);
+
+    // An orphan: a replica of an id the catalog never gave out, made by a direct call with the
+    // token (the disk-filling attack). The master's reconciler deletes it; the table's own
+    // replicas stay.
+    let orphan = 900_000;
+    let made = a
+        .create_replica(CreateReplicaRequest {
+            tablet_id: orphan,
+            table_id: 424_242,
+            fill_bytes: 1 << 20,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(made.bytes, 1 << 20);
+    assert!(agents[0].tablet_dirs().contains(&orphan));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while agents[0].tablet_dirs().contains(&orphan) {
+        assert!(
+            Instant::now() < deadline,
+            "the orphan replica {orphan} is still on the agent\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(agents[0].tablet_dirs(), held);
+    let tablets = c.execute("SHOW TABLETS FROM t").await.unwrap();
+    assert!((0..6).all(|i| column(&tablets, i, "State") == "NORMAL"));
 }
 
 /// Tablet id -> backend ids holding it, from SHOW TABLETS.
