@@ -5,12 +5,12 @@
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use roster_agent::{Agent, Faults, ReplicaStore};
+use roster_agent::{Agent, Faults, ReplicaStore, Shared};
+use roster_api::cluster_token::ClusterToken;
 use roster_api::pb::backend::backend_agent_server::BackendAgentServer;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct BackendArgs {
@@ -32,9 +32,18 @@ pub struct BackendArgs {
     /// Secure mode: ca.crt, backend.crt, backend.key made by `roster cert`.
     #[arg(long, value_name = "DIR", conflicts_with = "insecure")]
     certs_dir: Option<PathBuf>,
-    /// No TLS, and anyone who reaches the ports may call (loopback playgrounds only).
+    /// No TLS (loopback playgrounds only); callers must then send the cluster token.
     #[arg(long)]
     insecure: bool,
+    /// Insecure mode: the secret the FEs (their cluster_token) and other agents must send on
+    /// every call. Required with --insecure.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ROSTER_CLUSTER_TOKEN",
+        hide_env_values = true
+    )]
+    cluster_token: Option<String>,
     /// Test hook: clones into this agent stall after their first chunk and never finish.
     #[arg(long, hide = true)]
     fault_stall_clones: bool,
@@ -51,6 +60,8 @@ pub struct BackendConfig {
     /// `insecure` is set.
     pub certs_dir: Option<PathBuf>,
     pub insecure: bool,
+    /// Insecure mode: only callers that send this token are obeyed (required there).
+    pub cluster_token: Option<String>,
 }
 
 impl Default for BackendConfig {
@@ -62,21 +73,30 @@ impl Default for BackendConfig {
             be_port: 9060,
             certs_dir: None,
             insecure: false,
+            cluster_token: None,
         }
     }
 }
 
-const KEYS: [&str; 6] = [
+const KEYS: [&str; 7] = [
     "host",
     "data_dir",
     "heartbeat_port",
     "be_port",
     "certs_dir",
     "insecure",
+    "cluster_token",
 ];
 
 impl BackendArgs {
-    pub fn new(host: &str, data_dir: PathBuf, heartbeat_port: u16, be_port: u16) -> Self {
+    /// An insecure agent of the cluster whose token is `cluster_token`.
+    pub fn new(
+        host: &str,
+        data_dir: PathBuf,
+        heartbeat_port: u16,
+        be_port: u16,
+        cluster_token: &str,
+    ) -> Self {
         BackendArgs {
             config: None,
             host: Some(host.to_string()),
@@ -85,6 +105,7 @@ impl BackendArgs {
             be_port: Some(be_port),
             certs_dir: None,
             insecure: true,
+            cluster_token: Some(cluster_token.to_string()),
             fault_stall_clones: false,
         }
     }
@@ -119,6 +140,9 @@ impl BackendArgs {
         if self.insecure {
             flags.insert("insecure".into(), true.into());
         }
+        if let Some(v) = &self.cluster_token {
+            flags.insert("cluster_token".into(), v.clone().into());
+        }
         let cfg: BackendConfig = fig
             .merge(Serialized::defaults(flags))
             .extract()
@@ -137,7 +161,28 @@ impl BackendArgs {
             ),
             _ => {}
         }
+        cfg.token()?;
+        // Insecure mode without a token would obey anyone who reaches the ports: refuse to
+        // start rather than run open (a secure agent needs none: certificates decide).
+        if cfg.insecure && cfg.cluster_token.is_none() {
+            anyhow::bail!(
+                "an insecure agent needs the cluster token, the secret its FEs send (their \
+                 cluster_token): pass --cluster-token TOKEN, set ROSTER_CLUSTER_TOKEN, or \
+                 cluster_token in the config file; or run secure with --certs-dir DIR"
+            );
+        }
         Ok(cfg)
+    }
+}
+
+impl BackendConfig {
+    /// The cluster token, checked (at least 16 printable ASCII characters).
+    pub fn token(&self) -> anyhow::Result<Option<ClusterToken>> {
+        self.cluster_token
+            .as_deref()
+            .map(ClusterToken::new)
+            .transpose()
+            .context("cluster_token")
     }
 }
 
@@ -186,8 +231,8 @@ pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
         ),
         None => {
             tracing::warn!(
-                "RUNNING INSECURE: no TLS, and anyone who reaches this agent's ports can read, \
-                 create and drop its replicas. For loopback playgrounds only."
+                "RUNNING INSECURE: no TLS; only the cluster token guards this agent, and anyone \
+                 who sees the traffic can read it. For loopback playgrounds only."
             );
             roster_api::tls::Transport::Insecure
         }
@@ -199,16 +244,23 @@ pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
             None => b,
         })
     };
+    // In secure mode the certificates decide and a configured token is not used.
+    let token = if transport.is_secure() {
+        None
+    } else {
+        cfg.token()?
+    };
     let (mut control_server, mut clone_server) = (server()?, server()?);
-    let cloning = Arc::new(Mutex::new(BTreeSet::new()));
+    let shared = Arc::new(Shared::default());
     let service = |store: Arc<ReplicaStore>| {
         BackendAgentServer::new(Agent::new(
             store,
             cfg.be_port,
             start_time_ms,
-            cloning.clone(),
+            shared.clone(),
             faults,
             transport.clone(),
+            token.clone(),
         ))
         .max_decoding_message_size(4 << 20)
     };
@@ -233,6 +285,7 @@ mod tests {
             config: Some(path.clone()),
             be_port: Some(9999),
             insecure: true,
+            cluster_token: Some("0123456789abcdef".into()),
             ..Default::default()
         };
         let cfg = args.load().unwrap();
@@ -252,8 +305,25 @@ mod tests {
             config: Some(path),
             be_port: Some(9050),
             insecure: true,
+            cluster_token: Some("0123456789abcdef".into()),
             ..Default::default()
         };
         assert!(same.load().is_err());
+    }
+
+    #[test]
+    fn insecure_needs_a_valid_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = |token: Option<&str>| BackendArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            insecure: true,
+            cluster_token: token.map(str::to_string),
+            ..Default::default()
+        };
+        let e = format!("{:#}", args(None).load().unwrap_err());
+        assert!(e.contains("--cluster-token"), "{e}");
+        let e = format!("{:#}", args(Some("short")).load().unwrap_err());
+        assert!(e.contains("at least 16"), "{e}");
+        assert!(args(Some("0123456789abcdef")).load().is_ok());
     }
 }

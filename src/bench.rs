@@ -14,8 +14,8 @@
 //! Raft commits and RPC setup between copies.
 
 use crate::local_cluster::{retry, start_local};
+use roster_api::cluster_token::agent_client;
 use roster_api::format::bytes;
-use roster_api::pb::backend::backend_agent_client::BackendAgentClient;
 use roster_api::pb::backend::{CloneReplicaRequest, DropReplicaRequest};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -112,8 +112,13 @@ async fn decommission(b: DecommissionBench) -> anyhow::Result<()> {
     let target = (0..b.agents)
         .find(|i| !holders.iter().any(|h| idx(h) == *i))
         .expect("a non-holder");
-    let mut agent =
-        BackendAgentClient::connect(format!("http://{}", local.agent_addrs[target].0)).await?;
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", local.agent_addrs[target].0))?
+            .connect()
+            .await?;
+    let mut agent = agent_client(channel, Some(&local.token));
+    // The agent's clone fence wants the master's term (sources are the registered backends).
+    let master_term = c.status().await?.term;
     // The best of three: a lower bound must use the fastest a stream was seen to go.
     let mut stream_secs = f64::MAX;
     let mut probe_bytes = 0;
@@ -128,6 +133,7 @@ async fn decommission(b: DecommissionBench) -> anyhow::Result<()> {
                 expected_checksum: 0,
                 checksum_known: false,
                 rate_limit_bytes_per_sec: b.rate_limit,
+                master_term,
             })
             .await?
             .into_inner();

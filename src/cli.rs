@@ -93,6 +93,9 @@ pub fn main() -> std::process::ExitCode {
                     } else {
                         "<hidden>".into()
                     };
+                    if cfg.cluster_token.is_some() {
+                        cfg.cluster_token = Some("<hidden>".into());
+                    }
                     println!("{}", serde_json::to_string_pretty(&cfg)?);
                     return Ok(());
                 }

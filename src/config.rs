@@ -118,6 +118,9 @@ pub struct FileConfig {
     /// No TLS and no peer authentication on any port, and root's password may be empty
     /// (loopback playgrounds only). Exactly one of `insecure` and `certs_dir` must be set.
     pub insecure: bool,
+    /// Insecure mode: the secret sent on every call to an agent (insecure agents obey only
+    /// holders of it). Proves cluster membership, not the FE role.
+    pub cluster_token: Option<String>,
     /// Secure mode: `ca.crt`, `node.crt`, `node.key` made by `roster cert`. Mutual TLS between
     /// FEs and towards agents, TLS on the client gRPC, HTTP and MySQL ports.
     pub certs_dir: Option<PathBuf>,
@@ -162,6 +165,7 @@ impl Default for FileConfig {
             log_format: "text".into(),
             root_password: String::new(),
             insecure: false,
+            cluster_token: None,
             certs_dir: None,
             require_secure_transport: None,
             tls_cert_file: None,
@@ -194,6 +198,7 @@ const CONFIG_KEYS: &[&str] = &[
     "log_format",
     "root_password",
     "insecure",
+    "cluster_token",
     "certs_dir",
     "require_secure_transport",
     "tls_cert_file",
@@ -321,6 +326,7 @@ fn validate(c: &FileConfig) -> anyhow::Result<()> {
         ),
         _ => {}
     }
+    c.cluster_token()?;
     if c.tls_cert_file.is_some() != c.tls_key_file.is_some() {
         bail!("tls_cert_file and tls_key_file go together: set both or neither");
     }
@@ -460,6 +466,7 @@ impl FileConfig {
                 login: self.login.throttle(),
             },
             transport: roster_api::tls::Transport::Insecure,
+            cluster_token: None,
             raft_limits: RaftLimits {
                 max_term_jump: self.raft.max_term_jump,
                 max_snapshot_bytes: self.raft.max_snapshot_bytes,
@@ -485,6 +492,15 @@ impl FileConfig {
             );
         }
         Ok(roster_api::tls::Transport::secure(m))
+    }
+
+    /// The cluster token this FE sends to agents, checked.
+    pub fn cluster_token(&self) -> anyhow::Result<Option<roster_api::cluster_token::ClusterToken>> {
+        self.cluster_token
+            .as_deref()
+            .map(roster_api::cluster_token::ClusterToken::new)
+            .transpose()
+            .context("cluster_token")
     }
 
     /// Whether MySQL connections must use TLS.

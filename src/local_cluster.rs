@@ -45,6 +45,8 @@ pub struct LocalCluster {
     pub client: roster_api::Client,
     /// Each agent's `host:heartbeat_port` and `host:be_port`.
     pub agent_addrs: Vec<(String, String)>,
+    /// The cluster token the agents obey (for calling them directly).
+    pub token: roster_api::cluster_token::ClusterToken,
 }
 
 impl LocalCluster {
@@ -79,6 +81,8 @@ pub async fn start_local(
             http_port: p[3],
         })
         .collect();
+    // Insecure agents obey only holders of the cluster token: one per cluster.
+    let token = roster_api::cluster_token::ClusterToken::random();
     let mut fes = Vec::new();
     for m in &members {
         let cfg = FileConfig {
@@ -94,6 +98,7 @@ pub async fn start_local(
             initial_members: members.clone(),
             // A throwaway loopback cluster: root has an empty password.
             insecure: true,
+            cluster_token: Some(token.as_str().to_string()),
             ..FileConfig::default()
         };
         fes.push(start::launch(&cfg).await?);
@@ -103,7 +108,7 @@ pub async fn start_local(
     for (i, (hb, be)) in agent_ports.iter().enumerate() {
         let dir = root.join(format!("be{}", i + 1));
         let host = format!("127.0.0.{}", i + 1);
-        let args = crate::backend::BackendArgs::new(&host, dir, *hb, *be);
+        let args = crate::backend::BackendArgs::new(&host, dir, *hb, *be, token.as_str());
         agent_addrs.push((format!("{host}:{hb}"), format!("{host}:{be}")));
         agents.push(tokio::spawn(async move {
             if let Err(e) = crate::backend::run(args).await {
@@ -133,5 +138,6 @@ pub async fn start_local(
         agents,
         client,
         agent_addrs,
+        token,
     })
 }

@@ -74,8 +74,18 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
              this FE's ports can act as a member of the cluster. For loopback playgrounds only."
         );
     }
+    let cluster_token = cfg.cluster_token()?;
+    if !transport.is_secure() && cluster_token.is_none() {
+        // Not fatal: an FE without agents needs no token. But insecure agents refuse every call
+        // without it, so say so now rather than only in each failed heartbeat.
+        tracing::warn!(
+            "NO CLUSTER TOKEN: insecure agents will refuse this FE's calls; set cluster_token in \
+             the config (or ROSTER_CLUSTER_TOKEN) to the token the agents were started with"
+        );
+    }
     let mut fe_cfg = cfg.to_fe_config();
     fe_cfg.transport = transport.clone();
+    fe_cfg.cluster_token = cluster_token;
     let fe = FeNodeHandle::start(fe_cfg)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -10,7 +10,6 @@ use common::agents::*;
 use common::*;
 use roster_api::QueryResult;
 use roster_api::pb::backend::SendReplicaRequest;
-use roster_api::pb::backend::backend_agent_client::BackendAgentClient;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::Duration;
@@ -248,10 +247,11 @@ async fn tables_are_placed_created_dropped_and_recovered_on_real_agents() {
         .iter()
         .find_map(|(t, rs)| rs.iter().find(|r| r.0 == "10001").map(|r| (t, r)))
         .expect("agent 0 holds a replica of kept");
-    let mut agent =
-        BackendAgentClient::connect(format!("http://{}:{}", agents[0].host, agents[0].be_port))
-            .await
-            .unwrap();
+    let mut agent = agent_client(
+        &format!("{}:{}", agents[0].host, agents[0].be_port),
+        cluster.token.as_deref(),
+    )
+    .await;
     let mut stream = agent
         .send_replica(SendReplicaRequest {
             tablet_id: tablet.parse().unwrap(),

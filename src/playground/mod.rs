@@ -206,6 +206,9 @@ fn write_configs(root: &Path, layout: &Layout) -> anyhow::Result<Vec<NodeCmd>> {
         })
         .collect();
     refuse_other_ports(root, &members)?;
+    // Insecure agents obey only holders of the cluster token: a fresh one per run, in every
+    // FE's and agent's config (all of them restart together).
+    let token = roster_api::cluster_token::ClusterToken::random();
     let mut nodes = Vec::new();
     for m in &members {
         let name = format!("fe{}", m.node_id);
@@ -222,6 +225,7 @@ fn write_configs(root: &Path, layout: &Layout) -> anyhow::Result<Vec<NodeCmd>> {
             initial_members: members.clone(),
             // A throwaway loopback cluster: root has an empty password.
             insecure: true,
+            cluster_token: Some(token.as_str().to_string()),
             ..FileConfig::default()
         };
         let path = root.join(format!("{name}.toml"));
@@ -245,6 +249,7 @@ fn write_configs(root: &Path, layout: &Layout) -> anyhow::Result<Vec<NodeCmd>> {
             certs_dir: None,
             // Loopback playground: no certificates, said loudly at start.
             insecure: true,
+            cluster_token: Some(token.as_str().to_string()),
         };
         let path = root.join(format!("{name}.toml"));
         write_toml(&path, &cfg)?;

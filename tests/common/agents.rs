@@ -97,17 +97,39 @@ pub fn start_agent(cluster: &Cluster, i: usize, extra_args: &[&str]) -> Agent {
         be_port: ports[1],
         dir: cluster.dir.path().join(format!("be{i}")),
         log: cluster.dir.path().join(format!("be{i}.log")),
-        // In a secure cluster the agents use its certs directory (backend.crt).
+        // In a secure cluster the agents use its certs directory (backend.crt), in an insecure
+        // one its cluster token.
         extra_args: cluster
             .certs_dir
             .iter()
             .flat_map(|d| ["--certs-dir".to_string(), d.display().to_string()])
+            .chain(
+                cluster
+                    .token
+                    .iter()
+                    .flat_map(|t| ["--cluster-token".to_string(), t.clone()]),
+            )
             .chain(extra_args.iter().map(|s| s.to_string()))
             .collect(),
         child: None,
     };
     a.spawn();
     a
+}
+
+/// A client of an insecure agent at `addr` (`host:port`) that sends `token` (none: no token).
+pub async fn agent_client(
+    addr: &str,
+    token: Option<&str>,
+) -> roster_api::cluster_token::AgentClient {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .unwrap();
+    let token = token.map(|t| roster_api::cluster_token::ClusterToken::new(t).unwrap());
+    roster_api::cluster_token::agent_client(channel, token.as_ref())
 }
 
 /// The value of `name` in row `row`.

@@ -41,6 +41,8 @@ pub struct Cluster {
     procs: Vec<Option<Child>>,
     /// Secure mode (`start_secure`): the certs directory of the FEs, the agents and root.
     pub certs_dir: Option<PathBuf>,
+    /// Insecure mode: the cluster token in every FE's config, given to the agents too.
+    pub token: Option<String>,
 }
 
 /// `n` distinct free ports: the listeners stay open until all are chosen, so the kernel
@@ -121,12 +123,17 @@ impl Cluster {
             .map(member_toml)
             .collect::<Vec<_>>()
             .join("\n");
+        // Insecure agents obey only holders of the cluster token: one per cluster.
+        let token = (!extra_top.contains("certs_dir")).then(|| {
+            roster_api::cluster_token::ClusterToken::random()
+                .as_str()
+                .to_string()
+        });
         for (i, n) in nodes.iter().enumerate() {
             let extra_top = extra_top.replace("{node_id}", &n.id.to_string());
-            let security = if extra_top.contains("certs_dir") {
-                ""
-            } else {
-                "insecure = true\n"
+            let security = match &token {
+                None => String::new(),
+                Some(t) => format!("insecure = true\ncluster_token = \"{t}\"\n"),
             };
             let mut toml = format!(
                 "node_id = {}\ncluster_id = \"test\"\nhost = \"127.0.0.1\"\ndata_dir = \"{}\"\n\
@@ -152,6 +159,7 @@ impl Cluster {
             procs: nodes.iter().map(|_| None).collect(),
             nodes,
             certs_dir: None,
+            token,
         };
         for i in 0..voters + spares {
             c.spawn(i);

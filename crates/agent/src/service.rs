@@ -2,9 +2,10 @@
 //! data port (`be_port`): heartbeats and replica calls from the master, replica streams for
 //! clones. Each call touches the disk off the async threads.
 
+use crate::fence::Fence;
 use crate::store::{CHUNK_BYTES, ReplicaMeta, ReplicaStore, StoreError};
+use roster_api::cluster_token::{ClusterToken, agent_client};
 use roster_api::pb::backend::CloneReplicaRequest;
-use roster_api::pb::backend::backend_agent_client::BackendAgentClient;
 use roster_api::pb::backend::backend_agent_server::BackendAgent;
 use roster_api::pb::backend::{
     CreateReplicaRequest, DropReplicaRequest, DropReplicaResponse, HeartbeatRequest,
@@ -28,17 +29,28 @@ pub struct Faults {
     pub stall_clones: bool,
 }
 
+/// Soft state shared by both ports' services.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Tablets being cloned into this agent now.
+    cloning: Mutex<BTreeSet<u64>>,
+    /// What the newest master said clones may come from (see `fence`).
+    fence: Mutex<Fence>,
+}
+
 pub struct Agent {
     store: Arc<ReplicaStore>,
     data_dir: PathBuf,
     be_port: u16,
     start_time_ms: u64,
-    /// Tablets being cloned into this agent now (shared by both ports' services).
-    cloning: Arc<Mutex<BTreeSet<u64>>>,
+    shared: Arc<Shared>,
     faults: Faults,
     /// Who may call (FEs of the cluster; other agents only to read a replica), and how this
     /// agent dials a clone's source.
     transport: Transport,
+    /// Insecure mode: callers must send this token (see `roster_api::cluster_token`). Without
+    /// TLS it proves membership of the cluster only, so there any holder may make any call.
+    token: Option<ClusterToken>,
 }
 
 /// Calls that command the agent: only an FE of the cluster.
@@ -51,18 +63,35 @@ impl Agent {
         store: Arc<ReplicaStore>,
         be_port: u16,
         start_time_ms: u64,
-        cloning: Arc<Mutex<BTreeSet<u64>>>,
+        shared: Arc<Shared>,
         faults: Faults,
         transport: Transport,
+        token: Option<ClusterToken>,
     ) -> Self {
         Agent {
             data_dir: store.root().to_path_buf(),
             store,
             be_port,
             start_time_ms,
-            cloning,
+            shared,
             faults,
             transport,
+            token,
+        }
+    }
+
+    /// Admit a call: by certificate in secure mode (`allowed` roles), by cluster token in
+    /// insecure mode (an insecure agent without a token obeys nobody; the binary refuses to
+    /// start so).
+    fn admit<T>(&self, req: &Request<T>, allowed: &[Caller]) -> Result<(), Status> {
+        if self.transport.is_secure() {
+            return self.transport.authorize(req, allowed);
+        }
+        match &self.token {
+            Some(t) => t.check(req),
+            None => Err(Status::unauthenticated(
+                "this insecure agent has no cluster token and obeys nobody",
+            )),
         }
     }
 
@@ -75,7 +104,7 @@ impl Agent {
         let channel = endpoint.connect().await.map_err(|e| {
             Status::unavailable(format!("cannot reach source {}: {e}", r.source_addr))
         })?;
-        let mut stream = BackendAgentClient::new(channel)
+        let mut stream = agent_client(channel, self.token.as_ref())
             .send_replica(SendReplicaRequest {
                 tablet_id: r.tablet_id,
             })
@@ -129,11 +158,11 @@ impl Agent {
 }
 
 /// Removes a tablet from the in-progress set when the clone ends, however it ends.
-struct CloningGuard(Arc<Mutex<BTreeSet<u64>>>, u64);
+struct CloningGuard(Arc<Shared>, u64);
 
 impl Drop for CloningGuard {
     fn drop(&mut self) {
-        self.0.lock().expect("cloning lock").remove(&self.1);
+        self.0.cloning.lock().expect("cloning lock").remove(&self.1);
     }
 }
 
@@ -179,7 +208,21 @@ impl BackendAgent for Agent {
         &self,
         req: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        self.transport.authorize(&req, FE_ONLY)?;
+        self.admit(&req, FE_ONLY)?;
+        let hb = req.get_ref();
+        if !self
+            .shared
+            .fence
+            .lock()
+            .expect("fence lock")
+            .observe(hb.master_term, &hb.backends)
+        {
+            tracing::debug!(
+                term = hb.master_term,
+                master = hb.master_node_id,
+                "heartbeat of an older term than heard: its backend list is ignored"
+            );
+        }
         let dir = self.data_dir.clone();
         let (total, avail) = blocking(move || {
             Ok((
@@ -206,7 +249,7 @@ impl BackendAgent for Agent {
         &self,
         req: Request<CreateReplicaRequest>,
     ) -> Result<Response<ReplicaInfo>, Status> {
-        self.transport.authorize(&req, FE_ONLY)?;
+        self.admit(&req, FE_ONLY)?;
         let r = req.into_inner();
         check_tablet_id(r.tablet_id)?;
         let store = self.store.clone();
@@ -219,7 +262,7 @@ impl BackendAgent for Agent {
         &self,
         req: Request<DropReplicaRequest>,
     ) -> Result<Response<DropReplicaResponse>, Status> {
-        self.transport.authorize(&req, FE_ONLY)?;
+        self.admit(&req, FE_ONLY)?;
         let id = req.into_inner().tablet_id;
         let store = self.store.clone();
         let existed = blocking(move || store.drop_replica(id)).await?;
@@ -233,7 +276,7 @@ impl BackendAgent for Agent {
         &self,
         req: Request<ListReplicasRequest>,
     ) -> Result<Response<ListReplicasResponse>, Status> {
-        self.transport.authorize(&req, FE_ONLY)?;
+        self.admit(&req, FE_ONLY)?;
         Ok(Response::new(ListReplicasResponse {
             replicas: self.store.list().iter().map(info).collect(),
         }))
@@ -243,14 +286,22 @@ impl BackendAgent for Agent {
         &self,
         req: Request<CloneReplicaRequest>,
     ) -> Result<Response<ReplicaInfo>, Status> {
-        self.transport.authorize(&req, FE_ONLY)?;
+        self.admit(&req, FE_ONLY)?;
         let r = req.into_inner();
         check_tablet_id(r.tablet_id)?;
+        // Before anything else: this agent dials only sources the newest master named.
+        self.shared
+            .fence
+            .lock()
+            .expect("fence lock")
+            .check(r.master_term, &r.source_addr)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
         if let Some(m) = self.store.get(r.tablet_id) {
             // Done before (a retried call): the master checks the checksum.
             return Ok(Response::new(info(&m)));
         }
         if !self
+            .shared
             .cloning
             .lock()
             .expect("cloning lock")
@@ -261,7 +312,7 @@ impl BackendAgent for Agent {
                 r.tablet_id
             )));
         }
-        let _guard = CloningGuard(self.cloning.clone(), r.tablet_id);
+        let _guard = CloningGuard(self.shared.clone(), r.tablet_id);
         let m = self.pull(&r).await?;
         tracing::info!(tablet = m.tablet_id, bytes = m.bytes, source = %r.source_addr, "replica cloned");
         Ok(Response::new(info(&m)))
@@ -273,7 +324,7 @@ impl BackendAgent for Agent {
         &self,
         req: Request<SendReplicaRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
-        self.transport.authorize(&req, FE_OR_AGENT)?;
+        self.admit(&req, FE_OR_AGENT)?;
         let id = req.into_inner().tablet_id;
         let store = self.store.clone();
         let (meta, mut file) = blocking(move || store.open_data(id)).await?;

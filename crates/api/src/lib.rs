@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bugs;
 pub mod cell;
 pub mod client;
+pub mod cluster_token;
 pub mod error;
 pub mod executor;
 pub mod format;

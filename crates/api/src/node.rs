@@ -101,6 +101,8 @@ pub struct FeConfig {
     pub limits: crate::limits::ClientLimits,
     /// Mutual TLS towards other FEs and agents (secure mode), or plaintext (insecure).
     pub transport: crate::tls::Transport,
+    /// Sent on every call to an agent: insecure agents obey only holders of it.
+    pub cluster_token: Option<crate::cluster_token::ClusterToken>,
     /// What peers may send over the Raft port (term bound, snapshot size).
     pub raft_limits: crate::raft_guard::RaftLimits,
     /// The free-space alarm's threshold under data_dir (see `diskspace`); 0 turns it off.
@@ -320,6 +322,18 @@ impl FeNodeHandle {
 
     pub fn channels(&self) -> &Channels {
         &self.inner.channels
+    }
+
+    /// A client of the agent at `addr` that sends this FE's cluster token on every call.
+    pub fn agent_client(
+        &self,
+        addr: &str,
+    ) -> Result<crate::cluster_token::AgentClient, tonic::transport::Error> {
+        let channel = self.inner.channels.get(addr)?;
+        Ok(crate::cluster_token::agent_client(
+            channel,
+            self.inner.cfg.cluster_token.as_ref(),
+        ))
     }
 
     pub fn peer_status(&self) -> BTreeMap<NodeId, PeerStatus> {

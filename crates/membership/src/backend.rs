@@ -140,6 +140,17 @@ pub struct Backend {
     pub draining: Option<Draining>,
 }
 
+impl Backend {
+    /// Where other agents pull this backend's replicas from: `host:be_port` as its heartbeats
+    /// report it, or the heartbeat port before the first one (the agent serves both).
+    pub fn data_addr(&self) -> HostPort {
+        HostPort::new(
+            self.addr.host.clone(),
+            self.liveness.be_port.unwrap_or(self.addr.port),
+        )
+    }
+}
+
 /// Which admin flags a drain turned on, so that undrain turns off only those: a flag the
 /// operator had set before the drain, or set during it, stays as the operator left it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 
 use super::{FeNodeHandle, Inner};
 use crate::format::now_ms;
-use crate::pb::backend::{HeartbeatRequest, backend_agent_client::BackendAgentClient};
+use crate::pb::backend::HeartbeatRequest;
 use crate::wire::LeaderOp;
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::liveness::HeartbeatInfo;
@@ -15,19 +15,27 @@ use roster_scheduler::liveness::Tracker;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
+/// What every heartbeat of a round tells the agents: this master's term and the backends
+/// agents may clone from (`host:be_port` of each registered one).
+struct Fence {
+    term: u64,
+    backends: Vec<String>,
+}
+
 async fn heartbeat_one(
     fe: &FeNodeHandle,
     addr: &HostPort,
+    fence: &Fence,
     timeout: Duration,
 ) -> Result<HeartbeatInfo, String> {
-    let channel = fe
-        .channels()
-        .get(&addr.to_string())
+    let mut client = fe
+        .agent_client(&addr.to_string())
         .map_err(|e| e.to_string())?;
-    let mut client = BackendAgentClient::new(channel);
     let mut req = tonic::Request::new(HeartbeatRequest {
         cluster_id: fe.config().cluster_id.clone(),
         master_node_id: fe.id(),
+        master_term: fence.term,
+        backends: fence.backends.clone(),
     });
     req.set_timeout(timeout);
     match tokio::time::timeout(timeout, client.heartbeat(req)).await {
@@ -77,17 +85,26 @@ pub(super) async fn heartbeat_loop(weak: Weak<Inner>) {
         if Instant::now() < next_round {
             continue;
         }
-        let (interval_s, tolerance, backends) = fe.store().read(|s, _| {
+        let (interval_s, tolerance, backends, fence) = fe.store().read(|s, _| {
             let settings = &s.meta.settings;
             let backends: Vec<(BackendId, HostPort)> = s
                 .backends
                 .values()
                 .map(|b| (b.id, b.addr.clone()))
                 .collect();
+            let fence = Fence {
+                term,
+                backends: s
+                    .backends
+                    .values()
+                    .map(|b| b.data_addr().to_string())
+                    .collect(),
+            };
             (
                 settings.u64("heartbeat_interval_second").max(1),
                 settings.u64("max_backend_heartbeat_failure_tolerance_count"),
                 backends,
+                fence,
             )
         });
         let interval = Duration::from_secs(interval_s);
@@ -95,7 +112,8 @@ pub(super) async fn heartbeat_loop(weak: Weak<Inner>) {
         let timeout = interval.min(Duration::from_secs(2));
         let results = futures::future::join_all(backends.iter().map(|(id, addr)| {
             let fe = fe.clone();
-            async move { (*id, heartbeat_one(&fe, addr, timeout).await) }
+            let fence = &fence;
+            async move { (*id, heartbeat_one(&fe, addr, fence, timeout).await) }
         }))
         .await;
         let Some((_, t)) = tracker.as_mut() else {

@@ -7,7 +7,6 @@
 
 use super::FeNodeHandle;
 use crate::format::now_ms;
-use crate::pb::backend::backend_agent_client::BackendAgentClient;
 use crate::pb::backend::{CloneReplicaRequest, ReplicaInfo};
 use crate::wire::{LeaderOp, LeaderReply};
 use roster_membership::moves::Move;
@@ -27,8 +26,11 @@ pub(super) struct Executor {
     rx: mpsc::UnboundedReceiver<Outcome>,
     /// Outcomes received while waiting, handled by the next round.
     pending: Vec<Outcome>,
-    /// Moves whose clone another master started on the agent: ask again after this.
+    /// Moves whose clone another master started on the agent, or that the agent's fence
+    /// refused: ask again after this.
     recheck_at: BTreeMap<MoveId, Instant>,
+    /// The last refusal by a destination's fence, for the reason of a move that times out.
+    refused: BTreeMap<MoveId, String>,
     /// After a plan the applier refused whole (made on a view it no longer agrees with), do
     /// not plan again before this: applying the refusal would wake us straight back.
     plan_after: Instant,
@@ -44,6 +46,7 @@ impl Executor {
             rx,
             pending: Vec::new(),
             recheck_at: BTreeMap::new(),
+            refused: BTreeMap::new(),
             plan_after: Instant::now(),
         }
     }
@@ -85,6 +88,16 @@ impl Executor {
                         .insert(id, Instant::now() + Duration::from_secs(1));
                     continue;
                 }
+                // The agent's clone fence (see the agent's service): it has not yet heard this
+                // term's heartbeat naming the source (a restarted agent, a backend just added),
+                // or this master is deposed. Ask again; the move's deadline bounds the wait.
+                Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                    tracing::warn!(move_id = %id, "clone refused by its destination: {}", s.message());
+                    self.recheck_at
+                        .insert(id, Instant::now() + Duration::from_secs(1));
+                    self.refused.insert(id, s.message().to_string());
+                    continue;
+                }
                 Err(s) => Cmd::AbortMove {
                     id,
                     reason: s.message().to_string(),
@@ -101,16 +114,8 @@ impl Executor {
             let addrs: BTreeMap<_, _> = s
                 .backends
                 .values()
-                .map(|b| {
-                    let data = format!(
-                        "{}",
-                        roster_membership::HostPort::new(
-                            b.addr.host.clone(),
-                            b.liveness.be_port.unwrap_or(b.addr.port),
-                        )
-                    );
-                    (b.id, (b.addr.to_string(), data))
-                })
+                // The same data address the heartbeats name to agents as clone sources.
+                .map(|b| (b.id, (b.addr.to_string(), b.data_addr().to_string())))
                 .collect();
             let tables: BTreeMap<_, _> = s.tablets.values().map(|t| (t.id, t.table)).collect();
             let moves: Vec<(Move, u64)> = s
@@ -128,17 +133,22 @@ impl Executor {
             .retain(|id, _| moves.iter().any(|(m, _)| m.id == *id));
         self.recheck_at
             .retain(|id, _| moves.iter().any(|(m, _)| m.id == *id));
+        self.refused
+            .retain(|id, _| moves.iter().any(|(m, _)| m.id == *id));
         for (m, table_id) in moves {
             if now >= m.deadline_ms() {
                 if let Some(h) = self.running.remove(&m.id) {
                     h.abort();
                 }
-                let reason = format!(
+                let mut reason = format!(
                     "clone to backend {} from backend {} timed out after {} s",
                     m.plan.dest,
                     m.plan.source,
                     m.timeout_ms / 1000
                 );
+                if let Some(r) = self.refused.get(&m.id) {
+                    reason.push_str(&format!(" (last refused: {r})"));
+                }
                 propose(fe, Cmd::AbortMove { id: m.id, reason }).await;
                 continue;
             }
@@ -163,9 +173,10 @@ impl Executor {
                 expected_checksum: m.checksum.unwrap_or(0),
                 checksum_known: m.checksum.is_some(),
                 rate_limit_bytes_per_sec: rate,
+                master_term: self.term,
             };
             let left = Duration::from_millis(m.deadline_ms() - now);
-            let channel = match fe.channels().get(dest) {
+            let mut client = match fe.agent_client(dest) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!("no channel to {dest}: {e}");
@@ -175,7 +186,6 @@ impl Executor {
             let tx = self.tx.clone();
             let id = m.id;
             let task = tokio::spawn(async move {
-                let mut client = BackendAgentClient::new(channel);
                 let mut r = tonic::Request::new(req);
                 r.set_timeout(left);
                 let result = match tokio::time::timeout(left, client.clone_replica(r)).await {

@@ -2,14 +2,15 @@
 //! alive backend reports holding (`ListReplicas`) and closes the gap: it asks agents to create
 //! replicas the catalog placed on them, records what they report (CREATING -> NORMAL, sizes,
 //! checksums) through Raft, and deletes files of replicas the catalog no longer has there
-//! (DROP TABLE FORCE, recycle-bin expiry, DROPP of a table's last use). It also proposes the
+//! (DROP TABLE FORCE, recycle-bin expiry, DROPP of a table's last use) and of tablet ids it
+//! never gave out (made by a direct call; in two reports in a row). It also proposes the
 //! recycle-bin expiry when a dropped table's time is up. Decisions are proposed on this FE only,
 //! like heartbeat verdicts. Each round costs one list call per alive backend.
 
 use super::moves::{Executor, propose};
 use super::{FeNodeHandle, Inner};
+use crate::cluster_token::AgentClient;
 use crate::format::now_ms;
-use crate::pb::backend::backend_agent_client::BackendAgentClient;
 use crate::pb::backend::{CreateReplicaRequest, DropReplicaRequest, ListReplicasRequest};
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::catalog::{self, ReplicaReport, ReplicaState};
@@ -18,7 +19,6 @@ use roster_raft_store::Cmd;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Weak;
 use std::time::Duration;
-use tonic::transport::Channel;
 
 const ROUND: Duration = Duration::from_millis(500);
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -88,10 +88,8 @@ fn plan(fe: &FeNodeHandle) -> (Vec<BackendWork>, u64, BTreeSet<TabletId>) {
     })
 }
 
-fn client(fe: &FeNodeHandle, addr: &HostPort) -> Result<BackendAgentClient<Channel>, String> {
-    fe.channels()
-        .get(&addr.to_string())
-        .map(BackendAgentClient::new)
+fn client(fe: &FeNodeHandle, addr: &HostPort) -> Result<AgentClient, String> {
+    fe.agent_client(&addr.to_string())
         .map_err(|e| e.to_string())
 }
 
@@ -126,17 +124,28 @@ type Held = BTreeMap<TabletId, crate::pb::backend::ReplicaInfo>;
 
 /// Bring one backend in line with the catalog; returns what to record, and the NORMAL
 /// replicas whose files the backend no longer has.
+/// What one backend's round found: replicas to record, NORMAL replicas whose files are
+/// gone, and orphans seen for the first time (dropped if still there next round).
+#[derive(Default)]
+struct Found {
+    reports: Vec<ReplicaReport>,
+    missing: Vec<(TabletId, BackendId)>,
+    orphans: Vec<(TabletId, BackendId)>,
+}
+
 async fn reconcile_backend(
     fe: &FeNodeHandle,
     w: BackendWork,
     held: Held,
     next_catalog_id: u64,
     catalog: &BTreeSet<TabletId>,
-) -> (Vec<ReplicaReport>, Vec<(TabletId, BackendId)>) {
+    orphans_before: &BTreeSet<(TabletId, BackendId)>,
+) -> Found {
     let mut reports = Vec::new();
     let mut missing = Vec::new();
+    let mut orphans = Vec::new();
     let Ok(mut c) = client(fe, &w.addr) else {
-        return (reports, missing);
+        return Found::default();
     };
     let report = |tablet: TabletId, bytes: u64, checksum: u32| ReplicaReport {
         tablet,
@@ -180,32 +189,55 @@ async fn reconcile_backend(
         }
     }
     for tablet in held.keys() {
-        // Ids at or past `next_catalog_id` belong to tables created after our read.
-        if !w.expected.contains_key(tablet) && tablet.0 < next_catalog_id {
-            let req = DropReplicaRequest {
-                tablet_id: tablet.0,
-            };
-            match c.drop_replica(timed(req, CALL_TIMEOUT)).await {
-                // The tablet lives on elsewhere: this was a move's old copy, and the move's
-                // completion was logged where it was applied ("replica move finished").
-                Ok(_) if catalog.contains(tablet) => {
-                    tracing::debug!(backend = %w.id, %tablet, "deleted the old copy of a moved replica")
-                }
-                Ok(_) => {
-                    tracing::info!(backend = %w.id, %tablet, "deleted a replica the catalog no longer has")
-                }
-                Err(s) => {
-                    tracing::warn!(backend = %w.id, %tablet, "deleting replica failed: {}", s.message())
-                }
+        if w.expected.contains_key(tablet) {
+            continue;
+        }
+        // An id the catalog never gave out (at or past `next_catalog_id`): not a tablet being
+        // created, since a master asks for a replica only after the tablet is committed and
+        // the report was taken before this (linearized) catalog read. Such a replica was made
+        // by someone calling the agent directly (it would otherwise fill the disk forever).
+        // Dropped only when it is there in two reports in a row, as a margin.
+        if tablet.0 >= next_catalog_id && !orphans_before.contains(&(*tablet, w.id)) {
+            tracing::warn!(backend = %w.id, %tablet, "replica of a tablet id the catalog never gave out: deleting it next round if still there");
+            orphans.push((*tablet, w.id));
+            continue;
+        }
+        let req = DropReplicaRequest {
+            tablet_id: tablet.0,
+        };
+        match c.drop_replica(timed(req, CALL_TIMEOUT)).await {
+            // The tablet lives on elsewhere: this was a move's old copy, and the move's
+            // completion was logged where it was applied ("replica move finished").
+            Ok(_) if catalog.contains(tablet) => {
+                tracing::debug!(backend = %w.id, %tablet, "deleted the old copy of a moved replica")
+            }
+            Ok(_) if tablet.0 >= next_catalog_id => {
+                tracing::warn!(backend = %w.id, %tablet, "deleted a replica of a tablet id the catalog never gave out")
+            }
+            Ok(_) => {
+                tracing::info!(backend = %w.id, %tablet, "deleted a replica the catalog no longer has")
+            }
+            Err(s) => {
+                tracing::warn!(backend = %w.id, %tablet, "deleting replica failed: {}", s.message())
             }
         }
     }
-    (reports, missing)
+    Found {
+        reports,
+        missing,
+        orphans,
+    }
 }
 
 /// One reconciler round. `suspects`: NORMAL replicas missing from their backend's report in
 /// the previous round; missing twice in a row, they are recorded lost and repaired.
-async fn round(fe: &FeNodeHandle, suspects: &mut BTreeSet<(TabletId, BackendId)>) {
+/// `orphans`: replicas of ids the catalog never gave out, seen in the previous round's
+/// reports; still there, they are deleted.
+async fn round(
+    fe: &FeNodeHandle,
+    suspects: &mut BTreeSet<(TabletId, BackendId)>,
+    orphans: &mut BTreeSet<(TabletId, BackendId)>,
+) {
     let alive: Vec<(BackendId, HostPort)> = fe.store().read(|s, _| {
         s.backends
             .values()
@@ -229,14 +261,23 @@ async fn round(fe: &FeNodeHandle, suspects: &mut BTreeSet<(TabletId, BackendId)>
     let (work, next_catalog_id, catalog) = plan(fe);
     let results = futures::future::join_all(work.into_iter().filter_map(|w| {
         let h = held.remove(&w.id)?;
-        Some(reconcile_backend(fe, w, h, next_catalog_id, &catalog))
+        Some(reconcile_backend(
+            fe,
+            w,
+            h,
+            next_catalog_id,
+            &catalog,
+            orphans,
+        ))
     }))
     .await;
     let mut reports = Vec::new();
     let mut missing = BTreeSet::new();
-    for (r, m) in results {
-        reports.extend(r);
-        missing.extend(m);
+    orphans.clear();
+    for f in results {
+        reports.extend(f.reports);
+        missing.extend(f.missing);
+        orphans.extend(f.orphans);
     }
     let lost: Vec<(TabletId, BackendId)> = missing.intersection(suspects).copied().collect();
     *suspects = missing
@@ -288,6 +329,7 @@ pub(super) async fn tablet_loop(weak: Weak<Inner>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut executor: Option<Executor> = None;
     let mut suspects = BTreeSet::new();
+    let mut orphans = BTreeSet::new();
     let mut metrics = None;
     let mut applied = None;
     loop {
@@ -325,13 +367,14 @@ pub(super) async fn tablet_loop(weak: Weak<Inner>) {
         if leader != Some(fe.id()) {
             executor = None;
             suspects.clear();
+            orphans.clear();
             continue;
         }
         if executor.as_ref().map(Executor::term) != Some(term) {
             executor = Some(Executor::new(term));
         }
         if ticked {
-            round(&fe, &mut suspects).await;
+            round(&fe, &mut suspects, &mut orphans).await;
         }
         if let Some(x) = executor.as_mut() {
             x.round(&fe).await;
