@@ -108,18 +108,33 @@ impl Refusal {
             | Refusal::SnapshotTooLarge { from, .. } => *from,
         }
     }
+
+    /// What kind of refusal, for the log's rate limit.
+    fn kind(&self) -> &'static str {
+        match self {
+            Refusal::TermOverflow { .. } => "term overflow",
+            Refusal::TermJump { .. } => "term jump",
+            Refusal::NotMember { .. } => "not a member",
+            Refusal::LogTermAboveVote { .. } => "log term above vote",
+            Refusal::NotConsecutive { .. } => "not consecutive",
+            Refusal::StaleVote { .. } => "stale vote",
+            Refusal::SnapshotTooLarge { .. } => "snapshot too large",
+        }
+    }
 }
 
-/// One ERROR line per claimed sender per interval (a hostile peer may send thousands).
-static REFUSED: RateLimit<NodeId> = RateLimit::new(LOG_INTERVAL);
+/// One ERROR line per claimed sender and kind of refusal per interval (a hostile peer may send
+/// thousands; a harmless refusal, such as a vote before this FE applied its first membership,
+/// must not hide an attack of another kind from the same id).
+static REFUSED: RateLimit<(NodeId, &'static str)> = RateLimit::new(LOG_INTERVAL);
 
 /// Log a refusal (rate-limited) and turn it into the gRPC answer.
 pub fn refuse(r: Refusal) -> tonic::Status {
-    if let Some(suppressed) = REFUSED.check(r.sender()) {
+    if let Some(suppressed) = REFUSED.check((r.sender(), r.kind())) {
         tracing::error!(
             peer = r.sender(),
             suppressed,
-            "{r} ({suppressed} more from this peer in the last {LOG_INTERVAL:?} not logged)"
+            "{r} ({suppressed} more of this kind from this peer in the last {LOG_INTERVAL:?} not logged)"
         );
     }
     r.status()
