@@ -163,6 +163,42 @@ async fn node_info(ep: Endpoint) -> Result<usize, String> {
         .map_err(|s| format!("{s:?}"))
 }
 
+/// Every call of the Raft port (acceptance 1 of issue 13 names them all), each with a
+/// message the FE cannot decode: (call, Ok if it was answered or the error). An FE's
+/// authentication must refuse each before decoding, so no error may be InvalidArgument.
+async fn every_raft_call(ep: Endpoint) -> Vec<(&'static str, Result<(), String>)> {
+    let ch = match channel(ep).await {
+        Ok(ch) => ch,
+        Err(e) => return vec![("connect", Err(e))],
+    };
+    let mut c = RaftServiceClient::new(ch);
+    let junk = || Blob {
+        data: vec![0xFF; 16],
+    }; // no blob format
+    let done = |r: Result<tonic::Response<Blob>, tonic::Status>| {
+        r.map(|_| ()).map_err(|s| format!("{s:?}"))
+    };
+    vec![
+        ("NodeInfo", done(c.node_info(Blob { data: vec![] }).await)),
+        (
+            "GetReadIndex",
+            done(c.get_read_index(Blob { data: vec![] }).await),
+        ),
+        ("Vote", done(c.vote(junk()).await)),
+        ("PreVote", done(c.pre_vote(junk()).await)),
+        ("AppendEntries", done(c.append_entries(junk()).await)),
+        ("TransferLeader", done(c.transfer_leader(junk()).await)),
+        ("Forward", done(c.forward(junk()).await)),
+        (
+            "InstallSnapshot",
+            done(
+                c.install_snapshot(futures::stream::iter(vec![junk()]))
+                    .await,
+            ),
+        ),
+    ]
+}
+
 /// Makes the endpoint an outsider dials for an address.
 type EndpointMaker<'a> = Box<dyn Fn(&str) -> Endpoint + 'a>;
 
@@ -211,25 +247,29 @@ async fn outsiders_get_nothing_from_any_port() {
     // The control: the cluster's own FE certificate is answered on both ports.
     let n = node_info(fe.endpoint(&raft_addr).unwrap()).await;
     assert!(matches!(n, Ok(len) if len > 0), "{n:?}");
+    // ... and each call is let through to decoding (the junk fails there) or answered.
+    for (rpc, r) in every_raft_call(fe.endpoint(&raft_addr).unwrap()).await {
+        if let Err(e) = r {
+            assert!(
+                e.contains("InvalidArgument"),
+                "{rpc} with the cluster's FE certificate was refused before decoding: {e}"
+            );
+        }
+    }
     let mut ag = BackendAgentClient::new(channel(fe.endpoint(&agent_addr).unwrap()).await.unwrap());
     let listed = ag.list_replicas(ListReplicasRequest {}).await.unwrap();
     assert_eq!(listed.into_inner().replicas.len(), 2);
 
     for (what, make) in outsiders(certs.path(), other.path()) {
-        // The Raft port: not even NodeInfo (which gives the cluster id away), nor a Vote.
-        let r = node_info(make(&raft_addr)).await;
-        assert!(r.is_err(), "{what}: NodeInfo answered on the Raft port");
-        if let Ok(ch) = channel(make(&raft_addr)).await {
-            let v = RaftServiceClient::new(ch)
-                .vote(Blob { data: vec![1; 16] })
-                .await;
-            assert!(v.is_err(), "{what}: Vote accepted");
-            if let Err(s) = v {
-                assert_ne!(
-                    s.code(),
-                    tonic::Code::InvalidArgument,
-                    "{what}: the Vote was decoded, so it got past authentication: {s:?}"
-                );
+        // The Raft port: no call at all, not even NodeInfo (which gives the cluster id away).
+        for (rpc, r) in every_raft_call(make(&raft_addr)).await {
+            match r {
+                Ok(()) => panic!("{what}: {rpc} answered on the Raft port"),
+                // A decoding error would mean the message got past authentication.
+                Err(e) => assert!(
+                    !e.contains("InvalidArgument"),
+                    "{what}: {rpc} was decoded, so it got past authentication: {e}"
+                ),
             }
         }
         // The agent port: no listing, and no DropReplica.
