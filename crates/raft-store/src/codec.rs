@@ -24,6 +24,13 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<T> {
         Some((&FORMAT_V1, rest)) => {
             bincode::deserialize(rest).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
         }
+        Some((&v, _)) if v > FORMAT_V2 && v != SEALED => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "blob format {v} is newer than this build reads (formats up to {FORMAT_V2}): \
+                 written by a newer Roster"
+            ),
+        )),
         Some((v, _)) => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("unknown blob format {v}"),

@@ -11,6 +11,7 @@ pub mod legacy;
 pub mod log_store;
 pub mod state_machine;
 pub mod types;
+pub mod version;
 
 pub use cmd::{Cmd, Reply, Request, Response};
 pub use log_store::LogStore;

@@ -16,6 +16,7 @@ use crate::codec::{self, Unsealed};
 use crate::integrity::{Corruption, Fault, at_file, guarded};
 use crate::io_err;
 use crate::types::{Entry, LogId, MAX_TERM, TypeConfig, Vote};
+use crate::version::{self, DATA_VERSION, KEY_DATA_VERSION};
 use openraft::OptionalSend;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -118,17 +119,22 @@ impl LogStore {
             .set_cache_size(64 << 20)
             .create(path)
             .map_err(|e| at_file(path, e))?;
-        let sealed = {
+        let (sealed, data_version) = {
             let w = crate::begin_write(&db).map_err(|e| at_file(path, e))?;
             w.open_table(LOGS).map_err(|e| at_file(path, e))?;
-            let sealed = w
-                .open_table(META)
-                .map_err(|e| at_file(path, e))?
-                .get(KEY_SEALED)
-                .map_err(|e| at_file(path, e))?
-                .is_some();
+            let (sealed, data_version) = {
+                let meta = w.open_table(META).map_err(|e| at_file(path, e))?;
+                let sealed = meta
+                    .get(KEY_SEALED)
+                    .map_err(|e| at_file(path, e))?
+                    .is_some();
+                let raw = meta.get(KEY_DATA_VERSION).map_err(|e| at_file(path, e))?;
+                // First of all: a newer build's entries may not mean what this build thinks.
+                let v = version::stored(path, raw.as_ref().map(|v| v.value()))?;
+                (sealed, v)
+            };
             w.commit().map_err(|e| at_file(path, e))?;
-            sealed
+            (sealed, data_version)
         };
         let store = LogStore {
             db: Arc::new(db),
@@ -139,6 +145,9 @@ impl LogStore {
         store.verify_all(sealed)?;
         if !sealed {
             store.seal_file()?;
+        }
+        if data_version != Some(DATA_VERSION) {
+            store.stamp_data_version()?;
         }
         let (tx, rx) = mpsc::channel();
         let (wdb, wpath) = (store.db.clone(), store.path.clone());
@@ -194,6 +203,7 @@ impl LogStore {
                 KEY_PURGED => drop(decode_at::<LogId>(path, "meta", &key, blob)?),
                 KEY_COMMITTED => drop(decode_at::<Option<LogId>>(path, "meta", &key, blob)?),
                 KEY_SEALED => drop(decode_at::<u8>(path, "meta", &key, blob)?),
+                KEY_DATA_VERSION => drop(decode_at::<u32>(path, "meta", &key, blob)?),
                 other => {
                     return Err(Corruption::new(
                         path,
@@ -241,6 +251,19 @@ impl LogStore {
             }
             let mark = codec::seal(&meta_context(KEY_SEALED), &codec::encode(&1u8)?);
             m.insert(KEY_SEALED, mark.as_slice())
+                .map_err(|e| at_file(path, e))?;
+        }
+        w.commit().map_err(|e| at_file(path, e))
+    }
+
+    /// Write this build's data version into the file (before the writer thread starts).
+    fn stamp_data_version(&self) -> io::Result<()> {
+        let path = self.path.as_path();
+        let w = crate::begin_write(&self.db).map_err(|e| at_file(path, e))?;
+        {
+            let mut m = w.open_table(META).map_err(|e| at_file(path, e))?;
+            let row = codec::seal(&meta_context(KEY_DATA_VERSION), &version::encode()?);
+            m.insert(KEY_DATA_VERSION, row.as_slice())
                 .map_err(|e| at_file(path, e))?;
         }
         w.commit().map_err(|e| at_file(path, e))

@@ -21,6 +21,7 @@ use crate::integrity::{Corruption, Fault, at_file, guarded};
 use crate::io_err;
 use crate::legacy;
 use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::version::{self, DATA_VERSION, KEY_DATA_VERSION};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
@@ -57,12 +58,13 @@ const KEY_MEMBERSHIP: &str = "last_membership";
 const KEY_SNAPSHOT: &str = "snapshot";
 /// Present once every row in the file is sealed: an unsealed row after that is damage.
 const KEY_SEALED: &str = "sealed";
-const META_KEYS: [&str; 5] = [
+const META_KEYS: [&str; 6] = [
     KEY_META,
     KEY_APPLIED,
     KEY_MEMBERSHIP,
     KEY_SNAPSHOT,
     KEY_SEALED,
+    KEY_DATA_VERSION,
 ];
 
 fn entity(name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
@@ -363,6 +365,7 @@ impl Reader<'_> {
             last_applied: self.get_meta::<Option<LogId>>(r, KEY_APPLIED)?.flatten(),
             membership: self.get_meta(r, KEY_MEMBERSHIP)?.unwrap_or_default(),
         };
+        self.get_meta::<u32>(r, KEY_DATA_VERSION)?;
         if let Some((meta, data)) = self.get_meta::<(SnapshotMeta, Vec<u8>)>(r, KEY_SNAPSHOT)? {
             decode_snapshot(&meta, &data)
                 .map_err(|e| self.bad("meta", KEY_SNAPSHOT.as_bytes(), e))?;
@@ -408,26 +411,29 @@ fn note_membership(state: &mut ClusterState, m: &StoredMembership) {
 }
 
 impl StateMachineStore {
-    /// Open (or create) `path`, check every row in it, and seal a file written before seals.
+    /// Open (or create) `path`, check every row in it, seal a file written before seals, and
+    /// stamp it with this build's data version (refusing a file of a newer one).
     pub fn open(path: &Path, fault: Arc<Fault>) -> io::Result<Self> {
         let db = Database::builder()
             .set_cache_size(64 << 20)
             .create(path)
             .map_err(|e| at_file(path, e))?;
         let at = |e: redb::Error| at_file(path, e);
-        let sealed_file = {
+        let (sealed_file, data_version) = {
             let w = crate::begin_write(&db).map_err(|e| at_file(path, e))?;
-            let sealed = w
-                .open_table(META)
-                .map_err(|e| at(e.into()))?
-                .get(KEY_SEALED)
-                .map_err(|e| at(e.into()))?
-                .is_some();
+            let (sealed, data_version) = {
+                let meta = w.open_table(META).map_err(|e| at(e.into()))?;
+                let sealed = meta.get(KEY_SEALED).map_err(|e| at(e.into()))?.is_some();
+                let raw = meta.get(KEY_DATA_VERSION).map_err(|e| at(e.into()))?;
+                // First of all: a newer build's rows may not mean what this build thinks.
+                let v = version::stored(path, raw.as_ref().map(|v| v.value()))?;
+                (sealed, v)
+            };
             for name in ENTITY_TABLES {
                 w.open_table(entity(name)).map_err(|e| at(e.into()))?;
             }
             w.commit().map_err(|e| at(e.into()))?;
-            sealed
+            (sealed, data_version)
         };
         let reader = Reader { path, sealed_file };
         let mut view = {
@@ -445,10 +451,18 @@ impl StateMachineStore {
                 meta.push((KEY_SNAPSHOT, codec::encode(&snap)?));
             }
             meta.push((KEY_SEALED, codec::encode(&1u8)?));
+            meta.push((KEY_DATA_VERSION, version::encode()?));
             let rows = RowWrites {
                 meta,
                 tables: entity_rows(&mut view.state, true)?,
                 replace_all: true,
+            };
+            write_rows(&db, path, rows)?;
+        } else if data_version != Some(DATA_VERSION) {
+            let rows = RowWrites {
+                meta: vec![(KEY_DATA_VERSION, version::encode()?)],
+                tables: vec![],
+                replace_all: false,
             };
             write_rows(&db, path, rows)?;
         }
@@ -830,6 +844,21 @@ mod tests {
         w.commit().unwrap();
         let msg = sm.scrub().unwrap_err().to_string();
         assert!(msg.contains("checksum mismatch"), "{msg}");
+    }
+
+    /// A snapshot from a leader running a newer build (a blob format above this build's) is
+    /// refused saying so, not taken for damage.
+    #[test]
+    fn a_snapshot_of_a_newer_format_is_refused_naming_the_newer_build() {
+        let meta = SnapshotMeta::default();
+        let mut blob = codec::encode_v2(&ClusterState::default()).unwrap();
+        blob[0] = codec::FORMAT_V2 + 1;
+        let sealed = codec::seal(&snapshot_context(&meta), &blob);
+        let msg = decode_snapshot(&meta, &sealed).unwrap_err().to_string();
+        assert!(
+            msg.contains("blob format 3 is newer") && msg.contains("newer Roster"),
+            "{msg}"
+        );
     }
 
     /// Snapshot data carries its own seal, bound to its last log index.
