@@ -93,20 +93,18 @@ async fn data_version_2_state_reads_as_written() {
             BTreeSet::from([FrontendId(1), FrontendId(2), FrontendId(3)])
         );
 
-        let manual: Vec<_> = s
-            .blacklist
-            .iter()
-            .filter(|(_, e)| e.kind == BlacklistKind::Manual)
-            .map(|(_, e)| (e.frontend.0, e.backend.0))
-            .collect();
-        assert_eq!(manual, [(1, 10001)]);
-        let auto: Vec<_> = s
-            .blacklist
-            .iter()
-            .filter(|(_, e)| e.kind == BlacklistKind::Auto)
-            .map(|(_, e)| (e.frontend.0, e.backend.0))
-            .collect();
-        assert_eq!(auto, [(1, 10005), (2, 10005), (3, 10005)]);
+        let entries = |kind| -> Vec<(u64, u64)> {
+            s.blacklist
+                .iter()
+                .filter(|(_, e)| e.kind == kind)
+                .map(|(_, e)| (e.frontend.0, e.backend.0))
+                .collect()
+        };
+        assert_eq!(entries(BlacklistKind::Manual), [(1, 10001)]);
+        assert_eq!(
+            entries(BlacklistKind::Auto),
+            [(1, 10005), (2, 10005), (3, 10005)]
+        );
 
         let tables: Vec<_> = s
             .tables
@@ -212,6 +210,7 @@ async fn a_data_dir_of_a_newer_version_is_refused_clearly() {
             "{file} stamped"
         );
         stamp(&path, version::DATA_VERSION + 1);
+        released(dir.path());
         let msg = roster_raft_store::open(dir.path())
             .err()
             .unwrap_or_else(|| panic!("{file} of a newer version opened"))
@@ -226,6 +225,7 @@ async fn a_data_dir_of_a_newer_version_is_refused_clearly() {
         }
         stamp(&path, version::DATA_VERSION);
     }
+    released(dir.path());
     roster_raft_store::open(dir.path()).expect("opens again at this build's version");
 }
 
@@ -239,6 +239,14 @@ fn open_raw(path: &Path) -> redb::Database {
             }
             r => return r.unwrap(),
         }
+    }
+}
+
+/// Wait until a dropped store's log writer thread has let both files go (the next open would
+/// otherwise find `log.redb` still open).
+fn released(dir: &Path) {
+    for f in ["log.redb", "sm.redb"] {
+        drop(open_raw(&dir.join(f)));
     }
 }
 
