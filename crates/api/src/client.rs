@@ -61,7 +61,12 @@ pub enum ClientError {
 
 impl ClientError {
     pub fn is_unknown(&self) -> bool {
-        matches!(self, ClientError::Unknown(_))
+        match self {
+            ClientError::Unknown(_) => true,
+            ClientError::Server { .. } | ClientError::Unavailable(_) | ClientError::Config(_) => {
+                false
+            }
+        }
     }
 }
 

@@ -38,13 +38,36 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// Safe to send again: the request was certainly not carried out.
+    /// Safe to send again: the request was certainly not carried out. Exhaustive, so a new
+    /// variant must say whether it may be retried.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ApiError::NotLeader { .. } | ApiError::Unavailable(_))
+        match self {
+            ApiError::NotLeader { .. } | ApiError::Unavailable(_) => true,
+            ApiError::Parse(_)
+            | ApiError::Refused(_)
+            | ApiError::AccessDenied(_)
+            | ApiError::Invalid(_)
+            | ApiError::Unknown(_)
+            | ApiError::Internal(_)
+            | ApiError::Throttled(_)
+            | ApiError::TooLarge(_) => false,
+        }
     }
 
+    /// The request may have taken effect: never reported as failed, never retried blindly.
     pub fn outcome_unknown(&self) -> bool {
-        matches!(self, ApiError::Unknown(_))
+        match self {
+            ApiError::Unknown(_) => true,
+            ApiError::Parse(_)
+            | ApiError::Refused(_)
+            | ApiError::AccessDenied(_)
+            | ApiError::Invalid(_)
+            | ApiError::NotLeader { .. }
+            | ApiError::Unavailable(_)
+            | ApiError::Internal(_)
+            | ApiError::Throttled(_)
+            | ApiError::TooLarge(_) => false,
+        }
     }
 
     /// The MySQL error number a client sees (1105 for Doris-style errors).
@@ -52,7 +75,14 @@ impl ApiError {
         match self {
             ApiError::Throttled(_) => 1129,
             ApiError::TooLarge(_) => 1153,
-            _ => 1105,
+            ApiError::Parse(_)
+            | ApiError::Refused(_)
+            | ApiError::AccessDenied(_)
+            | ApiError::Invalid(_)
+            | ApiError::NotLeader { .. }
+            | ApiError::Unavailable(_)
+            | ApiError::Unknown(_)
+            | ApiError::Internal(_) => 1105,
         }
     }
 
