@@ -651,6 +651,20 @@ impl FeNodeHandle {
         }
     }
 
+    /// FEs that were members once and are not now, as this FE's applied state has them.
+    pub fn removed_frontends(&self) -> BTreeSet<NodeId> {
+        self.inner.sm.read(|state, applied| {
+            let m = applied.membership.membership();
+            state
+                .meta
+                .frontends_ever
+                .iter()
+                .map(|f| f.0)
+                .filter(|id| m.get_node(id).is_none())
+                .collect()
+        })
+    }
+
     /// Current voters and learners as this FE's applied state has them.
     pub fn members(&self) -> (BTreeMap<NodeId, FeNode>, BTreeSet<NodeId>) {
         self.inner.sm.read(|_, applied| {

@@ -150,6 +150,9 @@ pub struct LocalView {
     pub voters: BTreeSet<NodeId>,
     /// Voters and learners.
     pub members: BTreeSet<NodeId>,
+    /// FEs that were members once and are not now, by this FE's applied state: never admitted
+    /// again, whatever certificate they hold.
+    pub removed: BTreeSet<NodeId>,
     /// The peer proved with its certificate that it is an FE of this cluster (secure mode).
     pub peer_is_fe: bool,
 }
@@ -165,27 +168,26 @@ impl LocalView {
             leader: m.current_leader,
             voters: membership.voter_ids().collect(),
             members: membership.nodes().map(|(id, _)| *id).collect(),
+            removed: BTreeSet::new(),
             peer_is_fe: false,
         }
     }
 
-    /// The same view for a peer the transport authenticated as an FE of the cluster.
-    pub fn for_fe_peer(mut self, peer_is_fe: bool) -> Self {
+    /// The same view for a peer the transport authenticated as an FE of the cluster, with the
+    /// FEs this FE knows were removed.
+    pub fn for_fe_peer(mut self, peer_is_fe: bool, removed: BTreeSet<NodeId>) -> Self {
         self.peer_is_fe = peer_is_fe;
+        self.removed = removed;
         self
     }
 
-    /// An FE this FE's membership does not name yet, and cannot have removed: FE ids only grow,
-    /// so an id above every one in the view was added after the view was made (this FE lags).
+    /// An FE this FE's view does not name and does not know as removed: one added after the
+    /// view was made (this FE lags). Node ids come from each FE's config, so an FE added later
+    /// may have a lower id than one added earlier; only the removed ones are known for sure.
     /// Only a peer whose certificate proves it is an FE gets this benefit of the doubt; without
-    /// it, anyone could claim a new id.
+    /// it, anyone could claim an id.
     fn newer_fe(&self, from: NodeId) -> bool {
-        self.peer_is_fe
-            && self
-                .members
-                .iter()
-                .next_back()
-                .is_some_and(|max| from > *max)
+        self.peer_is_fe && !self.members.contains(&from) && !self.removed.contains(&from)
     }
 
     pub fn check_term(&self, from: NodeId, term: u64, limits: &RaftLimits) -> Result<(), Refusal> {
@@ -205,18 +207,22 @@ impl LocalView {
     }
 
     /// Leaders come from the membership. An FE with no membership yet (waiting to be added)
-    /// learns it from whoever replicates to it first. An FE whose membership is behind learns
-    /// of a newer leader from the entries it brings (a membership naming it), or from its
-    /// certificate (`newer_fe`); otherwise a follower that missed a membership change could
-    /// never be caught up by a leader added since.
+    /// learns it from whoever replicates to it first, and keeps following that leader for its
+    /// term (`vote`: the leader this FE already accepted) while it replays a log whose early
+    /// memberships do not name it. An FE whose membership is behind learns of a newer leader
+    /// from the entries it brings (a membership naming it), or from its certificate
+    /// (`newer_fe`); otherwise a follower that missed a membership change could never be
+    /// caught up by a leader added since.
     fn check_leader(
         &self,
         what: &'static str,
-        from: NodeId,
+        vote: &Vote,
         carried: &[&roster_raft_store::types::Membership],
     ) -> Result<(), Refusal> {
+        let from = vote.leader_id.node_id;
         if self.members.is_empty()
             || self.members.contains(&from)
+            || (vote.committed && *vote == self.vote)
             || self.newer_fe(from)
             || carried.iter().any(|m| m.nodes().any(|(id, _)| *id == from))
         {
@@ -266,7 +272,7 @@ impl LocalView {
                 _ => None,
             })
             .collect();
-        self.check_leader(WHAT, from, &carried)?;
+        self.check_leader(WHAT, &req.vote, &carried)?;
         self.check_term(from, term, limits)?;
         check_log_id(WHAT, from, term, req.prev_log_id.as_ref())?;
         check_log_id(WHAT, from, term, req.leader_commit.as_ref())?;
@@ -298,7 +304,7 @@ impl LocalView {
     ) -> Result<(), Refusal> {
         const WHAT: &str = "InstallSnapshot";
         let from = vote.leader_id.node_id;
-        self.check_leader(WHAT, from, &[membership])?;
+        self.check_leader(WHAT, vote, &[membership])?;
         self.check_term(from, vote.leader_id.term, limits)?;
         check_log_id(WHAT, from, vote.leader_id.term, last_log_id)?;
         match vote.partial_cmp(&self.vote) {
@@ -397,6 +403,7 @@ mod tests {
             leader: Some(1),
             voters: [1, 2, 3].into(),
             members: [1, 2, 3, 4].into(),
+            removed: [5].into(),
             peer_is_fe: false,
         }
     }
@@ -473,11 +480,20 @@ mod tests {
             fresh.check_append(&append(6, 2, 0, 1), &l).is_ok(),
             "an FE waiting to be added learns its membership from the leader"
         );
+        // It then replays memberships from before that leader was added, and keeps following
+        // it in the term it accepted it, not in another.
+        let replaying = LocalView {
+            vote: Vote::new_committed(6, 7),
+            ..view()
+        };
+        assert!(replaying.check_append(&append(6, 7, 11, 1), &l).is_ok());
+        assert!(replaying.check_append(&append(7, 7, 11, 1), &l).is_err());
+        assert!(replaying.check_append(&append(6, 8, 11, 1), &l).is_err());
     }
 
     /// A follower that missed membership changes is caught up by a leader added since: the
-    /// leader's entries name it, or (secure mode) its certificate proves it is an FE and its
-    /// id is newer than the follower's view. An FE removed from the view stays refused.
+    /// leader's entries name it, or (secure mode) its certificate proves it is an FE that the
+    /// follower does not know as removed, whatever its id. A removed FE stays refused.
     #[test]
     fn a_follower_behind_on_membership_follows_a_newer_leader() {
         let l = RaftLimits::default();
@@ -494,16 +510,20 @@ mod tests {
             v.check_snapshot(&Vote::new_committed(6, 7), None, &m, &l)
                 .is_ok()
         );
-        let secure = view().for_fe_peer(true);
+        let secure = view().for_fe_peer(true, [5].into());
         assert!(secure.check_append(&append(6, 7, 11, 1), &l).is_ok());
+        assert!(
+            secure.check_append(&append(6, 0, 11, 1), &l).is_ok(),
+            "an FE added later may have a lower id than the view's highest"
+        );
         assert!(
             secure
                 .check_vote_request("Vote", &vote_req(6, 7), &l)
                 .is_ok()
         );
         assert!(
-            secure.check_append(&append(6, 0, 11, 1), &l).is_err(),
-            "an id below the view's highest that the view lacks was removed"
+            secure.check_append(&append(6, 5, 11, 1), &l).is_err(),
+            "a removed FE stays refused"
         );
         assert!(
             secure

@@ -41,7 +41,10 @@ fn answer<T: serde::Serialize, E: std::fmt::Display>(
 impl RaftServiceImpl {
     fn view(&self) -> LocalView {
         // The Raft port's interceptor admitted only FE certificates of the cluster's CA.
-        LocalView::of(self.fe.raft()).for_fe_peer(self.fe.config().transport.is_secure())
+        LocalView::of(self.fe.raft()).for_fe_peer(
+            self.fe.config().transport.is_secure(),
+            self.fe.removed_frontends(),
+        )
     }
 
     fn limits(&self) -> crate::raft_guard::RaftLimits {
