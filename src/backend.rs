@@ -6,8 +6,8 @@ use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use roster_agent::{Agent, Faults, ReplicaStore, Shared};
-use roster_api::cluster_token::ClusterToken;
-use roster_api::pb::backend::backend_agent_server::BackendAgentServer;
+use roster_proto::pb::backend::backend_agent_server::BackendAgentServer;
+use roster_transport::cluster_token::ClusterToken;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -186,7 +186,7 @@ impl BackendConfig {
     }
 }
 
-/// Bind a port; its connections back off when descriptors run out (`roster_api::accept`).
+/// Bind a port; its connections back off when descriptors run out (`roster_transport::accept`).
 async fn bind(
     host: &str,
     port: u16,
@@ -198,7 +198,7 @@ async fn bind(
     let l = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("binding {what} {addr}"))?;
-    Ok(roster_api::accept::incoming(l, what))
+    Ok(roster_transport::accept::incoming(l, what))
 }
 
 pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
@@ -210,7 +210,7 @@ pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
     .await?
     .with_context(|| format!("opening the replica store in {}", cfg.data_dir.display()))?;
     let store = Arc::new(store);
-    let start_time_ms = roster_api::format::now_ms();
+    let start_time_ms = roster_proto::format::now_ms();
     let heartbeat = bind(&cfg.host, cfg.heartbeat_port, "heartbeat_port").await?;
     let data = bind(&cfg.host, cfg.be_port, "be_port").await?;
     tracing::info!(
@@ -225,7 +225,7 @@ pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
         stall_clones: args.fault_stall_clones,
     };
     let transport = match &cfg.certs_dir {
-        Some(dir) => roster_api::tls::Transport::secure(
+        Some(dir) => roster_transport::tls::Transport::secure(
             roster_certs::Material::load(dir, &roster_certs::Role::Backend)
                 .with_context(|| format!("certs_dir {}", dir.display()))?,
         ),
@@ -234,7 +234,7 @@ pub async fn run(args: BackendArgs) -> anyhow::Result<()> {
                 "RUNNING INSECURE: no TLS; only the cluster token guards this agent, and anyone \
                  who sees the traffic can read it. For loopback playgrounds only."
             );
-            roster_api::tls::Transport::Insecure
+            roster_transport::tls::Transport::Insecure
         }
     };
     let server = || -> anyhow::Result<tonic::transport::Server> {

@@ -14,9 +14,9 @@
 //! Raft commits and RPC setup between copies.
 
 use crate::local_cluster::{retry, start_local};
-use roster_api::cluster_token::agent_client;
-use roster_api::format::bytes;
-use roster_api::pb::backend::{CloneReplicaRequest, DropReplicaRequest};
+use roster_proto::format::bytes;
+use roster_proto::pb::backend::{CloneReplicaRequest, DropReplicaRequest};
+use roster_transport::cluster_token::agent_client;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -47,7 +47,7 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn col(r: &roster_api::QueryResult, row: usize, name: &str) -> String {
+fn col(r: &roster_client::QueryResult, row: usize, name: &str) -> String {
     r.columns
         .iter()
         .position(|c| c == name)

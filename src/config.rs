@@ -465,7 +465,7 @@ impl FileConfig {
                 max_connections: self.max_connections,
                 login: self.login.throttle(),
             },
-            transport: roster_api::tls::Transport::Insecure,
+            transport: roster_transport::tls::Transport::Insecure,
             cluster_token: None,
             raft_limits: RaftLimits {
                 max_term_jump: self.raft.max_term_jump,
@@ -477,9 +477,9 @@ impl FileConfig {
 
     /// The transport this FE uses: its certificates (checked: an FE certificate of this
     /// cluster's CA), or plaintext when insecure.
-    pub fn transport(&self) -> anyhow::Result<roster_api::tls::Transport> {
+    pub fn transport(&self) -> anyhow::Result<roster_transport::tls::Transport> {
         let Some(dir) = &self.certs_dir else {
-            return Ok(roster_api::tls::Transport::Insecure);
+            return Ok(roster_transport::tls::Transport::Insecure);
         };
         let m = roster_certs::Material::load(dir, &roster_certs::Role::Fe)
             .with_context(|| format!("certs_dir {}", dir.display()))?;
@@ -491,14 +491,16 @@ impl FileConfig {
                 self.cluster_id
             );
         }
-        Ok(roster_api::tls::Transport::secure(m))
+        Ok(roster_transport::tls::Transport::secure(m))
     }
 
     /// The cluster token this FE sends to agents, checked.
-    pub fn cluster_token(&self) -> anyhow::Result<Option<roster_api::cluster_token::ClusterToken>> {
+    pub fn cluster_token(
+        &self,
+    ) -> anyhow::Result<Option<roster_transport::cluster_token::ClusterToken>> {
         self.cluster_token
             .as_deref()
-            .map(roster_api::cluster_token::ClusterToken::new)
+            .map(roster_transport::cluster_token::ClusterToken::new)
             .transpose()
             .context("cluster_token")
     }

@@ -11,11 +11,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
-use roster_api::accept::AcceptBackoff;
-use roster_api::cell::Cell;
 use roster_api::executor::{Session, execute_sql};
-use roster_api::format::rfc3339;
-use roster_api::{ApiError, FeNodeHandle, QueryResult, auth};
+use roster_api::{ApiError, FeNodeHandle, auth};
+use roster_proto::QueryResult;
+use roster_proto::cell::Cell;
+use roster_proto::format::rfc3339;
+use roster_transport::accept::AcceptBackoff;
 use serde_json::{Map, Value, json};
 
 fn statement(view: &str) -> Option<&'static str> {
@@ -195,7 +196,7 @@ impl axum::serve::Listener for Listener {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        roster_api::accept::accept(&self.inner, &self.backoff).await
+        roster_transport::accept::accept(&self.inner, &self.backoff).await
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
@@ -239,11 +240,11 @@ impl TlsListener {
         tokio::spawn(async move {
             let backoff = AcceptBackoff::new("http");
             loop {
-                let (stream, peer) = roster_api::accept::accept(&inner, &backoff).await;
+                let (stream, peer) = roster_transport::accept::accept(&inner, &backoff).await;
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     let hs = acceptor.accept(stream);
-                    match tokio::time::timeout(roster_api::tls::HANDSHAKE_TIMEOUT, hs).await {
+                    match tokio::time::timeout(roster_transport::tls::HANDSHAKE_TIMEOUT, hs).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }

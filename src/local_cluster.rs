@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// Run `sql` until it succeeds (or fails with `done_if`), for up to 30 s.
 pub async fn retry(
-    client: &roster_api::Client,
+    client: &roster_client::Client,
     sql: &str,
     what: &str,
     done_if: &str,
@@ -17,7 +17,7 @@ pub async fn retry(
 
 /// `retry` for up to `within`.
 pub async fn retry_within(
-    client: &roster_api::Client,
+    client: &roster_client::Client,
     sql: &str,
     what: &str,
     done_if: &str,
@@ -42,11 +42,11 @@ pub struct LocalCluster {
     fes: Vec<start::RunningFe>,
     agents: Vec<tokio::task::JoinHandle<()>>,
     /// Logged in as root (empty password: these clusters are `insecure`).
-    pub client: roster_api::Client,
+    pub client: roster_client::Client,
     /// Each agent's `host:heartbeat_port` and `host:be_port`.
     pub agent_addrs: Vec<(String, String)>,
     /// The cluster token the agents obey (for calling them directly).
-    pub token: roster_api::cluster_token::ClusterToken,
+    pub token: roster_transport::cluster_token::ClusterToken,
 }
 
 impl LocalCluster {
@@ -82,7 +82,7 @@ pub async fn start_local(
         })
         .collect();
     // Insecure agents obey only holders of the cluster token: one per cluster.
-    let token = roster_api::cluster_token::ClusterToken::random();
+    let token = roster_transport::cluster_token::ClusterToken::random();
     let mut fes = Vec::new();
     for m in &members {
         let cfg = FileConfig {
@@ -120,7 +120,7 @@ pub async fn start_local(
         .iter()
         .map(|m| format!("{}:{}", m.host, m.rpc_port))
         .collect();
-    let client = roster_api::Client::new(roster_api::ClientConfig::new(endpoints))?;
+    let client = roster_client::Client::new(roster_client::ClientConfig::new(endpoints))?;
     let quoted: Vec<String> = agent_addrs
         .iter()
         .map(|(a, _)| format!("\"{a}\""))

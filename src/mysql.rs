@@ -14,8 +14,9 @@ use opensrv_mysql::{
     IntermediaryOptions, OkResponse, ParamParser, QueryResultWriter, StatementMetaWriter,
     plain_run_with_options, secure_run_with_options,
 };
-use roster_api::executor::{self, QueryResult, Session};
+use roster_api::executor::{self, Session};
 use roster_api::{ApiError, FeNodeHandle, auth};
+use roster_proto::QueryResult;
 use rustls_pki_types::CertificateDer;
 use std::io;
 use std::net::IpAddr;
@@ -75,11 +76,12 @@ const INSECURE_TRANSPORT: &str =
 
 /// Accept connections until the task is aborted. With a TLS config, clients may switch to TLS.
 pub async fn serve(fe: FeNodeHandle, listener: TcpListener, tls: MysqlTls) {
-    let backoff = roster_api::accept::AcceptBackoff::new("query");
+    let backoff = roster_transport::accept::AcceptBackoff::new("query");
     let slots = Arc::new(Semaphore::new(fe.config().limits.max_connections));
-    let full_log = roster_api::ratelog::RateLimit::new(roster_api::ratelog::LOG_INTERVAL);
+    let full_log =
+        roster_transport::ratelog::RateLimit::new(roster_transport::ratelog::LOG_INTERVAL);
     loop {
-        let (stream, peer) = roster_api::accept::accept(&listener, &backoff).await;
+        let (stream, peer) = roster_transport::accept::accept(&listener, &backoff).await;
         let _ = stream.set_nodelay(true);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             if let Some(suppressed) = full_log.check(()) {
@@ -228,7 +230,7 @@ fn mysql_error(e: &ApiError) -> (ErrorKind, String) {
 }
 
 fn draining_payload() -> Vec<u8> {
-    let e = ApiError::Invalid(roster_api::node::drain::DRAINING_MESSAGE.to_string());
+    let e = ApiError::Invalid(roster_proto::status::DRAINING_MESSAGE.to_string());
     err_payload(1105, "HY000", &e.mysql_message())
 }
 

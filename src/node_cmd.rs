@@ -14,7 +14,7 @@ mod follow;
 
 use crate::sql_shell::ConnArgs;
 use crate::table;
-use roster_api::QueryResult;
+use roster_client::QueryResult;
 use std::time::Duration;
 
 #[derive(clap::Subcommand)]

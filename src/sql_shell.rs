@@ -1,7 +1,7 @@
 //! `roster sql`: one statement with `-e`, or an interactive shell reading statements ended by `;`.
 
 use crate::table;
-use roster_api::{Client, ClientConfig, ClientError};
+use roster_client::{Client, ClientConfig, ClientError};
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
@@ -87,7 +87,7 @@ impl ConnArgs {
         cfg.timeout = Duration::from_secs(self.timeout_sec);
         if let Some(dir) = &self.certs_dir {
             cfg.tls = Some(
-                roster_api::tls::ClientTls::from_dir(dir, &self.user)
+                roster_client::ClientTls::from_dir(dir, &self.user)
                     .map_err(|e| anyhow::anyhow!("--certs-dir {}: {e}", dir.display()))?,
             );
         }

@@ -5,10 +5,10 @@ use crate::config::FileConfig;
 use anyhow::Context;
 use roster_api::FeNodeHandle;
 use roster_api::network::MAX_MESSAGE_BYTES;
-use roster_api::pb::raft::raft_service_server::RaftServiceServer;
-use roster_api::pb::v1::roster_server::RosterServer;
 use roster_api::raft_service::RaftServiceImpl;
 use roster_api::roster_service::RosterService;
+use roster_proto::pb::raft::raft_service_server::RaftServiceServer;
+use roster_proto::pb::v1::roster_server::RosterServer;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
@@ -97,7 +97,7 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
         move |req: tonic::Request<()>| {
-            peers.authorize(&req, &[roster_api::tls::Caller::Fe])?;
+            peers.authorize(&req, &[roster_transport::tls::Caller::Fe])?;
             Ok(req)
         },
     );
@@ -117,7 +117,7 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
     let s1 = tokio::spawn(async move {
         if let Err(e) = raft_server
             .add_service(raft_svc)
-            .serve_with_incoming(roster_api::accept::incoming(raft_l, "edit_log"))
+            .serve_with_incoming(roster_transport::accept::incoming(raft_l, "edit_log"))
             .await
         {
             tracing::error!("raft server stopped: {e}");
@@ -126,7 +126,7 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
     let s2 = tokio::spawn(async move {
         if let Err(e) = rpc_server
             .add_service(rpc_svc)
-            .serve_with_incoming(roster_api::accept::incoming(rpc_l, "rpc"))
+            .serve_with_incoming(roster_transport::accept::incoming(rpc_l, "rpc"))
             .await
         {
             tracing::error!("rpc server stopped: {e}");

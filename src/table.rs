@@ -1,6 +1,6 @@
 //! Print result sets the way the mysql client does (`+---+` boxes, NULL, "N rows in set").
 
-use roster_api::QueryResult;
+use roster_client::QueryResult;
 use std::fmt::Write;
 
 pub fn render(r: &QueryResult) -> String {

@@ -7,7 +7,7 @@ mod common;
 
 use common::agents::*;
 use common::*;
-use roster_api::pb::backend::{
+use roster_proto::pb::backend::{
     CloneReplicaRequest, CreateReplicaRequest, DropReplicaRequest, HeartbeatRequest,
     ListReplicasRequest,
 };
@@ -121,7 +121,7 @@ async fn an_insecure_agent_obeys_only_holders_of_the_cluster_token_and_orphans_a
         let mut data =
             agent_client(&format!("{}:{}", agents[0].host, agents[0].be_port), tok).await;
         let e = data
-            .send_replica(roster_api::pb::backend::SendReplicaRequest { tablet_id: held[0] })
+            .send_replica(roster_proto::pb::backend::SendReplicaRequest { tablet_id: held[0] })
             .await
             .map(|_| ())
             .expect_err(who);
@@ -170,7 +170,7 @@ async fn an_insecure_agent_obeys_only_holders_of_the_cluster_token_and_orphans_a
 }
 
 /// Tablet id -> backend ids holding it, from SHOW TABLETS.
-fn holders(r: &roster_api::QueryResult) -> std::collections::BTreeMap<u64, Vec<u64>> {
+fn holders(r: &roster_client::QueryResult) -> std::collections::BTreeMap<u64, Vec<u64>> {
     let mut out: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
     for i in 0..r.rows.len() {
         out.entry(column(r, i, "TabletId").parse().unwrap())
@@ -197,9 +197,9 @@ const FILL: u64 = 1000;
 
 /// One CloneReplica call, bounded: an agent that dials a silent address would hang it.
 async fn clone_call(
-    d: &mut roster_api::cluster_token::AgentClient,
+    d: &mut roster_transport::cluster_token::AgentClient,
     req: CloneReplicaRequest,
-) -> Result<roster_api::pb::backend::ReplicaInfo, tonic::Status> {
+) -> Result<roster_proto::pb::backend::ReplicaInfo, tonic::Status> {
     match tokio::time::timeout(Duration::from_secs(10), d.clone_replica(req)).await {
         Ok(r) => r.map(|r| r.into_inner()),
         Err(_) => panic!("no answer within 10 s: the agent is dialling the source it was given"),

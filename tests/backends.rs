@@ -6,7 +6,7 @@ mod common;
 
 use common::agents::*;
 use common::*;
-use roster_api::QueryResult;
+use roster_client::QueryResult;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

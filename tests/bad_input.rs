@@ -5,10 +5,10 @@
 mod common;
 
 use common::*;
-use roster_api::ClientError;
+use roster_client::ClientError;
 use std::time::Duration;
 
-fn err_text(r: Result<roster_api::QueryResult, ClientError>) -> String {
+fn err_text(r: Result<roster_client::QueryResult, ClientError>) -> String {
     match r {
         Err(ClientError::Server { code, message }) => {
             assert_eq!(code, 1105);

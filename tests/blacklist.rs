@@ -10,7 +10,7 @@ mod common;
 
 use common::agents::*;
 use common::*;
-use roster_api::{Client, ClientError, QueryResult};
+use roster_client::{Client, ClientError, QueryResult};
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// Tablet id -> the backend this FE routes it to (`None`: NONE).
 type Routes = BTreeMap<u64, Option<u64>>;
 
-async fn routes_full(cluster: &Cluster, fe: usize) -> Vec<roster_api::pb::v1::TabletRoute> {
+async fn routes_full(cluster: &Cluster, fe: usize) -> Vec<roster_proto::pb::v1::TabletRoute> {
     let r = cluster.client(fe).tablet_routes("t").await.unwrap();
     assert_eq!(
         r.frontend_id, cluster.nodes[fe].id,

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use roster_api::ClientError;
+use roster_client::ClientError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ async fn kill_all_mid_stream_then_restart() {
     cluster.wait_leader(Duration::from_secs(20)).await;
     let mut cfg = client_config(cluster.nodes.iter().map(|n| n.rpc_addr()).collect());
     cfg.timeout = Duration::from_secs(3);
-    let client = Arc::new(roster_api::Client::new(cfg).unwrap());
+    let client = Arc::new(roster_client::Client::new(cfg).unwrap());
     let history = Arc::new(Mutex::new(History::default()));
     let stop = Arc::new(AtomicBool::new(false));
 

@@ -8,7 +8,7 @@ mod common;
 
 use common::agents::*;
 use common::*;
-use roster_api::{Client, QueryResult};
+use roster_client::{Client, QueryResult};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 

@@ -10,7 +10,7 @@ mod common;
 
 use common::agents::*;
 use common::*;
-use roster_api::{Client, ClientError, QueryResult};
+use roster_client::{Client, ClientError, QueryResult};
 use std::process::Command;
 use std::time::Duration;
 

@@ -97,7 +97,7 @@ async fn kill_leader_and_restart_loses_nothing() {
     // Its own applied state (a stale read needs no leader) caught up too.
     let mut cfg = client_config(vec![cluster.nodes[leader].rpc_addr()]);
     cfg.stale_reads = true;
-    let stale = roster_api::Client::new(cfg).unwrap();
+    let stale = roster_client::Client::new(cfg).unwrap();
     let r = stale.execute("SHOW BACKENDS").await.expect("stale read");
     assert_eq!(backend_addrs(&r).len(), acked.len());
     assert!(

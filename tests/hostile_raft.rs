@@ -10,7 +10,7 @@ use futures::StreamExt;
 use openraft::entry::RaftEntry;
 use openraft::impls::leader_id_adv::LeaderId;
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
-use roster_api::pb::raft::{Blob, raft_service_client::RaftServiceClient};
+use roster_proto::pb::raft::{Blob, raft_service_client::RaftServiceClient};
 use roster_raft_store::TypeConfig;
 use roster_raft_store::codec;
 use roster_raft_store::types::{Entry, LogId, SnapshotMeta, Vote};

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use roster_api::{Client, ClientError, QueryResult};
+use roster_client::{Client, ClientError, QueryResult};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -307,9 +307,9 @@ async fn logins_and_privileges_on_every_interface() {
     let mut cfg = client_config(vec![cluster.nodes[2].rpc_addr()]);
     cfg.user = "ops".into();
     cfg.password = "opspw".into();
-    let ops = roster_api::Client::new(cfg).unwrap();
+    let ops = roster_client::Client::new(cfg).unwrap();
     match ops.execute(add).await {
-        Err(roster_api::ClientError::Server { message, .. }) => {
+        Err(roster_client::ClientError::Server { message, .. }) => {
             assert!(message.contains(denied), "{message}")
         }
         other => panic!("gRPC should refuse: {other:?}"),
@@ -351,12 +351,12 @@ async fn logins_and_privileges_on_every_interface() {
     let mut bad = client_config(vec![cluster.nodes[0].rpc_addr()]);
     bad.user = "ops".into();
     bad.password = "wrongpw".into();
-    match roster_api::Client::new(bad)
+    match roster_client::Client::new(bad)
         .unwrap()
         .execute("SHOW GRANTS")
         .await
     {
-        Err(roster_api::ClientError::Server { message, .. }) => assert!(
+        Err(roster_client::ClientError::Server { message, .. }) => assert!(
             message.contains("Access denied for user 'ops'"),
             "{message}"
         ),

@@ -7,7 +7,7 @@ mod common;
 
 use common::agents::*;
 use common::*;
-use roster_api::Client;
+use roster_client::Client;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 

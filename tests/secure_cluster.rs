@@ -8,12 +8,12 @@ mod common;
 
 use common::agents::{agents_up, column, wait_all};
 use common::{BIN, Cluster, ROOT_PASSWORD};
-use roster_api::pb::backend::{
+use roster_certs::{Material, Role};
+use roster_proto::pb::backend::{
     DropReplicaRequest, ListReplicasRequest, backend_agent_client::BackendAgentClient,
 };
-use roster_api::pb::raft::{Blob, raft_service_client::RaftServiceClient};
-use roster_api::tls::Transport;
-use roster_certs::{Material, Role};
+use roster_proto::pb::raft::{Blob, raft_service_client::RaftServiceClient};
+use roster_transport::tls::Transport;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -119,7 +119,7 @@ async fn a_secure_cluster_runs_end_to_end() {
     // The gRPC client port speaks TLS only: a plaintext client gets nothing.
     let mut plain = common::client_config(vec![cluster.nodes[0].rpc_addr()]);
     plain.timeout = Duration::from_secs(3);
-    let e = roster_api::Client::new(plain)
+    let e = roster_client::Client::new(plain)
         .unwrap()
         .execute("SHOW BACKENDS")
         .await
@@ -291,7 +291,7 @@ async fn outsiders_get_nothing_from_any_port() {
     let mut plain = common::client_config(vec![rpc.clone()]);
     plain.timeout = Duration::from_secs(3);
     assert!(
-        roster_api::Client::new(plain)
+        roster_client::Client::new(plain)
             .unwrap()
             .execute("SHOW FRONTENDS")
             .await
@@ -299,9 +299,9 @@ async fn outsiders_get_nothing_from_any_port() {
     );
     let mut wrong_ca = common::client_config(vec![rpc]);
     wrong_ca.timeout = Duration::from_secs(3);
-    wrong_ca.tls = Some(roster_api::tls::ClientTls::from_dir(other.path(), "root").unwrap());
+    wrong_ca.tls = Some(roster_client::ClientTls::from_dir(other.path(), "root").unwrap());
     assert!(
-        roster_api::Client::new(wrong_ca)
+        roster_client::Client::new(wrong_ca)
             .unwrap()
             .execute("SHOW FRONTENDS")
             .await

@@ -9,8 +9,8 @@
 mod common;
 
 use common::*;
-use roster_api::pb::v1::{self as pb, roster_client::RosterClient};
-use roster_api::{ClientError, QueryResult};
+use roster_client::{ClientError, QueryResult};
+use roster_proto::pb::v1::{self as pb, roster_client::RosterClient};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

@@ -80,7 +80,7 @@ async fn lagging_follower_catches_up_by_snapshot() {
     cluster.spawn(lagger);
     let mut cfg = client_config(vec![cluster.nodes[lagger].rpc_addr()]);
     cfg.stale_reads = true;
-    let stale = roster_api::Client::new(cfg).unwrap();
+    let stale = roster_client::Client::new(cfg).unwrap();
     let r = exec_retry(&stale, "SHOW BACKENDS", Duration::from_secs(20))
         .await
         .unwrap();

@@ -575,7 +575,7 @@ async fn the_free_space_alarm_refuses_writes_through_a_low_fe() {
 
     let mut cfg = client_config(vec![cluster.nodes[low].rpc_addr()]);
     cfg.timeout = Duration::from_secs(2);
-    let c = roster_api::Client::new(cfg).unwrap();
+    let c = roster_client::Client::new(cfg).unwrap();
     let err = c
         .execute(r#"ALTER SYSTEM ADD BACKEND "127.3.5.1:9050""#)
         .await

@@ -8,8 +8,8 @@ mod common;
 
 use common::agents::*;
 use common::*;
-use roster_api::QueryResult;
-use roster_api::pb::backend::SendReplicaRequest;
+use roster_client::QueryResult;
+use roster_proto::pb::backend::SendReplicaRequest;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::Duration;
@@ -46,7 +46,7 @@ fn crc_of(path: &std::path::Path) -> (u64, String) {
     (data.len() as u64, format!("{:08x}", crc32fast::hash(&data)))
 }
 
-async fn err_of(c: &roster_api::Client, sql: &str) -> String {
+async fn err_of(c: &roster_client::Client, sql: &str) -> String {
     match c.execute(sql).await {
         Ok(r) => panic!("{sql} succeeded: {r:?}"),
         Err(e) => e.to_string(),

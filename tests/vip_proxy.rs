@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use roster_api::ClientError;
+use roster_client::ClientError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -48,7 +48,7 @@ async fn writes_resume_through_a_vip_after_leader_failover() {
         "a single endpoint is treated as a VIP"
     );
     cfg.timeout = Duration::from_secs(10);
-    let client = roster_api::Client::new(cfg).unwrap();
+    let client = roster_client::Client::new(cfg).unwrap();
 
     let (mut acked, mut unknown) = (Vec::new(), Vec::new());
     let mut k = 0;

@@ -84,10 +84,10 @@ pub fn certs_dir(dir: &Path) -> PathBuf {
 }
 
 /// The client TLS of the current run's cluster, for every client the harness makes.
-static CLIENT_TLS: std::sync::RwLock<Option<roster_api::tls::ClientTls>> =
+static CLIENT_TLS: std::sync::RwLock<Option<roster_client::ClientTls>> =
     std::sync::RwLock::new(None);
 
-pub fn client_tls() -> Option<roster_api::tls::ClientTls> {
+pub fn client_tls() -> Option<roster_client::ClientTls> {
     CLIENT_TLS.read().expect("client tls lock").clone()
 }
 
@@ -122,7 +122,7 @@ fn make_certs(bin: &Path, dir: &Path, topo: &Topology) -> anyhow::Result<()> {
         run(be)?;
     }
     run(vec![s("create-client"), s("root")])?;
-    let tls = roster_api::tls::ClientTls::from_dir(&certs, "root")
+    let tls = roster_client::ClientTls::from_dir(&certs, "root")
         .map_err(|e| anyhow::anyhow!("{}: {e}", certs.display()))?;
     *CLIENT_TLS.write().expect("client tls lock") = Some(tls);
     Ok(())

@@ -129,11 +129,13 @@ pub async fn members(db: &Db) -> Option<BTreeSet<usize>> {
 }
 
 /// How a membership statement ended, for the history.
-fn outcome(r: &Result<roster_api::QueryResult, roster_api::ClientError>) -> serde_json::Value {
+fn outcome(
+    r: &Result<roster_client::QueryResult, roster_client::ClientError>,
+) -> serde_json::Value {
     match r {
         Ok(q) => json!({"type": "ok", "message": q.message}),
         Err(e) => json!({
-            "type": if matches!(e, roster_api::ClientError::Unknown(_)) { "info" } else { "fail" },
+            "type": if matches!(e, roster_client::ClientError::Unknown(_)) { "info" } else { "fail" },
             "error": e.to_string(),
         }),
     }

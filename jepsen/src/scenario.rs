@@ -878,7 +878,7 @@ impl LeaderWatch {
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (s, d) = (seen.clone(), done.clone());
         let task = tokio::spawn(async move {
-            let clients: Vec<roster_api::Client> = addrs
+            let clients: Vec<roster_client::Client> = addrs
                 .iter()
                 .map(|a| workload::client_of(a, Duration::from_millis(500)))
                 .collect();
@@ -969,7 +969,7 @@ async fn liveness(db: &Db, members: &[usize], within: Duration) -> anyhow::Resul
 async fn convergence(db: &Db, members: &[usize], within: Duration) -> anyhow::Result<String> {
     use std::collections::BTreeMap;
     let deadline = Instant::now() + within;
-    let clients: Vec<(usize, roster_api::Client)> = members
+    let clients: Vec<(usize, roster_client::Client)> = members
         .iter()
         .map(|&i| {
             (

@@ -12,7 +12,7 @@ use crate::history::Recorder;
 use crate::workload::{Proc, Worker, client_of};
 use anyhow::bail;
 use rand::Rng;
-use roster_api::{Client, QueryResult};
+use roster_client::{Client, QueryResult};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -34,7 +34,7 @@ fn column(r: &QueryResult, row: usize, name: &str) -> Option<String> {
 /// Per tablet: `(backend id, state, backend alive)` of each replica, from SHOW TABLETS.
 pub type Replicas = BTreeMap<u64, Vec<(u64, String, bool)>>;
 
-pub async fn replicas(c: &Client) -> Result<Replicas, roster_api::ClientError> {
+pub async fn replicas(c: &Client) -> Result<Replicas, roster_client::ClientError> {
     let r = c.execute(&format!("SHOW TABLETS FROM {TABLE}")).await?;
     let mut out: Replicas = BTreeMap::new();
     for i in 0..r.rows.len() {

@@ -20,7 +20,7 @@
 use crate::history::{Op, OpType, Process, Recorder};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use roster_api::{Client, ClientConfig, ClientError};
+use roster_client::{Client, ClientConfig, ClientError};
 use serde_json::{Value, json};
 use std::future::Future;
 use std::time::{Duration, Instant};

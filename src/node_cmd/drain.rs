@@ -6,7 +6,7 @@
 
 use super::{col, quoted};
 use crate::sql_shell::ConnArgs;
-use roster_api::{Client, QueryResult};
+use roster_client::{Client, QueryResult};
 use std::time::{Duration, Instant};
 
 /// `10m`, `30s`, `500ms`, `1h`: a number and a unit.

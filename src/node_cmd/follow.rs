@@ -5,7 +5,7 @@
 
 use super::{col, membership_of};
 use crate::table;
-use roster_api::{Client, QueryResult};
+use roster_client::{Client, QueryResult};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -140,8 +140,8 @@ pub async fn follow(c: &Client, names: &[String]) -> anyhow::Result<()> {
         let blockers = if done { 0 } else { sum(|p| p.blockers) };
         bar.set_message(format!(
             "{} moved, {}/s, ETA {eta}, {blockers} blocker(s)",
-            roster_api::format::bytes(sum(|p| p.bytes_moved)),
-            roster_api::format::bytes(rate)
+            roster_proto::format::bytes(sum(|p| p.bytes_moved)),
+            roster_proto::format::bytes(rate)
         ));
         let now = if blockers > 0 {
             blockers_of(&c.execute("SHOW DECOMMISSION BLOCKERS").await?, &ids)
@@ -184,7 +184,7 @@ async fn print_outcome(c: &Client, ids: &BTreeSet<String>, took: Duration) -> an
         };
         totals.push(format!(
             "decommissioned {id}: {tablets} tablets, {} moved in {} s{how}",
-            roster_api::format::bytes(bytes),
+            roster_proto::format::bytes(bytes),
             took.as_secs()
         ));
         rows.push(match row(&after, id) {

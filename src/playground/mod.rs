@@ -78,7 +78,7 @@ pub async fn run(args: PlaygroundArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| format!("{}:{}", ports::FE_HOST, p.rpc))
         .collect();
-    let client = roster_api::Client::new(roster_api::ClientConfig::new(endpoints))?;
+    let client = roster_client::Client::new(roster_client::ClientConfig::new(endpoints))?;
 
     enum Startup {
         Done(anyhow::Result<String>),
@@ -160,7 +160,7 @@ pub async fn run(args: PlaygroundArgs) -> anyhow::Result<()> {
 }
 
 /// Register the agents, create the demo table, wait until everything is up.
-async fn set_up(client: &roster_api::Client, layout: &Layout) -> anyhow::Result<String> {
+async fn set_up(client: &roster_client::Client, layout: &Layout) -> anyhow::Result<String> {
     let quoted: Vec<String> = layout
         .agents
         .iter()
@@ -208,7 +208,7 @@ fn write_configs(root: &Path, layout: &Layout) -> anyhow::Result<Vec<NodeCmd>> {
     refuse_other_ports(root, &members)?;
     // Insecure agents obey only holders of the cluster token: a fresh one per run, in every
     // FE's and agent's config (all of them restart together).
-    let token = roster_api::cluster_token::ClusterToken::random();
+    let token = roster_transport::cluster_token::ClusterToken::random();
     let mut nodes = Vec::new();
     for m in &members {
         let name = format!("fe{}", m.node_id);

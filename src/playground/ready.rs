@@ -1,7 +1,7 @@
 //! When the playground is ready: every FE and backend alive and every replica of the demo
 //! table NORMAL, as the cluster itself reports it; and which FE leads.
 
-use roster_api::{Client, QueryResult};
+use roster_client::{Client, QueryResult};
 use std::time::{Duration, Instant};
 
 /// The demo table: 8 tablets, 3 replicas each of 2 MiB of real data, so a decommission moves
@@ -29,7 +29,7 @@ struct Seen {
     replicas: usize,
 }
 
-async fn seen(client: &Client) -> Result<Seen, roster_api::ClientError> {
+async fn seen(client: &Client) -> Result<Seen, roster_client::ClientError> {
     let alive = |r: &QueryResult| column(r, "Alive").iter().filter(|a| **a == "true").count();
     let fes = alive(&client.execute("SHOW FRONTENDS").await?);
     let backends = alive(&client.execute("SHOW BACKENDS").await?);

@@ -2,7 +2,7 @@
 //! (127.0.0.N) so that replicas can be placed on distinct hosts on one machine.
 
 use super::{BIN, Cluster};
-use roster_api::{Client, QueryResult};
+use roster_client::{Client, QueryResult};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -121,15 +121,15 @@ pub fn start_agent(cluster: &Cluster, i: usize, extra_args: &[&str]) -> Agent {
 pub async fn agent_client(
     addr: &str,
     token: Option<&str>,
-) -> roster_api::cluster_token::AgentClient {
+) -> roster_transport::cluster_token::AgentClient {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
         .unwrap();
-    let token = token.map(|t| roster_api::cluster_token::ClusterToken::new(t).unwrap());
-    roster_api::cluster_token::agent_client(channel, token.as_ref())
+    let token = token.map(|t| roster_transport::cluster_token::ClusterToken::new(t).unwrap());
+    roster_transport::cluster_token::agent_client(channel, token.as_ref())
 }
 
 /// The value of `name` in row `row`.

@@ -5,7 +5,7 @@
 
 pub mod agents;
 
-use roster_api::{Client, ClientConfig, ClientError, QueryResult};
+use roster_client::{Client, ClientConfig, ClientError, QueryResult};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -125,7 +125,7 @@ impl Cluster {
             .join("\n");
         // Insecure agents obey only holders of the cluster token: one per cluster.
         let token = (!extra_top.contains("certs_dir")).then(|| {
-            roster_api::cluster_token::ClusterToken::random()
+            roster_transport::cluster_token::ClusterToken::random()
                 .as_str()
                 .to_string()
         });
@@ -234,8 +234,7 @@ impl Cluster {
     pub fn client_of(&self, idx: &[usize]) -> Client {
         let mut cfg = client_config(idx.iter().map(|i| self.nodes[*i].rpc_addr()).collect());
         if let Some(dir) = &self.certs_dir {
-            cfg.tls =
-                Some(roster_api::tls::ClientTls::from_dir(dir, "root").expect("client certs"));
+            cfg.tls = Some(roster_client::ClientTls::from_dir(dir, "root").expect("client certs"));
         }
         Client::new(cfg).expect("client")
     }

@@ -4,15 +4,15 @@
 
 use crate::fence::Fence;
 use crate::store::{CHUNK_BYTES, ReplicaMeta, ReplicaStore, StoreError};
-use roster_api::cluster_token::{ClusterToken, agent_client};
-use roster_api::pb::backend::CloneReplicaRequest;
-use roster_api::pb::backend::backend_agent_server::BackendAgent;
-use roster_api::pb::backend::{
+use roster_proto::pb::backend::CloneReplicaRequest;
+use roster_proto::pb::backend::backend_agent_server::BackendAgent;
+use roster_proto::pb::backend::{
     CreateReplicaRequest, DropReplicaRequest, DropReplicaResponse, HeartbeatRequest,
     HeartbeatResponse, ListReplicasRequest, ListReplicasResponse, ReplicaChunk, ReplicaInfo,
     SendReplicaRequest,
 };
-use roster_api::tls::{Caller, Transport};
+use roster_transport::cluster_token::{ClusterToken, agent_client};
+use roster_transport::tls::{Caller, Transport};
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::PathBuf;
@@ -48,7 +48,7 @@ pub struct Agent {
     /// Who may call (FEs of the cluster; other agents only to read a replica), and how this
     /// agent dials a clone's source.
     transport: Transport,
-    /// Insecure mode: callers must send this token (see `roster_api::cluster_token`). Without
+    /// Insecure mode: callers must send this token (see `roster_transport::cluster_token`). Without
     /// TLS it proves membership of the cluster only, so there any holder may make any call.
     token: Option<ClusterToken>,
 }
@@ -236,7 +236,7 @@ impl BackendAgent for Agent {
             be_port: u32::from(self.be_port),
             http_port: 0,
             brpc_port: 0,
-            version: roster_api::node::VERSION.to_string(),
+            version: roster_proto::VERSION.to_string(),
             start_time_ms: self.start_time_ms,
             total_capacity_bytes: total,
             avail_capacity_bytes: avail,

@@ -95,8 +95,8 @@ pub fn access_denied(user: &str, with_password: bool) -> ApiError {
 }
 
 /// Log lines about failed logins: at most one a second, whatever the attack's rate.
-static FAILURE_LOG: crate::ratelog::RateLimit<bool> =
-    crate::ratelog::RateLimit::new(std::time::Duration::from_secs(1));
+static FAILURE_LOG: roster_transport::ratelog::RateLimit<bool> =
+    roster_transport::ratelog::RateLimit::new(std::time::Duration::from_secs(1));
 
 /// A login from `source`, throttled (`login_throttle`): wait for the source's slot or be
 /// refused without a check, then check the credentials and tell the throttle the verdict.

@@ -10,64 +10,17 @@ mod validate;
 pub use tables::{TabletRoute, tablet_routes};
 
 use crate::auth;
-use crate::cell::Cell;
 use crate::error::ApiError;
 use crate::node::FeNodeHandle;
 use crate::wire::{LeaderOp, LeaderReply};
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::catalog::TableDef;
 use roster_membership::{BackendId, BackendRef, DomainError, FrontendId, HostPort, Privilege};
+use roster_proto::QueryResult;
 use roster_raft_store::{Cmd, Reply, Response};
 use roster_sql::{FrontendRole, Statement};
 
 pub use session::Session;
-
-/// A result set or an OK packet.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct QueryResult {
-    pub columns: Vec<String>,
-    pub rows: Vec<Vec<Option<String>>>,
-    pub affected_rows: u64,
-    pub message: String,
-    /// The same rows typed, for the HTTP API, when the statement renders them so (the JSON
-    /// views); empty otherwise, and never sent over gRPC.
-    pub cells: Vec<Vec<Cell>>,
-}
-
-impl QueryResult {
-    pub fn ok(affected_rows: u64, message: impl Into<String>) -> Self {
-        QueryResult {
-            affected_rows,
-            message: message.into(),
-            ..Default::default()
-        }
-    }
-
-    pub fn rows(columns: &[&str], rows: Vec<Vec<Option<String>>>) -> Self {
-        QueryResult {
-            columns: columns.iter().map(|c| c.to_string()).collect(),
-            rows,
-            ..Default::default()
-        }
-    }
-
-    /// A result set from typed cells: SQL text and the typed values from one source.
-    pub fn typed(columns: &[&str], cells: Vec<Vec<Cell>>) -> Self {
-        QueryResult {
-            columns: columns.iter().map(|c| c.to_string()).collect(),
-            rows: cells
-                .iter()
-                .map(|r| r.iter().map(Cell::to_sql).collect())
-                .collect(),
-            cells,
-            ..Default::default()
-        }
-    }
-
-    pub fn is_result_set(&self) -> bool {
-        !self.columns.is_empty()
-    }
-}
 
 fn host_port(h: &roster_sql::HostPort) -> HostPort {
     HostPort::new(h.host.to_ascii_lowercase(), h.port)

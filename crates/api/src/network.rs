@@ -3,9 +3,7 @@
 //! `raft.max_term_jump` above the request's (or one that cannot be incremented) is dropped as
 //! a network error, as the server side refuses such requests (see `raft_guard`).
 
-use crate::pb::raft::{Blob, raft_service_client::RaftServiceClient};
 use crate::raft_guard::RaftLimits;
-use crate::ratelog::{LOG_INTERVAL, RateLimit};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
@@ -13,9 +11,11 @@ use openraft::raft::{
     TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{AnyError, OptionalSend};
+use roster_proto::pb::raft::{Blob, raft_service_client::RaftServiceClient};
 use roster_raft_store::codec;
 use roster_raft_store::types::{Snapshot, Vote};
 use roster_raft_store::{FeNode, NodeId, TypeConfig};
+use roster_transport::ratelog::{LOG_INTERVAL, RateLimit};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -30,20 +30,20 @@ const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 #[derive(Clone, Default)]
 pub struct Channels {
     inner: Arc<Mutex<HashMap<String, Channel>>>,
-    transport: crate::tls::Transport,
+    transport: roster_transport::tls::Transport,
 }
 
 impl Channels {
     /// Channels that dial with `transport` (mutual TLS with this node's certificate, or
     /// plaintext in insecure mode).
-    pub fn new(transport: crate::tls::Transport) -> Self {
+    pub fn new(transport: roster_transport::tls::Transport) -> Self {
         Channels {
             inner: Arc::default(),
             transport,
         }
     }
 
-    pub fn transport(&self) -> &crate::tls::Transport {
+    pub fn transport(&self) -> &roster_transport::tls::Transport {
         &self.transport
     }
 

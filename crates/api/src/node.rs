@@ -14,14 +14,14 @@ mod moves;
 mod replicas;
 
 use crate::error::ApiError;
-use crate::format::now_ms;
 use crate::network::{Channels, NetworkFactory};
-use crate::pb::raft::Blob;
 use crate::wire::{ForwardResult, LeaderOp, LeaderReply, NodeInfo};
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::{ReadPolicy, linearizable_read::Linearizer, linearizable_read::ReadLogId};
 use openraft::{Config, SnapshotPolicy};
+use roster_proto::format::now_ms;
+use roster_proto::pb::raft::Blob;
 use roster_raft_store::codec;
 use roster_raft_store::types::LogId;
 use roster_raft_store::{Cmd, FeNode, NodeId, Raft, Request, Response, StateMachineStore};
@@ -100,9 +100,9 @@ pub struct FeConfig {
     /// Statement size, handshake time, connection count and login throttling.
     pub limits: crate::limits::ClientLimits,
     /// Mutual TLS towards other FEs and agents (secure mode), or plaintext (insecure).
-    pub transport: crate::tls::Transport,
+    pub transport: roster_transport::tls::Transport,
     /// Sent on every call to an agent: insecure agents obey only holders of it.
-    pub cluster_token: Option<crate::cluster_token::ClusterToken>,
+    pub cluster_token: Option<roster_transport::cluster_token::ClusterToken>,
     /// What peers may send over the Raft port (term bound, snapshot size).
     pub raft_limits: crate::raft_guard::RaftLimits,
     /// The free-space alarm's threshold under data_dir (see `diskspace`); 0 turns it off.
@@ -143,8 +143,6 @@ struct Inner {
 pub struct FeNodeHandle {
     inner: Arc<Inner>,
 }
-
-pub const VERSION: &str = concat!("roster-", env!("CARGO_PKG_VERSION"));
 
 mod tokio_util_lite {
     /// Aborts a background task when the owner goes away.
@@ -328,9 +326,9 @@ impl FeNodeHandle {
     pub fn agent_client(
         &self,
         addr: &str,
-    ) -> Result<crate::cluster_token::AgentClient, tonic::transport::Error> {
+    ) -> Result<roster_transport::cluster_token::AgentClient, tonic::transport::Error> {
         let channel = self.inner.channels.get(addr)?;
-        Ok(crate::cluster_token::agent_client(
+        Ok(roster_transport::cluster_token::agent_client(
             channel,
             self.inner.cfg.cluster_token.as_ref(),
         ))
@@ -367,7 +365,7 @@ impl FeNodeHandle {
             node: self.inner.cfg.node.clone(),
             cluster_id: self.inner.cfg.cluster_id.clone(),
             name: self.inner.cfg.name.clone(),
-            version: VERSION.to_string(),
+            version: roster_proto::VERSION.to_string(),
             last_applied_index: applied,
             start_time_ms: self.inner.start_time_ms,
         }
@@ -456,11 +454,13 @@ impl FeNodeHandle {
             Ok(Ok(resp)) => {
                 codec::decode::<ForwardResult>(&resp.into_inner().data).map_err(raft_err)?
             }
-            Ok(Err(status)) if never_sent(&status) => Err(ApiError::Unavailable(format!(
-                "leader {} unreachable: {}",
-                leader.edit_log_addr(),
-                status.message()
-            ))),
+            Ok(Err(status)) if roster_transport::never_sent(&status) => {
+                Err(ApiError::Unavailable(format!(
+                    "leader {} unreachable: {}",
+                    leader.edit_log_addr(),
+                    status.message()
+                )))
+            }
             Ok(Err(status)) => Err(ApiError::Unknown(format!(
                 "lost the connection to the leader {} after sending: {}",
                 leader.edit_log_addr(),
@@ -683,15 +683,6 @@ fn leader_hint(
     let f: Option<&openraft::error::ForwardToLeader<roster_raft_store::TypeConfig>> =
         e.try_as_ref();
     f.and_then(|f| f.leader_node.as_ref().map(|n| n.rpc_addr()))
-}
-
-/// True when tonic failed before the request could have reached the peer.
-pub(crate) fn never_sent(status: &tonic::Status) -> bool {
-    drain::is_draining_refusal(status)
-        || (status.code() == tonic::Code::Unavailable && {
-            let m = status.message().to_ascii_lowercase();
-            m.contains("connect") || m.contains("refused")
-        })
 }
 
 /// Every second, ask each other member who it is and how far it has applied: the source of

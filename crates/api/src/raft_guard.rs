@@ -5,11 +5,11 @@
 //!
 //! Every refusal is a `Refusal`, answered to the sender as a gRPC error; nothing changes here.
 
-use crate::ratelog::{LOG_INTERVAL, RateLimit};
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use roster_raft_store::types::{LogId, MAX_TERM, Vote};
 use roster_raft_store::{NodeId, Raft, TypeConfig};
+use roster_transport::ratelog::{LOG_INTERVAL, RateLimit};
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

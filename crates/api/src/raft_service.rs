@@ -7,11 +7,11 @@
 
 use crate::error::ApiError;
 use crate::node::FeNodeHandle;
-use crate::pb::raft::{Blob, raft_service_server::RaftService};
 use crate::raft_guard::{LocalView, Refusal, refuse};
 use crate::wire::{ForwardResult, LeaderOp};
 use futures::StreamExt;
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use roster_proto::pb::raft::{Blob, raft_service_server::RaftService};
 use roster_raft_store::types::Snapshot;
 use roster_raft_store::types::{SnapshotMeta, Vote};
 use roster_raft_store::{TypeConfig, codec};

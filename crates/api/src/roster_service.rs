@@ -3,11 +3,12 @@
 
 use crate::auth;
 use crate::error::ApiError;
-use crate::executor::{self, QueryResult, Session};
+use crate::executor::{self, Session};
 use crate::node::FeNodeHandle;
-use crate::pb::v1::{self as pb, roster_server::Roster};
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::Privilege;
+use roster_proto::QueryResult;
+use roster_proto::pb::v1::{self as pb, roster_server::Roster};
 use std::net::{IpAddr, Ipv4Addr};
 use tonic::{Request, Response, Status};
 
@@ -88,7 +89,7 @@ impl RosterService {
     /// A drained FE takes no new client work (`node::drain`).
     fn refuse_if_draining(&self) -> Result<(), Status> {
         if self.fe.is_draining() {
-            Err(crate::node::drain::draining_status())
+            Err(roster_proto::status::draining_status())
         } else {
             Ok(())
         }

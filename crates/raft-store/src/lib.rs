@@ -16,7 +16,10 @@ pub mod version;
 pub use cmd::{Cmd, Reply, Request, Response};
 pub use log_store::LogStore;
 pub use state_machine::{AppliedState, StateMachineStore};
-pub use types::{FeNode, NodeId, Raft, TypeConfig};
+pub use types::{FeNode, NodeId, TypeConfig};
+
+/// Roster's Raft: its types with the redb state machine (here, so `types` needs no store).
+pub type Raft = openraft::Raft<TypeConfig, StateMachineStore>;
 
 fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())

@@ -56,7 +56,6 @@ openraft::declare_raft_types!(
         Node = FeNode,
 );
 
-pub type Raft = openraft::Raft<TypeConfig, crate::state_machine::StateMachineStore>;
 pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
 pub type Vote = openraft::alias::VoteOf<TypeConfig>;
 pub type Entry = openraft::alias::EntryOf<TypeConfig>;

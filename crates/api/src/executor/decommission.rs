@@ -2,12 +2,12 @@
 //! pre-check alone), SHOW DECOMMISSION and SHOW DECOMMISSION BLOCKERS.
 
 use super::{QueryResult, ids_text};
-use crate::cell::Cell;
 use crate::error::ApiError;
-use crate::format::now_ms;
 use roster_membership::drain::{self, Blocker};
 use roster_membership::registry::MembershipOutcome;
 use roster_membership::{BackendId, BackendMembership, BackendRef, ClusterState, registry};
+use roster_proto::cell::Cell;
+use roster_proto::format::now_ms;
 use std::collections::BTreeSet;
 
 use crate::node::FeNodeHandle;

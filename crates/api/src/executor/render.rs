@@ -2,12 +2,13 @@
 
 use super::QueryResult;
 use super::session::like;
-use crate::cell::Cell;
 use crate::error::ApiError;
-use crate::format::{datetime, now_ms};
-use crate::node::{FeNodeHandle, VERSION};
+use crate::node::FeNodeHandle;
 use roster_membership::settings::SETTINGS;
 use roster_membership::{BackendMembership, catalog};
+use roster_proto::VERSION;
+use roster_proto::cell::Cell;
+use roster_proto::format::{datetime, now_ms};
 
 /// SPEC section 2 column order.
 pub const BACKEND_COLUMNS: &[&str] = &[
@@ -305,7 +306,7 @@ pub fn show_blacklist(fe: &FeNodeHandle, all_frontends: bool) -> QueryResult {
     let me = roster_membership::FrontendId(fe.id());
     let rows = fe.store().read(|state, _| {
         let period = state.meta.settings.u64("black_host_history_sec");
-        let now = crate::format::now_ms();
+        let now = roster_proto::format::now_ms();
         state
             .blacklist
             .values()

@@ -4,11 +4,11 @@
 
 use super::{QueryResult, applied, unexpected};
 use crate::error::ApiError;
-use crate::format::{bytes, datetime};
 use crate::node::FeNodeHandle;
 use roster_membership::catalog::{self, ReplicaState, TableDef, TableState};
 use roster_membership::routing;
 use roster_membership::{ClusterState, DomainError, TableId, TabletId};
+use roster_proto::format::{bytes, datetime};
 use roster_raft_store::{Cmd, Reply};
 use std::time::{Duration, Instant};
 

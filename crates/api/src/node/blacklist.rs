@@ -10,8 +10,8 @@
 //! kernel, so slowness never blacklists (StarRocks issue 18835).
 
 use super::{FeNodeHandle, Inner};
-use crate::format::now_ms;
 use roster_membership::{BackendId, FrontendId, blacklist};
+use roster_proto::format::now_ms;
 use roster_raft_store::{Cmd, Reply, Response};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

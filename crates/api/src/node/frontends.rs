@@ -4,11 +4,11 @@
 
 use super::{FeNodeHandle, probe};
 use crate::error::ApiError;
-use crate::format::now_ms;
 use crate::wire::{ForwardResult, LeaderReply};
 use openraft::ChangeMembers;
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::{FrontendId, registry};
+use roster_proto::format::now_ms;
 use roster_raft_store::NodeId;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -4,12 +4,12 @@
 //! lost leadership they are refused, so a deposed master cannot mark anything dead.
 
 use super::{FeNodeHandle, Inner};
-use crate::format::now_ms;
-use crate::pb::backend::HeartbeatRequest;
 use crate::wire::LeaderOp;
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::liveness::HeartbeatInfo;
 use roster_membership::{BackendId, HostPort};
+use roster_proto::format::now_ms;
+use roster_proto::pb::backend::HeartbeatRequest;
 use roster_raft_store::Cmd;
 use roster_scheduler::liveness::Tracker;
 use std::sync::Weak;

@@ -6,11 +6,11 @@
 //! new master resumes them; the clone calls in flight are soft state of this term only.
 
 use super::FeNodeHandle;
-use crate::format::now_ms;
-use crate::pb::backend::{CloneReplicaRequest, ReplicaInfo};
 use crate::wire::{LeaderOp, LeaderReply};
 use roster_membership::moves::Move;
 use roster_membership::{MoveId, drain};
+use roster_proto::format::now_ms;
+use roster_proto::pb::backend::{CloneReplicaRequest, ReplicaInfo};
 use roster_raft_store::{Cmd, Reply, Response};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

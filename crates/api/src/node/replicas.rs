@@ -9,13 +9,13 @@
 
 use super::moves::{Executor, propose};
 use super::{FeNodeHandle, Inner};
-use crate::cluster_token::AgentClient;
-use crate::format::now_ms;
-use crate::pb::backend::{CreateReplicaRequest, DropReplicaRequest, ListReplicasRequest};
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::catalog::{self, ReplicaReport, ReplicaState};
 use roster_membership::{BackendId, HostPort, TabletId};
+use roster_proto::format::now_ms;
+use roster_proto::pb::backend::{CreateReplicaRequest, DropReplicaRequest, ListReplicasRequest};
 use roster_raft_store::Cmd;
+use roster_transport::cluster_token::AgentClient;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Weak;
 use std::time::Duration;
@@ -120,7 +120,7 @@ async fn list(fe: &FeNodeHandle, id: BackendId, addr: &HostPort) -> Option<Held>
     }
 }
 
-type Held = BTreeMap<TabletId, crate::pb::backend::ReplicaInfo>;
+type Held = BTreeMap<TabletId, roster_proto::pb::backend::ReplicaInfo>;
 
 /// Bring one backend in line with the catalog; returns what to record, and the NORMAL
 /// replicas whose files the backend no longer has.

@@ -7,9 +7,13 @@
 //! hints only saves a hop; it is off by default for a single (VIP) endpoint, whose hints may
 //! name addresses the client cannot reach.
 
-use crate::executor::QueryResult;
-use crate::pb::v1::{self as pb, roster_client::RosterClient};
+pub mod statement;
+
+pub use roster_proto::QueryResult;
+pub use roster_transport::tls::ClientTls;
+
 use rand::Rng;
+use roster_proto::pb::v1::{self as pb, roster_client::RosterClient};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -26,7 +30,7 @@ pub struct ClientConfig {
     pub stale_reads: bool,
     pub follow_leader_hints: bool,
     /// TLS towards FEs of a secure cluster (`None`: plaintext, for insecure clusters).
-    pub tls: Option<crate::tls::ClientTls>,
+    pub tls: Option<ClientTls>,
 }
 
 impl ClientConfig {
@@ -91,10 +95,6 @@ pub struct Client {
 fn is_too_large(status: &tonic::Status) -> bool {
     status.code() == tonic::Code::OutOfRange
         && status.message().contains("message length too large")
-}
-
-fn never_sent(s: &tonic::Status) -> bool {
-    crate::node::never_sent(s)
 }
 
 impl Client {
@@ -162,9 +162,7 @@ impl Client {
 
     /// Execute one statement.
     pub async fn execute(&self, sql: &str) -> Result<QueryResult, ClientError> {
-        let read_only = roster_sql::parse(sql)
-            .map(|s| s.is_read_only())
-            .unwrap_or(false);
+        let read_only = crate::statement::is_read_only(sql);
         let deadline = Instant::now() + self.cfg.timeout;
         let mut attempt = 0u32;
         let mut last = String::from("no attempt made");
@@ -229,7 +227,7 @@ impl Client {
                 Ok(Err(status)) => {
                     self.demote(&addr);
                     last = format!("{addr}: {}", status.message());
-                    if !never_sent(&status) && !read_only {
+                    if !roster_transport::never_sent(&status) && !read_only {
                         return Err(ClientError::Unknown(last));
                     }
                 }

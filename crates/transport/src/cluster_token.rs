@@ -6,7 +6,7 @@
 //! it (an FE or an agent) may make any call an FE may. In secure mode the certificates decide
 //! who may call (see `tls`), and agents ignore the token.
 
-use crate::pb::backend::backend_agent_client::BackendAgentClient;
+use roster_proto::pb::backend::backend_agent_client::BackendAgentClient;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tonic::service::Interceptor;
