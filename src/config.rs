@@ -8,6 +8,7 @@ use roster_api::limits::{ClientLimits, MAX_PACKET_CAP};
 use roster_api::login_throttle::ThrottleConfig;
 use roster_api::raft_guard::RaftLimits;
 use roster_api::{FeConfig, RaftTiming};
+use roster_membership::model;
 use roster_raft_store::FeNode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -374,7 +375,7 @@ fn timing(c: &FileConfig) -> RaftTiming {
 impl FileConfig {
     /// root's password hash if this FE has one to offer: a password, or the empty password
     /// when `insecure = true`.
-    pub fn root_password_hash(&self) -> Option<roster_membership::users::PasswordHash> {
+    pub fn root_password_hash(&self) -> Option<model::users::PasswordHash> {
         if !self.root_password.is_empty() {
             Some(roster_api::auth::hash_password(&self.root_password))
         } else if self.insecure {

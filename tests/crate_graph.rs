@@ -176,21 +176,31 @@ fn the_client_library_links_no_server_machinery() {
     }
 }
 
-/// Top-level modules of the crate rooted at `src`, each with the files that make it up.
-fn top_level_modules(src: &Path) -> BTreeMap<String, Vec<PathBuf>> {
-    let mut mods: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
-    for e in std::fs::read_dir(src).unwrap() {
-        let p = e.unwrap().path();
-        let stem = p.file_stem().unwrap().to_string_lossy().to_string();
-        if p.is_dir() {
-            mods.entry(stem).or_default().extend(rust_files(&p));
-        } else if p.extension().is_some_and(|x| x == "rs")
-            && !["lib", "main"].contains(&stem.as_str())
-        {
-            mods.entry(stem).or_default().push(p);
+/// Every module of the crate rooted at `src`, by path (`["query", "drain"]`), with its file.
+/// `tests.rs` files are unit tests and left out.
+fn modules(src: &Path) -> BTreeMap<Vec<String>, PathBuf> {
+    let mut out = BTreeMap::new();
+    for f in rust_files(src) {
+        let rel = f.strip_prefix(src).unwrap();
+        let mut path: Vec<String> = rel
+            .iter()
+            .map(|c| c.to_string_lossy().trim_end_matches(".rs").to_string())
+            .collect();
+        if path.last().is_some_and(|l| l == "tests") {
+            continue;
         }
+        if path
+            .last()
+            .is_some_and(|l| l == "mod" || l == "lib" || l == "main")
+        {
+            path.pop();
+        }
+        if path.first().is_some_and(|p| p == "bin") {
+            continue;
+        }
+        out.insert(path, f);
     }
-    mods
+    out
 }
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
@@ -206,38 +216,150 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The crate-level names a file refers to: `crate::x`, `crate::{x, y::z}`, and (in a
-/// top-level module's own file) `super::x`.
-fn referenced_modules(text: &str, top_level_file: bool) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let ident = |s: &str| -> String {
-        s.trim()
+/// The paths a chain of `::`-separated identifiers starting at `rest` spells, with `{a, b::c}`
+/// groups expanded: `x::{a, b::c}` gives `x::a` and `x::b::c`.
+fn path_chains(rest: &str) -> Vec<Vec<String>> {
+    let mut head = Vec::new();
+    let mut r = rest;
+    loop {
+        if let Some(group) = r.strip_prefix('{') {
+            let mut depth = 0;
+            let mut end = group.len();
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        end = i;
+                        break;
+                    }
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+            }
+            let inner = &group[..end];
+            let mut parts = Vec::new();
+            let (mut depth, mut start) = (0, 0);
+            for (i, c) in inner.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        parts.push(&inner[start..i]);
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+            parts.push(&inner[start..]);
+            return parts
+                .into_iter()
+                .flat_map(|p| path_chains(p.trim()))
+                .map(|tail| head.iter().cloned().chain(tail).collect())
+                .collect();
+        }
+        let ident: String = r
             .chars()
             .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect()
-    };
-    let mut prefixes = vec!["crate::"];
-    if top_level_file {
-        prefixes.push("super::");
+            .collect();
+        if ident.is_empty() {
+            break;
+        }
+        r = &r[ident.len()..];
+        head.push(ident);
+        match r.strip_prefix("::") {
+            Some(next) => r = next,
+            None => break,
+        }
     }
-    for prefix in prefixes {
+    vec![head]
+}
+
+/// The module paths a file at `here` refers to: `crate::x::y`, `super::x`, `self::x`, and names
+/// a `use` of this crate brought in (`use crate::query;` then `query::drain::f`), in any
+/// `{...}` group form. Items are kept in the path; the caller trims to modules.
+fn references(text: &str, here: &[String]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let starts = |i: usize| {
+        !text[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$' || c == ':')
+    };
+    for (prefix, base) in [
+        ("crate::", Vec::new()),
+        ("self::", here.to_vec()),
+        ("super::", here[..here.len().saturating_sub(1)].to_vec()),
+    ] {
         for (i, _) in text.match_indices(prefix) {
-            // `$crate::` and `roster_crate::` are not this crate's root.
-            let before = text[..i].chars().next_back();
-            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
+            if !starts(i) {
                 continue;
             }
-            let rest = &text[i + prefix.len()..];
-            if let Some(group) = rest.strip_prefix('{') {
-                let group = &group[..group.find('}').unwrap_or(group.len())];
-                out.extend(group.split(',').map(ident));
-            } else {
-                out.insert(ident(rest));
+            let mut base = base.clone();
+            let mut rest = &text[i + prefix.len()..];
+            while let Some(r) = rest.strip_prefix("super::") {
+                base.pop();
+                rest = r;
+            }
+            for chain in path_chains(rest) {
+                out.push(base.iter().cloned().chain(chain).collect());
             }
         }
     }
-    out.retain(|m| !m.is_empty());
     out
+}
+
+/// Aliases a file's `use` lines give to paths of this crate, by their last name.
+fn aliases(refs: &[Vec<String>]) -> BTreeMap<String, Vec<String>> {
+    refs.iter()
+        .filter_map(|r| r.last().map(|l| (l.clone(), r.clone())))
+        .collect()
+}
+
+/// For each module with submodules, the edges between its children that some file's imports
+/// make: a file in child `a` referring to something in child `b` of the same parent.
+fn sibling_edges(src: &Path) -> BTreeMap<Vec<String>, BTreeMap<String, BTreeSet<String>>> {
+    let mods = modules(src);
+    let mut edges: BTreeMap<Vec<String>, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    for (here, file) in &mods {
+        let text = without_unit_tests(&std::fs::read_to_string(file).unwrap());
+        let mut refs = references(&text, here);
+        // `use crate::query;` then `query::drain::f(..)`: follow the alias.
+        for (name, target) in aliases(&refs) {
+            if !mods.contains_key(&target) || name == "self" {
+                continue;
+            }
+            let pat = format!("{name}::");
+            for (i, _) in text.match_indices(&pat) {
+                let before = text[..i].chars().next_back();
+                if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                    continue;
+                }
+                for chain in path_chains(&text[i + pat.len()..]) {
+                    refs.push(target.iter().cloned().chain(chain).collect());
+                }
+            }
+        }
+        for r in refs {
+            // The module the reference lands in: its longest prefix that is a module.
+            let Some(target) = (0..=r.len())
+                .rev()
+                .map(|n| r[..n].to_vec())
+                .find(|p| mods.contains_key(p))
+            else {
+                continue;
+            };
+            let common = here.iter().zip(&target).take_while(|(a, b)| a == b).count();
+            if common < here.len() && common < target.len() {
+                edges
+                    .entry(here[..common].to_vec())
+                    .or_default()
+                    .entry(here[common].clone())
+                    .or_default()
+                    .insert(target[common].clone());
+            }
+        }
+    }
+    edges
 }
 
 /// `text` up to its unit-test module (`#[cfg(test)]` then `mod`), which ends the file by
@@ -247,7 +369,11 @@ fn without_unit_tests(text: &str) -> String {
     while let Some(i) = text[from..].find("#[cfg(test)]") {
         let at = from + i;
         let after = text[at + "#[cfg(test)]".len()..].trim_start();
-        if after.starts_with("mod ") && after.contains('{') {
+        let block = after.strip_prefix("mod ").is_some_and(|m| {
+            let name_end = m.find(|c: char| !(c.is_alphanumeric() || c == '_'));
+            name_end.is_some_and(|e| m[e..].trim_start().starts_with('{'))
+        });
+        if block {
             return text[..at].to_string();
         }
         from = at + 1;
@@ -255,48 +381,69 @@ fn without_unit_tests(text: &str) -> String {
     text.to_string()
 }
 
-/// Crates whose modules still import each other in a circle, with the circle as it stands:
-/// issue 14 untangles them, and each leaves this list when its modules run one way.
-const STILL_TANGLED: &[&str] = &[];
-
 #[test]
 fn modules_inside_each_crate_import_each_other_one_way() {
-    let mut tangled = BTreeMap::new();
+    let mut tangled = Vec::new();
     for (name, (src, _)) in workspace().crates {
-        let mods = top_level_modules(&src);
-        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (m, files) in &mods {
-            let edges = graph.entry(m.clone()).or_default();
-            for f in files.iter().filter(|f| !f.ends_with("tests.rs")) {
-                let text = without_unit_tests(&std::fs::read_to_string(f).unwrap());
-                let top = f.parent() == Some(src.as_path());
-                for r in referenced_modules(&text, top) {
-                    if &r != m && mods.contains_key(&r) {
-                        edges.insert(r);
-                    }
-                }
+        for (parent, graph) in sibling_edges(&src) {
+            if let Some(c) = find_cycle(&graph) {
+                let at = if parent.is_empty() {
+                    "crate root".to_string()
+                } else {
+                    parent.join("::")
+                };
+                tangled.push(format!("{name} ({at}): {}", c.join(" -> ")));
             }
         }
-        if let Some(c) = find_cycle(&graph) {
-            tangled.insert(name, c.join(" -> "));
-        }
     }
-    let still: BTreeSet<&str> = STILL_TANGLED.iter().copied().collect();
-    let now: BTreeSet<&str> = tangled.keys().map(String::as_str).collect();
-    assert_eq!(
-        now, still,
-        "crates whose top-level modules import each other in a circle: {tangled:#?}"
+    assert!(
+        tangled.is_empty(),
+        "modules that import each other in a circle:\n{}",
+        tangled.join("\n")
     );
 }
 
 #[test]
 fn the_module_reader_sees_the_import_forms() {
-    let text = "use crate::node::X;\nuse crate::{auth, wire::Op};\nlet v = $crate::m;\nroster_crate::q;\nsuper::sibling::f();";
-    let top: Vec<String> = referenced_modules(text, true).into_iter().collect();
-    assert_eq!(top, ["auth", "node", "sibling", "wire"]);
-    let nested: Vec<String> = referenced_modules(text, false).into_iter().collect();
-    assert_eq!(nested, ["auth", "node", "wire"]);
+    let here = ["transition".to_string(), "catalog".to_string()];
+    let text = "use crate::query;\nuse crate::{model::ids::X, query::placement};\nuse super::registry::{self, f};\nlet v = $crate::m;\nroster_crate::q;";
+    let refs = references(text, &here);
+    let shown: Vec<String> = refs.iter().map(|r| r.join("::")).collect();
+    assert_eq!(
+        shown,
+        [
+            "query",
+            "model::ids::X",
+            "query::placement",
+            "transition::registry::self",
+            "transition::registry::f"
+        ]
+    );
+    assert_eq!(aliases(&refs)["placement"], ["query", "placement"]);
     let with_tests = "use crate::a;\n#[cfg(test)]\nfn helper() {}\n#[cfg(test)]\nmod tests {\n    use crate::b;\n}\n";
     let kept = without_unit_tests(with_tests);
     assert!(kept.contains("helper") && kept.contains("crate::a") && !kept.contains("crate::b"));
+    let declared = "#[cfg(test)]\nmod tests;\nfn after() { crate::c::f() }\n";
+    assert!(without_unit_tests(declared).contains("crate::c"));
+}
+
+#[test]
+fn a_circle_between_sibling_modules_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    std::fs::create_dir_all(src.join("layer")).unwrap();
+    std::fs::write(src.join("lib.rs"), "//! x\npub mod layer;\n").unwrap();
+    std::fs::write(src.join("layer.rs"), "pub mod a;\npub mod b;\n").unwrap();
+    std::fs::write(src.join("layer/a.rs"), "use super::b::f;\n").unwrap();
+    std::fs::write(
+        src.join("layer/b.rs"),
+        "use crate::layer;\nfn g() { layer::a::h(); }\n",
+    )
+    .unwrap();
+    let edges = sibling_edges(src);
+    let graph = &edges[&vec!["layer".to_string()]];
+    assert_eq!(
+        find_cycle(graph),
+        Some(vec!["a".into(), "b".into(), "a".into()])
+    );
 }

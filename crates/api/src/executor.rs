@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::node::FeNodeHandle;
 use crate::wire::{LeaderOp, LeaderReply};
 use openraft::async_runtime::watch::WatchReceiver;
-use roster_membership::catalog::TableDef;
+use roster_membership::model::catalog::TableDef;
 use roster_membership::{BackendId, BackendRef, DomainError, FrontendId, HostPort, Privilege};
 use roster_proto::QueryResult;
 use roster_raft_store::{Cmd, Reply, Response};

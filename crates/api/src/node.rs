@@ -20,6 +20,7 @@ use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::{ReadPolicy, linearizable_read::Linearizer, linearizable_read::ReadLogId};
 use openraft::{Config, SnapshotPolicy};
+use roster_membership::model;
 use roster_proto::format::now_ms;
 use roster_proto::pb::raft::Blob;
 use roster_raft_store::codec;
@@ -93,7 +94,7 @@ pub struct FeConfig {
     pub max_in_snapshot_log_to_keep: u64,
     /// root's password hash, if this FE was given one: the first leader that has it creates
     /// root (once; later values are ignored).
-    pub root_password: Option<roster_membership::users::PasswordHash>,
+    pub root_password: Option<model::users::PasswordHash>,
     /// The local address this FE's connection checks to backends come from (multi-homed
     /// hosts; `None`: the kernel picks). Blacklist entries are per FE, so this is per FE too.
     pub backend_source_ip: Option<std::net::IpAddr>,

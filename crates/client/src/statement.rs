@@ -137,7 +137,15 @@ mod tests {
     fn dressed() -> impl Strategy<Value = String> {
         let gap = prop::sample::select(vec![" ", "  ", "\n", " /* x */ ", " -- x\n", " # x\n"]);
         let lead = prop::sample::select(vec![
-            "", " ", "\n", "/* SHOW */ ", "-- SHOW\n", "# SELECT\n", "/*! */ ", "--\n", "/**/",
+            "",
+            " ",
+            "\n",
+            "/* SHOW */ ",
+            "-- SHOW\n",
+            "# SELECT\n",
+            "/*! */ ",
+            "--\n",
+            "/**/",
         ]);
         (
             prop::sample::select(STATEMENTS),
@@ -153,7 +161,11 @@ mod tests {
                     }
                     for (j, c) in word.chars().enumerate() {
                         let up = upper[(i * 7 + j) % upper.len()];
-                        out.push(if up { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
+                        out.push(if up {
+                            c.to_ascii_uppercase()
+                        } else {
+                            c.to_ascii_lowercase()
+                        });
                     }
                 }
                 out

@@ -2,65 +2,63 @@
 //! membership crate. Deterministic: time comes from the entry, maps are ordered.
 
 use crate::cmd::{Cmd, Reply, Request, Response};
-use roster_membership::{
-    ClusterState, DomainError, blacklist, catalog, drain, liveness, moves, registry, users,
-};
+use roster_membership::{ClusterState, DomainError};
+use roster_membership::{query, transition};
 
 /// Apply one command to the state. Refusals leave the state unchanged.
 pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
     let now = state.tick(req.time_ms);
     if let Some(user) = &req.user
-        && let Err(e) = users::authorize(state, user, req.cmd.required_privilege())
+        && let Err(e) = query::users::authorize(state, user, req.cmd.required_privilege())
     {
         return Response::Refused(e);
     }
     let result: Result<Reply, DomainError> = match &req.cmd {
         Cmd::Noop => Ok(Reply::Done),
         Cmd::AddBackends { addrs, properties } => {
-            registry::add_backends(state, now, addrs, properties).map(Reply::Added)
+            transition::registry::add_backends(state, now, addrs, properties).map(Reply::Added)
         }
-        Cmd::DroppBackends { targets } => {
-            registry::dropp_backends(state, now, targets).map(|(tombstones, lost)| Reply::Dropped {
+        Cmd::DroppBackends { targets } => transition::registry::dropp_backends(state, now, targets)
+            .map(|(tombstones, lost)| Reply::Dropped {
                 tombstones,
                 tablets_lost: lost as u64,
-            })
-        }
+            }),
         Cmd::DecommissionBackends { targets } => {
-            registry::decommission(state, now, targets).map(Reply::Memberships)
+            transition::registry::decommission(state, now, targets).map(Reply::Memberships)
         }
         Cmd::CancelDecommission { targets } => {
-            registry::cancel_decommission(state, now, targets).map(Reply::Memberships)
+            transition::registry::cancel_decommission(state, now, targets).map(Reply::Memberships)
         }
         Cmd::ModifyBackends {
             targets,
             properties,
-        } => registry::modify_backends(state, targets, properties).map(Reply::Changed),
+        } => transition::registry::modify_backends(state, targets, properties).map(Reply::Changed),
         Cmd::SetConfig { pairs } => state.meta.settings.set_all(pairs).map(|_| Reply::Done),
         Cmd::EnsureRoot { password } => {
-            users::ensure_root(state, now, *password);
+            transition::users::ensure_root(state, now, *password);
             Ok(Reply::Done)
         }
         Cmd::CreateUser { name, password } => {
-            users::create_user(state, now, name, *password).map(|_| Reply::Done)
+            transition::users::create_user(state, now, name, *password).map(|_| Reply::Done)
         }
-        Cmd::DropUser { name } => users::drop_user(state, name).map(|_| Reply::Done),
+        Cmd::DropUser { name } => transition::users::drop_user(state, name).map(|_| Reply::Done),
         Cmd::Grant { name, privileges } => {
-            users::grant(state, name, privileges).map(|_| Reply::Done)
+            transition::users::grant(state, name, privileges).map(|_| Reply::Done)
         }
         Cmd::Revoke { name, privileges } => {
-            users::revoke(state, name, privileges).map(|_| Reply::Done)
+            transition::users::revoke(state, name, privileges).map(|_| Reply::Done)
         }
         Cmd::AddBlacklist { frontend, backends } => {
-            blacklist::add_manual(state, now, *frontend, backends).map(Reply::Changed)
+            transition::blacklist::add_manual(state, now, *frontend, backends).map(Reply::Changed)
         }
         Cmd::DeleteBlacklist { frontend, backends } => {
-            blacklist::delete(state, *frontend, backends).map(Reply::Changed)
+            transition::blacklist::delete(state, *frontend, backends).map(Reply::Changed)
         }
-        Cmd::RecordLiveness { reports } => {
-            Ok(Reply::Changed(liveness::record(state, now, reports)))
-        }
+        Cmd::RecordLiveness { reports } => Ok(Reply::Changed(transition::liveness::record(
+            state, now, reports,
+        ))),
         Cmd::CreateTable(def) => {
-            catalog::create_table(state, now, def).map(|(id, created)| Reply::Table {
+            transition::catalog::create_table(state, now, def).map(|(id, created)| Reply::Table {
                 id: Some(id),
                 created,
             })
@@ -69,31 +67,37 @@ pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
             name,
             if_exists,
             force,
-        } => catalog::drop_table(state, now, name, *if_exists, *force)
+        } => transition::catalog::drop_table(state, now, name, *if_exists, *force)
             .map(|id| Reply::Table { id, created: false }),
-        Cmd::RecoverTable { name } => catalog::recover_table(state, name).map(|id| Reply::Table {
-            id: Some(id),
-            created: false,
-        }),
-        Cmd::ExpireRecycleBin => Ok(Reply::Expired(catalog::expire_recycle_bin(state, now))),
+        Cmd::RecoverTable { name } => {
+            transition::catalog::recover_table(state, name).map(|id| Reply::Table {
+                id: Some(id),
+                created: false,
+            })
+        }
+        Cmd::ExpireRecycleBin => Ok(Reply::Expired(transition::catalog::expire_recycle_bin(
+            state, now,
+        ))),
         Cmd::RecordReplicas { reports } => {
-            catalog::record_replicas(state, reports);
+            transition::catalog::record_replicas(state, reports);
             Ok(Reply::Done)
         }
-        Cmd::StartMoves { moves: plans } => Ok(Reply::Moves(moves::start_moves(state, now, plans))),
+        Cmd::StartMoves { moves: plans } => Ok(Reply::Moves(transition::moves::start_moves(
+            state, now, plans,
+        ))),
         Cmd::FinishMove {
             id,
             bytes,
             checksum,
-        } => Ok(Reply::MoveEnded(moves::finish_move(
+        } => Ok(Reply::MoveEnded(transition::moves::finish_move(
             state, now, *id, *bytes, *checksum,
         ))),
-        Cmd::AbortMove { id, reason } => Ok(Reply::MoveEnded(moves::abort_move(
+        Cmd::AbortMove { id, reason } => Ok(Reply::MoveEnded(transition::moves::abort_move(
             state, now, *id, reason, true,
         ))),
-        Cmd::FinishDecommissions => Ok(Reply::Changed(drain::finish(state, now))),
+        Cmd::FinishDecommissions => Ok(Reply::Changed(transition::drain::finish(state, now))),
         Cmd::ReplicasLost { lost } => {
-            catalog::forget_lost(state, lost);
+            transition::catalog::forget_lost(state, lost);
             Ok(Reply::Done)
         }
         Cmd::RecordConnectFailures {
@@ -101,10 +105,12 @@ pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
             backend,
             count,
             reason,
-        } => blacklist::record_failures(state, now, *frontend, *backend, *count, reason)
-            .map(|added| Reply::Changed(if added { vec![*backend] } else { vec![] })),
+        } => {
+            transition::blacklist::record_failures(state, now, *frontend, *backend, *count, reason)
+                .map(|added| Reply::Changed(if added { vec![*backend] } else { vec![] }))
+        }
         Cmd::ClearAutoBlacklist { frontend, backend } => Ok(Reply::Changed(
-            if blacklist::clear_auto(state, now, *frontend, *backend) {
+            if transition::blacklist::clear_auto(state, now, *frontend, *backend) {
                 vec![*backend]
             } else {
                 vec![]
@@ -217,7 +223,7 @@ mod tests {
             r,
             Response::Ok(Reply::Memberships(vec![(
                 BackendId(10001),
-                registry::MembershipOutcome::Changed
+                transition::registry::MembershipOutcome::Changed
             )]))
         );
         assert_eq!(

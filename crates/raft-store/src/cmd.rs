@@ -1,12 +1,13 @@
 //! Every replicated change is a variant of `Cmd`. Log entries live forever: never reorder or
 //! remove variants, only append; `tests::encoding_is_pinned` fails if an encoding moves.
 
-use roster_membership::backend::Tombstone;
-use roster_membership::catalog::{ReplicaReport, TableDef};
-use roster_membership::liveness::LivenessReport;
-use roster_membership::moves::MovePlan;
-use roster_membership::registry::MembershipOutcome;
-use roster_membership::users::PasswordHash;
+use roster_membership::model::backend::Tombstone;
+use roster_membership::model::catalog::ReplicaReport;
+use roster_membership::model::catalog::TableDef;
+use roster_membership::model::liveness::LivenessReport;
+use roster_membership::model::moves::MovePlan;
+use roster_membership::model::users::PasswordHash;
+use roster_membership::transition::registry::MembershipOutcome;
 use roster_membership::{
     BackendId, BackendRef, DomainError, FrontendId, HostPort, MoveId, Privilege, TableId, TabletId,
 };
@@ -225,7 +226,7 @@ pub enum Reply {
 mod tests {
     use super::*;
     use crate::codec;
-    use roster_membership::moves::MoveReason;
+    use roster_membership::model::moves::MoveReason;
 
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()

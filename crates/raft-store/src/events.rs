@@ -5,7 +5,7 @@
 
 use crate::cmd::{Cmd, Reply, Response};
 use crate::types::{FeNode, NodeId};
-use roster_membership::blacklist::BlacklistKind;
+use roster_membership::model::blacklist::BlacklistKind;
 use roster_membership::{
     BackendId, BackendMembership, ClusterState, FrontendId, HostPort, MoveId, TabletId,
 };
@@ -370,7 +370,7 @@ mod tests {
     use crate::applier::apply;
     use crate::cmd::Request;
     use roster_membership::BackendRef;
-    use roster_membership::liveness::LivenessReport;
+    use roster_membership::model::liveness::LivenessReport;
 
     /// Apply `cmd` and return its events, as the state machine does.
     fn run(s: &mut ClusterState, cmd: Cmd) -> Vec<Event> {

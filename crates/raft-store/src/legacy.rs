@@ -1,15 +1,27 @@
 //! The shapes of stored values before they grew (format 1), read when a data directory or a
 //! snapshot written by an older FE is loaded. Never written.
 
-use roster_membership::backend::{
-    Backend, BackendMembership, DrainProgress, HostPort, Liveness, Tags, Tombstone,
-};
-use roster_membership::blacklist::{BlacklistEntry, BlacklistKey};
-use roster_membership::catalog::{Table, Tablet};
-use roster_membership::moves::Move;
-use roster_membership::state::Meta;
-use roster_membership::tracked::TrackedMap;
-use roster_membership::users::User;
+use roster_membership::model::backend::Backend;
+
+use roster_membership::model::backend::BackendMembership;
+
+use roster_membership::model::backend::DrainProgress;
+
+use roster_membership::model::backend::HostPort;
+
+use roster_membership::model::backend::Liveness;
+
+use roster_membership::model::backend::Tags;
+
+use roster_membership::model::backend::Tombstone;
+use roster_membership::model::blacklist::BlacklistEntry;
+use roster_membership::model::blacklist::BlacklistKey;
+use roster_membership::model::catalog::Table;
+use roster_membership::model::catalog::Tablet;
+use roster_membership::model::moves::Move;
+use roster_membership::model::state::Meta;
+use roster_membership::model::tracked::TrackedMap;
+use roster_membership::model::users::User;
 use roster_membership::{BackendId, ClusterState, MoveId, TableId, TabletId};
 use serde::{Deserialize, Serialize};
 
@@ -108,7 +120,7 @@ impl From<ClusterStateV1> for ClusterState {
 mod tests {
     use super::*;
     use crate::codec;
-    use roster_membership::backend::FinishedDecommission;
+    use roster_membership::model::backend::FinishedDecommission;
 
     /// A tombstone row exactly as format 1 stored it (id 10001, "h:9050", dropped at 7).
     const V1_ROW: &str = "0111270000000000000100000000000000685a230700000000000000";

@@ -17,9 +17,10 @@
 use openraft::EntryPayload;
 use openraft::storage::{RaftLogReader, RaftLogStorage, RaftStateMachine};
 use redb::{ReadableDatabase, TableDefinition};
-use roster_membership::backend::BackendMembership;
-use roster_membership::blacklist::BlacklistKind;
-use roster_membership::catalog::{ReplicaState, TableState};
+use roster_membership::model::backend::BackendMembership;
+use roster_membership::model::blacklist::BlacklistKind;
+use roster_membership::model::catalog::ReplicaState;
+use roster_membership::model::catalog::TableState;
 use roster_membership::{BackendId, FrontendId, Privilege};
 use roster_raft_store::{Cmd, codec, version};
 use std::collections::BTreeSet;

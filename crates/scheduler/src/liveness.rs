@@ -1,7 +1,9 @@
 //! The master's soft state about heartbeats, and the decision of what to record.
 //! Complexity: O(backends) per round.
 
-use roster_membership::liveness::{HeartbeatInfo, LivenessReport};
+use roster_membership::model::liveness::HeartbeatInfo;
+
+use roster_membership::model::liveness::LivenessReport;
 use roster_membership::{Backend, BackendId};
 use std::collections::BTreeMap;
 
@@ -104,7 +106,8 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use roster_membership::{ClusterState, HostPort, liveness, registry};
+    use roster_membership::transition;
+    use roster_membership::{ClusterState, HostPort};
 
     fn info(start: u64) -> HeartbeatInfo {
         HeartbeatInfo {
@@ -120,7 +123,7 @@ mod tests {
     #[test]
     fn records_changes_only() {
         let mut s = ClusterState::default();
-        registry::add_backends(
+        transition::registry::add_backends(
             &mut s,
             0,
             &[HostPort::new("a", 1), HostPort::new("b", 1)],
@@ -134,7 +137,7 @@ mod tests {
         let r = t.changes(s.backends.values(), 1);
         assert_eq!(r.len(), 1);
         assert!(r[0].alive && r[0].info.as_ref().unwrap().start_time_ms == 7);
-        liveness::record(&mut s, 0, &r);
+        transition::liveness::record(&mut s, 0, &r);
         // Nothing changed: nothing to record.
         t.observe(a, 2_000, Ok(info(7)));
         assert!(t.changes(s.backends.values(), 1).is_empty());
@@ -142,16 +145,16 @@ mod tests {
         t.observe(a, 3_000, Ok(info(8)));
         let r = t.changes(s.backends.values(), 1);
         assert_eq!(r[0].info.as_ref().unwrap().start_time_ms, 8);
-        liveness::record(&mut s, 0, &r);
+        transition::liveness::record(&mut s, 0, &r);
         // With tolerance 2, one failure keeps it alive (only the counter changes); two kill it.
         t.observe(a, 4_000, Err("refused".into()));
         let r = t.changes(s.backends.values(), 2);
         assert!(r[0].alive && r[0].failure_counter == 1);
-        liveness::record(&mut s, 0, &r);
+        transition::liveness::record(&mut s, 0, &r);
         t.observe(a, 5_000, Err("refused".into()));
         let r = t.changes(s.backends.values(), 2);
         assert!(!r[0].alive && r[0].err_msg == "refused");
-        liveness::record(&mut s, 0, &r);
+        transition::liveness::record(&mut s, 0, &r);
         // A backend that never answered stays not alive, with its error.
         t.observe(b, 5_000, Err("timeout".into()));
         let r = t.changes(s.backends.values(), 1);
@@ -160,10 +163,10 @@ mod tests {
         // LastHeartbeat is refreshed after a while even when nothing else changes.
         let mut t2 = Tracker::default();
         let mut s2 = ClusterState::default();
-        registry::add_backends(&mut s2, 0, &[HostPort::new("c", 1)], &[]).unwrap();
+        transition::registry::add_backends(&mut s2, 0, &[HostPort::new("c", 1)], &[]).unwrap();
         t2.observe(BackendId(10001), 1_000, Ok(info(1)));
         let r = t2.changes(s2.backends.values(), 1);
-        liveness::record(&mut s2, 0, &r);
+        transition::liveness::record(&mut s2, 0, &r);
         t2.observe(BackendId(10001), 2_000, Ok(info(1)));
         assert!(t2.changes(s2.backends.values(), 1).is_empty());
         t2.observe(

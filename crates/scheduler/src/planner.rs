@@ -6,14 +6,19 @@
 //! rules (distinct backends and hosts, the replica's tag, schedulable ACTIVE destinations) and
 //! the per-backend clone slots, counting moves in flight. Sources are any alive holder of a
 //! NORMAL replica, the least busy first, so drains read from every peer, not only from the
-//! leaving backend. A tablet whose clone failed waits `moves::retry_backoff_ms` and then
+//! leaving backend. A tablet whose clone failed waits `model::moves::retry_backoff_ms` and then
 //! prefers destinations that have not failed it.
 //!
 //! Cost: O(tablets × (replicas + backends)) per call.
 
-use roster_membership::catalog::{self, ReplicaState, Tablet};
-use roster_membership::moves::{self, MovePlan, MoveReason, Slots};
+use roster_membership::model::catalog::ReplicaState;
+
+use roster_membership::model::catalog::Tablet;
+use roster_membership::model::moves::MovePlan;
+use roster_membership::model::moves::MoveReason;
+use roster_membership::query::moves::Slots;
 use roster_membership::{Backend, BackendId, BackendMembership, ClusterState, TabletId};
+use roster_membership::{model, query};
 use std::collections::{BTreeMap, BTreeSet};
 
 struct Ctx<'a> {
@@ -52,7 +57,7 @@ impl<'a> Ctx<'a> {
         tablet
             .replicas
             .iter()
-            .filter(|r| moves::is_source(self.state, tablet, r.backend))
+            .filter(|r| query::moves::is_source(self.state, tablet, r.backend))
             .filter(|r| self.slots.can_send(settings, r.backend))
             .min_by_key(|r| {
                 (
@@ -74,7 +79,7 @@ impl<'a> Ctx<'a> {
             .backends
             .values()
             .filter(|b| b.tags.location == tag && b.membership == BackendMembership::Active)
-            .filter(|b| moves::may_receive(self.state, tablet, b, replaces))
+            .filter(|b| query::moves::may_receive(self.state, tablet, b, replaces))
             .filter(|b| self.slots.can_receive(settings, b.id))
             .min_by_key(|b| {
                 (
@@ -102,7 +107,7 @@ impl<'a> Ctx<'a> {
         f.count > 0
             && self.now_ms
                 < f.last_at_ms
-                    .saturating_add(moves::retry_backoff_ms(f.count))
+                    .saturating_add(model::moves::retry_backoff_ms(f.count))
     }
 
     /// The tag short of replicas most, if the tablet counts fewer than its allocation.
@@ -186,7 +191,7 @@ impl<'a> Ctx<'a> {
         self.state
             .tablets
             .values()
-            .filter(|t| catalog::is_live(self.state, t))
+            .filter(|t| query::catalog::is_live(self.state, t))
             .filter(|t| !self.moving.contains(&t.id) && !self.in_backoff(t))
             .collect()
     }
@@ -213,9 +218,7 @@ impl<'a> Ctx<'a> {
                 .state
                 .backends
                 .values()
-                .filter(|b| {
-                    b.tags.location == tag && roster_membership::placement::is_schedulable(b)
-                })
+                .filter(|b| b.tags.location == tag && query::placement::is_schedulable(b))
                 .collect();
             if members.len() < 2 {
                 continue;
@@ -243,7 +246,7 @@ impl<'a> Ctx<'a> {
                     .iter()
                     .any(|r| r.backend == high.id && r.state == ReplicaState::Normal);
                 if !on_high
-                    || !moves::may_receive(self.state, t, low, Some(high.id))
+                    || !query::moves::may_receive(self.state, t, low, Some(high.id))
                     || !self.slots.can_receive(&self.state.meta.settings, low.id)
                 {
                     return None;
@@ -278,7 +281,7 @@ pub fn plan(state: &ClusterState, now_ms: u64) -> Vec<MovePlan> {
             .u64("tablet_repair_delay_second")
             .saturating_mul(1000),
         slots: Slots::in_use(state),
-        load: catalog::replica_counts(state),
+        load: query::catalog::replica_counts(state),
         moving: state.moves.values().map(|m| m.plan.tablet).collect(),
     };
     let mut out = Vec::new();

@@ -3,14 +3,15 @@
 
 use super::{QueryResult, ids_text};
 use crate::error::ApiError;
-use roster_membership::drain::{self, Blocker};
-use roster_membership::registry::MembershipOutcome;
-use roster_membership::{BackendId, BackendMembership, BackendRef, ClusterState, registry};
+use roster_membership::query::drain::Blocker;
+use roster_membership::transition::registry::MembershipOutcome;
+use roster_membership::{BackendId, BackendMembership, BackendRef, ClusterState};
 use roster_proto::cell::Cell;
 use roster_proto::format::now_ms;
 use std::collections::BTreeSet;
 
 use crate::node::FeNodeHandle;
+use roster_membership::query;
 
 fn s(v: impl ToString) -> Option<String> {
     Some(v.to_string())
@@ -95,7 +96,7 @@ pub fn explain(fe: &FeNodeHandle, targets: &[BackendRef]) -> Result<QueryResult,
         let mut rows = Vec::new();
         let mut live = Vec::new();
         for r in targets {
-            match registry::decommissioned_tombstone(state, r) {
+            match query::backends::decommissioned_tombstone(state, r) {
                 // The re-run of a finished decommission: nothing to do, and it would succeed.
                 Some(t) => rows.push(vec![
                     s(t.id),
@@ -110,7 +111,7 @@ pub fn explain(fe: &FeNodeHandle, targets: &[BackendRef]) -> Result<QueryResult,
                     None,
                 ]),
                 None => {
-                    let id = registry::resolve(state, std::slice::from_ref(r))?[0];
+                    let id = query::backends::resolve(state, std::slice::from_ref(r))?[0];
                     if !live.contains(&id) {
                         live.push(id);
                     }
@@ -118,9 +119,9 @@ pub fn explain(fe: &FeNodeHandle, targets: &[BackendRef]) -> Result<QueryResult,
             }
         }
         let leaving: BTreeSet<BackendId> = live.iter().copied().collect();
-        let blockers = drain::precheck(state, &leaving);
+        let blockers = query::drain::precheck(state, &leaving);
         for b in live.iter().filter_map(|id| state.backends.get(id)) {
-            let (tablets, bytes) = drain::live_on(state, b.id);
+            let (tablets, bytes) = query::drain::live_on(state, b.id);
             let mine: Vec<&Blocker> = blockers.iter().filter(|x| x.backend == b.id).collect();
             let readiness = if b.membership == BackendMembership::Decommissioned {
                 ALREADY.to_string()
@@ -172,13 +173,13 @@ pub fn explain(fe: &FeNodeHandle, targets: &[BackendRef]) -> Result<QueryResult,
 pub fn show(fe: &FeNodeHandle) -> QueryResult {
     let now = now_ms();
     let rows = fe.store().read(|state, _| {
-        let blockers = drain::blockers(state, now);
+        let blockers = query::drain::blockers(state, now);
         state
             .backends
             .values()
             .filter(|b| b.membership != BackendMembership::Active)
             .map(|b| {
-                let (left, bytes_left) = drain::live_on(state, b.id);
+                let (left, bytes_left) = query::drain::live_on(state, b.id);
                 let elapsed_s = b
                     .decommission_started_ms
                     .map(|t| now.saturating_sub(t) as f64 / 1000.0)
@@ -232,10 +233,10 @@ pub fn blockers(fe: &FeNodeHandle, target: Option<&BackendRef>) -> Result<QueryR
         .store()
         .read(|state: &ClusterState, _| -> Result<_, ApiError> {
             let only = match target {
-                Some(t) => Some(registry::resolve(state, std::slice::from_ref(t))?[0]),
+                Some(t) => Some(query::backends::resolve(state, std::slice::from_ref(t))?[0]),
                 None => None,
             };
-            Ok(drain::blockers(state, now)
+            Ok(query::drain::blockers(state, now)
                 .into_iter()
                 .filter(|b| only.is_none_or(|o| o == b.backend))
                 .map(|b| {

@@ -4,8 +4,9 @@ use super::QueryResult;
 use super::session::like;
 use crate::error::ApiError;
 use crate::node::FeNodeHandle;
-use roster_membership::settings::SETTINGS;
-use roster_membership::{BackendMembership, catalog};
+use roster_membership::BackendMembership;
+use roster_membership::model;
+use roster_membership::model::settings::SETTINGS;
 use roster_proto::VERSION;
 use roster_proto::cell::Cell;
 use roster_proto::format::{datetime, now_ms};
@@ -71,7 +72,7 @@ pub fn show_backends(fe: &FeNodeHandle) -> QueryResult {
         // A CLONING replica is not one yet: TabletNum counts it once its move finishes.
         let mut tablets = std::collections::BTreeMap::new();
         for r in state.tablets.values().flat_map(|t| &t.replicas) {
-            if r.state != catalog::ReplicaState::Cloning {
+            if r.state != model::catalog::ReplicaState::Cloning {
                 *tablets.entry(r.backend).or_insert(0usize) += 1;
             }
         }

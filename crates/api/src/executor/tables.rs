@@ -5,9 +5,12 @@
 use super::{QueryResult, applied, unexpected};
 use crate::error::ApiError;
 use crate::node::FeNodeHandle;
-use roster_membership::catalog::{self, ReplicaState, TableDef, TableState};
-use roster_membership::routing;
+use roster_membership::model::catalog::ReplicaState;
+use roster_membership::model::catalog::TableDef;
+use roster_membership::model::catalog::TableState;
+use roster_membership::query::routing;
 use roster_membership::{ClusterState, DomainError, TableId, TabletId};
+use roster_membership::{model, query};
 use roster_proto::format::{bytes, datetime};
 use roster_raft_store::{Cmd, Reply};
 use std::time::{Duration, Instant};
@@ -137,7 +140,7 @@ pub async fn recover_table(
     }
 }
 
-fn table_bytes(state: &ClusterState, t: &catalog::Table) -> u64 {
+fn table_bytes(state: &ClusterState, t: &model::catalog::Table) -> u64 {
     t.tablets
         .iter()
         .filter_map(|id| state.tablets.get(id))
@@ -203,8 +206,11 @@ pub fn show_recycle_bin(fe: &FeNodeHandle) -> QueryResult {
     )
 }
 
-fn table_named<'a>(st: &'a ClusterState, name: &str) -> Result<&'a catalog::Table, ApiError> {
-    catalog::table_by_name(st, name)
+fn table_named<'a>(
+    st: &'a ClusterState,
+    name: &str,
+) -> Result<&'a model::catalog::Table, ApiError> {
+    query::catalog::table_by_name(st, name)
         .ok_or_else(|| ApiError::Refused(DomainError::UnknownTable(name.to_string())))
 }
 

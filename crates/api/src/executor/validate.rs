@@ -4,17 +4,18 @@
 //! repeats these too (entries already in logs must still be judged the same way).
 
 use crate::error::ApiError;
-use roster_membership::catalog::{self, TableDef};
-use roster_membership::{Settings, registry, users};
+use roster_membership::Settings;
+use roster_membership::model::catalog::TableDef;
+use roster_membership::{model, query};
 use roster_sql::Statement;
 
 pub fn check(stmt: &Statement) -> Result<(), ApiError> {
     match stmt {
         Statement::AddBackends { properties, .. } => {
-            registry::tags_from_properties(properties)?;
+            query::backends::tags_from_properties(properties)?;
         }
         Statement::ModifyBackends { properties, .. } => {
-            registry::check_modify_properties(properties)?;
+            query::backends::check_modify_properties(properties)?;
         }
         // Each key and value alone; min/max relations between keys need the state.
         Statement::AdminSetConfig { properties } => {
@@ -22,7 +23,7 @@ pub fn check(stmt: &Statement) -> Result<(), ApiError> {
                 Settings::validate(k, v)?;
             }
         }
-        Statement::CreateUser { user, .. } => users::check_name(user)?,
+        Statement::CreateUser { user, .. } => model::users::check_name(user)?,
         Statement::CreateTable {
             name,
             if_not_exists,
@@ -30,7 +31,7 @@ pub fn check(stmt: &Statement) -> Result<(), ApiError> {
             hash_columns,
             buckets,
             properties,
-        } => catalog::check_table_def(&TableDef {
+        } => query::catalog::check_table_def(&TableDef {
             name: name.clone(),
             if_not_exists: *if_not_exists,
             columns: columns.clone(),

@@ -2,7 +2,8 @@
 
 use super::FeNodeHandle;
 use crate::error::ApiError;
-use roster_membership::users::{self, ROOT};
+use roster_membership::model::users::ROOT;
+use roster_membership::query;
 use roster_membership::{DomainError, Privilege};
 use roster_raft_store::Cmd;
 
@@ -19,7 +20,7 @@ impl FeNodeHandle {
     /// Check `user`'s privilege against this FE's applied state as it is now.
     pub fn authorize_here(&self, user: &str, p: Privilege) -> Result<(), ApiError> {
         self.store()
-            .read(|s, _| users::authorize(s, user, p))
+            .read(|s, _| query::users::authorize(s, user, p))
             .map_err(to_api)
     }
 

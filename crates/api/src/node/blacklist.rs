@@ -10,7 +10,8 @@
 //! kernel, so slowness never blacklists (StarRocks issue 18835).
 
 use super::{FeNodeHandle, Inner};
-use roster_membership::{BackendId, FrontendId, blacklist};
+use roster_membership::{BackendId, FrontendId};
+use roster_membership::{model, query};
 use roster_proto::format::now_ms;
 use roster_raft_store::{Cmd, Reply, Response};
 use std::collections::BTreeMap;
@@ -121,9 +122,9 @@ pub(super) async fn checker_loop(weak: Weak<Inner>) {
             // Switched off, the checker only looks after the AUTO entries still listed.
             let wanted = |id: BackendId| {
                 !disabled
-                    || s.blacklist.get(&(me, id)).is_some_and(|e| {
-                        e.kind == roster_membership::blacklist::BlacklistKind::Auto
-                    })
+                    || s.blacklist
+                        .get(&(me, id))
+                        .is_some_and(|e| e.kind == model::blacklist::BlacklistKind::Auto)
             };
             let backends: Vec<(BackendId, Vec<Target>)> = s
                 .backends
@@ -160,7 +161,10 @@ pub(super) async fn checker_loop(weak: Weak<Inner>) {
             if let Some(reason) = failure
                 && !disabled
             {
-                p.count = p.count.saturating_add(1).min(blacklist::MAX_HISTORY as u32);
+                p.count = p
+                    .count
+                    .saturating_add(1)
+                    .min(model::blacklist::MAX_HISTORY as u32);
                 p.reason = reason;
             }
             let listed = fe.store().read(|s, _| s.blacklist.contains_key(&(me, id)));
@@ -185,7 +189,7 @@ pub(super) async fn checker_loop(weak: Weak<Inner>) {
             }
             let clearable = fe
                 .store()
-                .read(|s, _| blacklist::auto_clearable(s, now_ms(), me, id));
+                .read(|s, _| query::blacklist::auto_clearable(s, now_ms(), me, id));
             if answered && clearable {
                 let cmd = Cmd::ClearAutoBlacklist {
                     frontend: me,

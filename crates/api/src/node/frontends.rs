@@ -7,7 +7,8 @@ use crate::error::ApiError;
 use crate::wire::{ForwardResult, LeaderReply};
 use openraft::ChangeMembers;
 use openraft::async_runtime::watch::WatchReceiver;
-use roster_membership::{FrontendId, registry};
+use roster_membership::FrontendId;
+use roster_membership::query;
 use roster_proto::format::now_ms;
 use roster_raft_store::NodeId;
 use std::collections::BTreeSet;
@@ -74,7 +75,7 @@ pub(super) async fn add(
     }
     let current: BTreeSet<FrontendId> = nodes.keys().map(|id| FrontendId(*id)).collect();
     fe.store()
-        .read(|s, _| registry::check_frontend_join(s, FrontendId(info.id), &current))?;
+        .read(|s, _| query::backends::check_frontend_join(s, FrontendId(info.id), &current))?;
 
     // Blocks until the learner has caught up; bounded by the statement's deadline.
     let left = deadline.saturating_duration_since(Instant::now());

@@ -6,7 +6,7 @@
 use super::{FeNodeHandle, Inner};
 use crate::wire::LeaderOp;
 use openraft::async_runtime::watch::WatchReceiver;
-use roster_membership::liveness::HeartbeatInfo;
+use roster_membership::model::liveness::HeartbeatInfo;
 use roster_membership::{BackendId, HostPort};
 use roster_proto::format::now_ms;
 use roster_proto::pb::backend::HeartbeatRequest;

@@ -7,8 +7,9 @@
 
 use super::FeNodeHandle;
 use crate::wire::{LeaderOp, LeaderReply};
-use roster_membership::moves::Move;
-use roster_membership::{MoveId, drain};
+use roster_membership::MoveId;
+use roster_membership::model::moves::Move;
+use roster_membership::query;
 use roster_proto::format::now_ms;
 use roster_proto::pb::backend::{CloneReplicaRequest, ReplicaInfo};
 use roster_raft_store::{Cmd, Reply, Response};
@@ -211,7 +212,7 @@ impl Executor {
             (
                 roster_scheduler::planner::plan(s, now),
                 !s.meta.settings.bool("disable_tablet_scheduler")
-                    && !drain::ready_to_finish(s).is_empty(),
+                    && !query::drain::ready_to_finish(s).is_empty(),
             )
         });
         if !plans.is_empty() && Instant::now() >= self.plan_after {

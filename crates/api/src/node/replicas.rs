@@ -10,7 +10,9 @@
 use super::moves::{Executor, propose};
 use super::{FeNodeHandle, Inner};
 use openraft::async_runtime::watch::WatchReceiver;
-use roster_membership::catalog::{self, ReplicaReport, ReplicaState};
+use roster_membership::model::catalog::ReplicaReport;
+use roster_membership::model::catalog::ReplicaState;
+use roster_membership::query;
 use roster_membership::{BackendId, HostPort, TabletId};
 use roster_proto::format::now_ms;
 use roster_proto::pb::backend::{CreateReplicaRequest, DropReplicaRequest, ListReplicasRequest};
@@ -296,7 +298,7 @@ async fn round(
     }
     let due = fe.store().read(|s, _| {
         let expire = s.meta.settings.u64("catalog_trash_expire_second");
-        !catalog::expired_tables(s, now_ms(), expire).is_empty()
+        !query::catalog::expired_tables(s, now_ms(), expire).is_empty()
     });
     if due {
         propose(fe, Cmd::ExpireRecycleBin).await;

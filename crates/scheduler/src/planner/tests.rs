@@ -1,15 +1,23 @@
 use super::*;
 use proptest::prelude::*;
-use roster_membership::catalog::{ReplicaReport, TableDef};
-use roster_membership::{BackendRef, HostPort, drain, registry};
+use roster_membership::model::catalog::ReplicaReport;
+use roster_membership::model::catalog::TableDef;
+use roster_membership::transition::{catalog, moves};
+use roster_membership::{BackendRef, HostPort};
+use roster_membership::{model, query, transition};
 
 /// Alive backends on hosts h1.., tag `default`, and one table of `buckets` x `rf` replicas,
 /// every replica NORMAL with 1000 bytes.
 fn cluster(backends: usize, buckets: u32, rf: usize) -> ClusterState {
     let mut s = ClusterState::default();
     for i in 0..backends {
-        let ids = registry::add_backends(&mut s, 0, &[HostPort::new(format!("h{i}"), 9050)], &[])
-            .unwrap();
+        let ids = transition::registry::add_backends(
+            &mut s,
+            0,
+            &[HostPort::new(format!("h{i}"), 9050)],
+            &[],
+        )
+        .unwrap();
         s.backends.get_mut(&ids[0]).unwrap().liveness.alive = true;
     }
     add_table(&mut s, "t", buckets, rf);
@@ -79,7 +87,7 @@ fn run_to_quiet(s: &mut ClusterState, min_healthy: usize) -> usize {
             );
         }
         finish_all(s, 1_000_000);
-        drain::finish(s, 1_000_000);
+        transition::drain::finish(s, 1_000_000);
         for t in s.tablets.values() {
             assert!(
                 healthy(s, t) >= min_healthy,
@@ -100,9 +108,9 @@ fn run_to_quiet(s: &mut ClusterState, min_healthy: usize) -> usize {
 fn decommission_drains_with_make_before_break_and_the_backend_is_dropped() {
     let mut s = cluster(5, 30, 3);
     let leaving = BackendId(10003);
-    let before = drain::live_on(&s, leaving).0;
+    let before = query::drain::live_on(&s, leaving).0;
     assert!(before > 0);
-    registry::decommission(&mut s, 5, &[BackendRef::Id(leaving)]).unwrap();
+    transition::registry::decommission(&mut s, 5, &[BackendRef::Id(leaving)]).unwrap();
     assert_eq!(
         s.backends.get(&leaving).unwrap().drain.tablets_total,
         before
@@ -126,7 +134,8 @@ fn decommission_drains_with_make_before_break_and_the_backend_is_dropped() {
 fn three_backends_with_three_replicas_cannot_drain() {
     let mut s = cluster(3, 4, 3);
     let before = s.clone();
-    let err = registry::decommission(&mut s, 5, &[BackendRef::Id(BackendId(10001))]).unwrap_err();
+    let err = transition::registry::decommission(&mut s, 5, &[BackendRef::Id(BackendId(10001))])
+        .unwrap_err();
     assert!(err.to_string().contains("of table t"), "{err}");
     assert_eq!(s, before);
 }
@@ -163,7 +172,8 @@ fn dead_backends_are_repaired_after_the_delay() {
 #[test]
 fn an_empty_backend_gets_replicas_until_balanced_unless_disabled() {
     let mut s = cluster(4, 12, 3);
-    let ids = registry::add_backends(&mut s, 0, &[HostPort::new("h9", 9050)], &[]).unwrap();
+    let ids =
+        transition::registry::add_backends(&mut s, 0, &[HostPort::new("h9", 9050)], &[]).unwrap();
     s.backends.get_mut(&ids[0]).unwrap().liveness.alive = true;
     let mut off = s.clone();
     off.meta
@@ -172,7 +182,7 @@ fn an_empty_backend_gets_replicas_until_balanced_unless_disabled() {
         .unwrap();
     assert!(plan(&off, 0).is_empty());
     run_to_quiet(&mut s, 3);
-    let counts = catalog::replica_counts(&s);
+    let counts = query::catalog::replica_counts(&s);
     let avg = 36.0 / 5.0;
     for (b, n) in &counts {
         assert!(
@@ -195,7 +205,7 @@ fn failed_clones_back_off_and_prefer_other_destinations() {
         .iter()
         .map(|r| r.backend)
         .collect();
-    registry::decommission(&mut s, 0, &[BackendRef::Id(on[0])]).unwrap();
+    transition::registry::decommission(&mut s, 0, &[BackendRef::Id(on[0])]).unwrap();
     let p = plan(&s, 10_000);
     let first_dest = p[0].dest;
     let ids = moves::start_moves(&mut s, 10_000, &p);
@@ -207,10 +217,10 @@ fn failed_clones_back_off_and_prefer_other_destinations() {
         true
     ));
     assert!(plan(&s, 20_500).is_empty(), "backing off");
-    let again = plan(&s, 20_000 + moves::retry_backoff_ms(1));
+    let again = plan(&s, 20_000 + model::moves::retry_backoff_ms(1));
     assert_eq!(again.len(), 1);
     assert_ne!(again[0].dest, first_dest, "another destination first");
-    let blockers = drain::blockers(&s, 20_500);
+    let blockers = query::drain::blockers(&s, 20_500);
     assert!(
         blockers[0].reason.contains("clone failed 1 time(s)"),
         "{blockers:?}"
@@ -221,7 +231,7 @@ fn failed_clones_back_off_and_prefer_other_destinations() {
 fn cancel_aborts_drain_moves_and_keeps_finished_ones() {
     let mut s = cluster(5, 10, 3);
     let leaving = BackendId(10002);
-    registry::decommission(&mut s, 0, &[BackendRef::Id(leaving)]).unwrap();
+    transition::registry::decommission(&mut s, 0, &[BackendRef::Id(leaving)]).unwrap();
     let p = plan(&s, 0);
     moves::start_moves(&mut s, 0, &p);
     finish_all(&mut s, 0);
@@ -230,7 +240,7 @@ fn cancel_aborts_drain_moves_and_keeps_finished_ones() {
     assert!(!s.moves.is_empty());
     let moved = s.backends.get(&leaving).unwrap().drain.tablets_moved;
     assert!(moved > 0);
-    registry::cancel_decommission(&mut s, 0, &[BackendRef::Id(leaving)]).unwrap();
+    transition::registry::cancel_decommission(&mut s, 0, &[BackendRef::Id(leaving)]).unwrap();
     assert!(s.moves.is_empty());
     for t in s.tablets.values() {
         assert_eq!(t.replicas.len(), 3);
@@ -243,7 +253,7 @@ fn a_clone_that_does_not_match_is_aborted() {
     let mut s = cluster(5, 1, 3);
     let t = *s.tablets.keys().next().unwrap();
     let on = s.tablets.get(&t).unwrap().replicas[0].backend;
-    registry::decommission(&mut s, 0, &[BackendRef::Id(on)]).unwrap();
+    transition::registry::decommission(&mut s, 0, &[BackendRef::Id(on)]).unwrap();
     let p = plan(&s, 0);
     let ids = moves::start_moves(&mut s, 0, &p);
     assert!(!moves::finish_move(&mut s, 1, ids[0], 1000, 0xdead));
@@ -280,7 +290,7 @@ fn arb_state() -> impl Strategy<Value = (ClusterState, u64)> {
                 .unwrap();
             for (i, (host, tag, _)) in backends.iter().enumerate() {
                 let props = vec![("tag.location".to_string(), format!("g{tag}"))];
-                let ids = registry::add_backends(
+                let ids = transition::registry::add_backends(
                     &mut s,
                     0,
                     &[HostPort::new(format!("h{host}"), 9000 + i as u16)],
@@ -403,7 +413,7 @@ fn a_tag_change_relocates_replicas_instead_of_adding_more() {
     let mut s = cluster(5, 4, 2);
     // Move one backend holding replicas into another tag.
     let holder = s.tablets.values().next().unwrap().replicas[0].backend;
-    registry::modify_backends(
+    transition::registry::modify_backends(
         &mut s,
         &[BackendRef::Id(holder)],
         &[("tag.location".into(), "other".into())],

@@ -1,14 +1,14 @@
 //! Draining backends: the pre-check that proves a decommission can finish (run when
-//! DECOMMISSION is applied, and by EXPLAIN), the blockers of a running one, and its completion
-//! once no live replica is left. Replicas of recycle-bin tables do not count: they are
-//! abandoned with the backend, as in Doris.
+//! DECOMMISSION is applied, and by EXPLAIN), the blockers of a running one, and which are ready
+//! to finish once no live replica is left. Replicas of recycle-bin tables do not count: they
+//! are abandoned with the backend, as in Doris.
 
-use crate::backend::{BackendMembership, FinishedDecommission};
-use crate::catalog::{self, ReplicaState, Tablet};
-use crate::ids::{BackendId, TabletId};
-use crate::moves::expected_clone_ms;
-use crate::placement;
-use crate::state::ClusterState;
+use crate::model::backend::BackendMembership;
+use crate::model::catalog::{ReplicaState, Tablet};
+use crate::model::ids::{BackendId, TabletId};
+use crate::model::moves::expected_clone_ms;
+use crate::model::state::ClusterState;
+use crate::query;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,7 +21,7 @@ pub struct Blocker {
     pub reason: String,
 }
 
-fn table_name(state: &ClusterState, t: &Tablet) -> String {
+pub(crate) fn table_name(state: &ClusterState, t: &Tablet) -> String {
     state
         .tables
         .get(&t.table)
@@ -34,7 +34,7 @@ pub fn live_on(state: &ClusterState, backend: BackendId) -> (u64, u64) {
     state
         .tablets
         .values()
-        .filter(|t| catalog::is_live(state, t))
+        .filter(|t| query::catalog::is_live(state, t))
         .flat_map(|t| &t.replicas)
         .filter(|r| r.backend == backend)
         .fold((0, 0), |(n, b), r| (n + 1, b + r.bytes))
@@ -43,7 +43,7 @@ pub fn live_on(state: &ClusterState, backend: BackendId) -> (u64, u64) {
 /// Why the replicas of `tablet` on `leaving` backends cannot all be re-created elsewhere, if
 /// they cannot: a destination per replica (same tag, schedulable, not leaving, distinct
 /// backends and hosts from the replicas that stay) and a live source.
-fn tablet_blocker(
+pub(crate) fn tablet_blocker(
     state: &ClusterState,
     tablet: &Tablet,
     leaving: &BTreeSet<BackendId>,
@@ -99,7 +99,7 @@ fn tablet_blocker(
             .filter(|x| x.tags.location == tag && !leaving.contains(&x.id))
             .collect();
         let pick = in_tag.iter().find(|x| {
-            placement::is_schedulable(x)
+            query::placement::is_schedulable(x)
                 && !holders.contains(&x.id)
                 && !hosts.contains(x.addr.host.as_str())
         });
@@ -110,7 +110,7 @@ fn tablet_blocker(
             None => {
                 let usable = in_tag
                     .iter()
-                    .filter(|x| placement::is_schedulable(x))
+                    .filter(|x| query::placement::is_schedulable(x))
                     .count();
                 return Some((
                     b,
@@ -140,7 +140,7 @@ pub fn precheck(state: &ClusterState, leaving: &BTreeSet<BackendId>) -> Vec<Bloc
     for t in state
         .tablets
         .values()
-        .filter(|t| catalog::is_live(state, t))
+        .filter(|t| query::catalog::is_live(state, t))
     {
         if let Some((backend, reason)) = tablet_blocker(state, t, &all) {
             out.push(Blocker {
@@ -168,7 +168,9 @@ pub fn precheck(state: &ClusterState, leaving: &BTreeSet<BackendId>) -> Vec<Bloc
             .backends
             .values()
             .filter(|b| {
-                b.tags.location == tag && !all.contains(&b.id) && placement::is_schedulable(b)
+                b.tags.location == tag
+                    && !all.contains(&b.id)
+                    && query::placement::is_schedulable(b)
             })
             .collect();
         // Only judge capacity when the destinations have reported it.
@@ -202,7 +204,7 @@ pub fn blockers(state: &ClusterState, now_ms: u64) -> Vec<Blocker> {
     for t in state
         .tablets
         .values()
-        .filter(|t| catalog::is_live(state, t))
+        .filter(|t| query::catalog::is_live(state, t))
     {
         let Some(on) = t
             .replicas
@@ -248,7 +250,7 @@ pub fn blockers(state: &ClusterState, now_ms: u64) -> Vec<Blocker> {
     out
 }
 
-fn failures_note(t: &Tablet) -> String {
+pub(crate) fn failures_note(t: &Tablet) -> String {
     if t.failures.count == 0 {
         String::new()
     } else {
@@ -274,25 +276,4 @@ pub fn ready_to_finish(state: &ClusterState) -> Vec<BackendId> {
         })
         .map(|b| b.id)
         .collect()
-}
-
-/// Mark drained backends DECOMMISSIONED, and drop them if `drop_backend_after_decommission`;
-/// the tombstone keeps what the decommission moved. Returns the backends finished.
-pub fn finish(state: &mut ClusterState, now_ms: u64) -> Vec<BackendId> {
-    let ids = ready_to_finish(state);
-    let drop = state.meta.settings.bool("drop_backend_after_decommission");
-    for id in &ids {
-        let Some(b) = state.backends.get_mut(id) else {
-            continue;
-        };
-        b.membership = BackendMembership::Decommissioned;
-        if drop {
-            let record = FinishedDecommission {
-                started_ms: b.decommission_started_ms,
-                drain: b.drain.clone(),
-            };
-            crate::registry::drop_backend(state, now_ms, *id, Some(record));
-        }
-    }
-    ids
 }

@@ -1,88 +1,11 @@
-//! Per-FE backend blacklists (SPEC section 5), keyed by (frontend, backend) in the replicated
-//! state: every FE can show every list, but an entry of FE A never changes FE B's routing.
-//! MANUAL entries stay until deleted or until the backend is dropped; AUTO entries come from an
-//! FE's own failed connections and go when its refresher finds every port answering and fewer
-//! than `black_host_connect_failures_within_time` failures in the last `black_host_history_sec`.
-//! AUTO never overwrites MANUAL. Failure times are stamped at apply (the leader's clock), so
-//! every FE counts a window the same way.
+//! Changes of the per-FE blacklists: ADD/DELETE BACKEND BLACKLIST, recorded connection failures
+//! and cleared AUTO entries. AUTO never overwrites MANUAL.
 
-use crate::error::DomainError;
-use crate::ids::{BackendId, FrontendId};
-use crate::state::ClusterState;
-use serde::{Deserialize, Serialize};
-
-/// At most this many failure times are kept per entry (StarRocks caps its history at 1000).
-pub const MAX_HISTORY: usize = 1000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BlacklistKind {
-    Manual,
-    Auto,
-}
-
-impl BlacklistKind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            BlacklistKind::Manual => "MANUAL",
-            BlacklistKind::Auto => "AUTO",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlacklistEntry {
-    pub frontend: FrontendId,
-    pub backend: BackendId,
-    pub kind: BlacklistKind,
-    /// Leader-stamped time the entry was added (for AUTO: the first failed connection).
-    pub added_ms: u64,
-    /// Leader-stamped times of this FE's failed connections to the backend, oldest first, pruned
-    /// to the window at each record.
-    pub failures: Vec<u64>,
-    /// What the last failed connection said (empty for a MANUAL entry without failures).
-    pub last_failure: String,
-}
-
-impl BlacklistEntry {
-    /// Failures within the last `window_ms` before `now_ms`.
-    pub fn failures_within(&self, now_ms: u64, window_ms: u64) -> usize {
-        let since = now_ms.saturating_sub(window_ms);
-        self.failures.iter().filter(|t| **t > since).count()
-    }
-}
-
-pub type BlacklistKey = (FrontendId, BackendId);
-
-/// The window and threshold of the AUTO rules, from the settings.
-fn window_ms(state: &ClusterState) -> u64 {
-    state
-        .meta
-        .settings
-        .u64("black_host_history_sec")
-        .saturating_mul(1000)
-}
-
-fn threshold(state: &ClusterState) -> usize {
-    state
-        .meta
-        .settings
-        .u64("black_host_connect_failures_within_time") as usize
-}
-
-fn check_known(state: &ClusterState, ids: &[BackendId]) -> Result<(), DomainError> {
-    for id in ids {
-        if !state.backends.contains_key(id) {
-            return Err(match state.tombstones.get(id) {
-                Some(t) => DomainError::DroppedBackend {
-                    id: *id,
-                    addr: t.addr.clone(),
-                },
-                None => DomainError::UnknownBackend(id.to_string()),
-            });
-        }
-    }
-    Ok(())
-}
+use crate::model::blacklist::{BlacklistEntry, BlacklistKey, BlacklistKind, MAX_HISTORY};
+use crate::model::error::DomainError;
+use crate::model::ids::{BackendId, FrontendId};
+use crate::model::state::ClusterState;
+use crate::query::blacklist::{check_known, threshold, window_ms};
 
 /// ADD BACKEND BLACKLIST on `fe`: returns the backends newly blacklisted (or turned MANUAL).
 pub fn add_manual(
@@ -202,22 +125,6 @@ pub fn clear_auto(
     removable
 }
 
-/// Whether `fe`'s AUTO entry for `backend` would be cleared at `now_ms` (the refresher asks
-/// before proposing, so a backend that keeps failing costs no writes; the state's own clock
-/// only moves with applied entries, so the caller passes its wall clock).
-pub fn auto_clearable(
-    state: &ClusterState,
-    now_ms: u64,
-    fe: FrontendId,
-    backend: BackendId,
-) -> bool {
-    let (window, limit) = (window_ms(state), threshold(state));
-    state
-        .blacklist
-        .get(&(fe, backend))
-        .is_some_and(|e| e.kind == BlacklistKind::Auto && e.failures_within(now_ms, window) < limit)
-}
-
 /// Entries of one backend go away with it.
 pub fn forget_backend(state: &mut ClusterState, id: BackendId) {
     let keys: Vec<BlacklistKey> = state
@@ -234,13 +141,14 @@ pub fn forget_backend(state: &mut ClusterState, id: BackendId) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::HostPort;
-    use crate::registry;
+    use crate::model::backend::HostPort;
+    use crate::query::blacklist::auto_clearable;
+    use crate::transition;
 
     #[test]
     fn per_frontend_manual_entries() {
         let mut s = ClusterState::default();
-        registry::add_backends(
+        transition::registry::add_backends(
             &mut s,
             0,
             &[HostPort::new("a", 1), HostPort::new("b", 1)],
@@ -301,14 +209,15 @@ mod tests {
             Err(DomainError::UnknownBackend("999".into()))
         );
         // Dropping a backend removes its entries everywhere.
-        registry::dropp_backends(&mut s, 9, &[crate::BackendRef::Id(BackendId(10002))]).unwrap();
+        transition::registry::dropp_backends(&mut s, 9, &[crate::BackendRef::Id(BackendId(10002))])
+            .unwrap();
         assert!(s.blacklist.is_empty());
     }
 
     #[test]
     fn auto_entries_follow_the_failure_window() {
         let mut s = ClusterState::default();
-        registry::add_backends(&mut s, 0, &[HostPort::new("a", 1)], &[]).unwrap();
+        transition::registry::add_backends(&mut s, 0, &[HostPort::new("a", 1)], &[]).unwrap();
         let (fe, be) = (FrontendId(2), BackendId(10001));
         let sec = 1000;
         // Defaults: a 120 s window, 5 failures keep the entry.

@@ -1,90 +1,14 @@
-//! Users and privileges (SPEC section 2, "Settings, users"). Passwords arrive already hashed:
-//! the replicated log never holds a plaintext password.
+//! CREATE / DROP USER, GRANT, REVOKE, and the root user at first start.
 
-use crate::error::DomainError;
-use crate::state::ClusterState;
-use serde::{Deserialize, Serialize};
+use crate::model::error::DomainError;
+use crate::model::state::ClusterState;
+use crate::model::users::{PasswordHash, Privilege, ROOT, User, check_name};
 use std::collections::BTreeSet;
-use std::fmt;
 
-pub const ROOT: &str = "root";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Privilege {
-    /// Everything.
-    AdminPriv,
-    /// Backends and frontends: ALTER SYSTEM ..., tables.
-    NodePriv,
-    /// ADD/DELETE/SHOW BACKEND BLACKLIST.
-    Blacklist,
-    /// SHOW statements other than those needing ADMIN_PRIV or BLACKLIST.
-    SelectPriv,
-}
-
-impl Privilege {
-    pub const ALL: [Privilege; 4] = [
-        Privilege::AdminPriv,
-        Privilege::NodePriv,
-        Privilege::Blacklist,
-        Privilege::SelectPriv,
-    ];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Privilege::AdminPriv => "ADMIN_PRIV",
-            Privilege::NodePriv => "NODE_PRIV",
-            Privilege::Blacklist => "BLACKLIST",
-            Privilege::SelectPriv => "SELECT_PRIV",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Privilege> {
-        Privilege::ALL
-            .into_iter()
-            .find(|p| p.as_str().eq_ignore_ascii_case(s))
-    }
-}
-
-impl fmt::Display for Privilege {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// `SHA1(SHA1(password))`, what mysql_native_password verifies against; `None` is the empty
-/// password (allowed for root only when the config says `insecure = true`).
-pub type PasswordHash = Option<[u8; 20]>;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct User {
-    pub name: String,
-    pub password: PasswordHash,
-    pub privileges: BTreeSet<Privilege>,
-    pub created_ms: u64,
-}
-
-impl User {
-    /// ADMIN_PRIV implies every privilege.
-    pub fn has(&self, p: Privilege) -> bool {
-        self.privileges.contains(&Privilege::AdminPriv) || self.privileges.contains(&p)
-    }
-}
-
-/// A user name is valid (checked before proposing, and again at apply).
-pub fn check_name(name: &str) -> Result<(), DomainError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(DomainError::InvalidUserName(name.to_string()))
-    }
-}
-
-fn user_mut<'a>(state: &'a mut ClusterState, name: &str) -> Result<&'a mut User, DomainError> {
+pub(crate) fn user_mut<'a>(
+    state: &'a mut ClusterState,
+    name: &str,
+) -> Result<&'a mut User, DomainError> {
     state
         .users
         .get_mut(&name.to_string())
@@ -161,21 +85,10 @@ pub fn revoke(
     Ok(())
 }
 
-/// Whether `user` may act with privilege `p`. Unknown users may do nothing.
-pub fn authorize(state: &ClusterState, user: &str, p: Privilege) -> Result<(), DomainError> {
-    match state.users.get(&user.to_string()) {
-        Some(u) if u.has(p) => Ok(()),
-        Some(_) => Err(DomainError::AccessDenied {
-            user: user.to_string(),
-            needed: p.as_str().to_string(),
-        }),
-        None => Err(DomainError::UnknownUser(user.to_string())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query::users::authorize;
 
     #[test]
     fn lifecycle_and_privileges() {

@@ -1,7 +1,7 @@
 //! The backend record: address, tags, and the three separate fields of its lifecycle
 //! (membership, admin flags, liveness), as CockroachDB learned to keep them apart.
 
-use crate::ids::BackendId;
+use crate::model::ids::BackendId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -86,6 +86,15 @@ impl Default for Tags {
 }
 
 impl Tags {
+    /// Tag values: 1-128 letters, digits, '_', '-', '.', ':' or '/'.
+    pub fn is_valid(value: &str) -> bool {
+        !value.is_empty()
+            && value.len() <= 128
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.:/".contains(c))
+    }
+
     /// The Tag column of SHOW BACKENDS, in Doris's JSON shape.
     pub fn to_json(&self) -> String {
         let mut parts = vec![format!("\"location\" : \"{}\"", self.location)];

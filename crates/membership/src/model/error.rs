@@ -1,7 +1,7 @@
 //! Refusals of the domain. These are answers, not failures: apply returns them as `Ok` replies.
 
-use crate::backend::HostPort;
-use crate::ids::{BackendId, FrontendId, TabletId};
+use crate::model::backend::HostPort;
+use crate::model::ids::{BackendId, FrontendId, TabletId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! Cluster-wide settings (SPEC section 6), replicated through Raft. Every key has a type and a
 //! default; setting an unknown key or a bad value is refused and changes nothing.
 
-use crate::error::DomainError;
+use crate::model::error::DomainError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

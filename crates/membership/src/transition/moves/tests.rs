@@ -1,13 +1,23 @@
 use super::*;
-use crate::catalog::{self, ReplicaReport, TableDef};
-use crate::{HostPort, registry};
+use crate::HostPort;
+use crate::Settings;
+use crate::model::catalog::{ReplicaReport, TableDef};
+use crate::model::ids::*;
+use crate::model::moves::*;
+use crate::query::moves::*;
+use crate::transition;
 
 /// Four alive backends on distinct hosts and one tablet with NORMAL replicas on the first three.
 fn state() -> (ClusterState, TabletId) {
     let mut s = ClusterState::default();
     for i in 0..4 {
-        let ids =
-            registry::add_backends(&mut s, 0, &[HostPort::new(format!("h{i}"), 1)], &[]).unwrap();
+        let ids = transition::registry::add_backends(
+            &mut s,
+            0,
+            &[HostPort::new(format!("h{i}"), 1)],
+            &[],
+        )
+        .unwrap();
         s.backends.get_mut(&ids[0]).unwrap().liveness.alive = true;
     }
     let def = TableDef {
@@ -18,7 +28,7 @@ fn state() -> (ClusterState, TabletId) {
         buckets: 1,
         properties: vec![],
     };
-    catalog::create_table(&mut s, 0, &def).unwrap();
+    transition::catalog::create_table(&mut s, 0, &def).unwrap();
     let t = s.tablets.values().next().unwrap().clone();
     let reports: Vec<ReplicaReport> = t
         .replicas
@@ -30,7 +40,7 @@ fn state() -> (ClusterState, TabletId) {
             checksum: 7,
         })
         .collect();
-    catalog::record_replicas(&mut s, &reports);
+    transition::catalog::record_replicas(&mut s, &reports);
     (s, t.id)
 }
 

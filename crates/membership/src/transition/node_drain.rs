@@ -3,7 +3,7 @@
 //! which of them the drain turned on, so that undrain gives the operator back exactly the flags
 //! they had. Unlike a decommission, nothing moves: a drain is the precursor of a short stop.
 
-use crate::backend::{Backend, Draining};
+use crate::model::backend::{Backend, Draining};
 
 /// Turn on `disable_query` and `disable_load`, remembering which were off. Draining a drained
 /// backend changes nothing.
@@ -51,9 +51,9 @@ pub fn set_disable_load(b: &mut Backend, value: bool) {
 #[cfg(test)]
 mod tests {
     use crate::ClusterState;
-    use crate::backend::{BackendRef, HostPort};
-    use crate::ids::BackendId;
-    use crate::registry::{add_backends, modify_backends};
+    use crate::model::backend::{BackendRef, HostPort};
+    use crate::model::ids::BackendId;
+    use crate::transition::registry::{add_backends, modify_backends};
 
     fn set(s: &mut ClusterState, pairs: &[(&str, &str)]) {
         let props: Vec<(String, String)> = pairs

@@ -4,11 +4,12 @@
 //! backend id), so every FE applying CREATE TABLE places alike. Cost: O(tablets × replicas ×
 //! backends).
 
-use crate::backend::{Backend, BackendMembership};
-use crate::catalog::{self, ReplicaAllocation};
-use crate::error::DomainError;
-use crate::ids::{BackendId, TabletId};
-use crate::state::ClusterState;
+use crate::model::backend::{Backend, BackendMembership};
+use crate::model::catalog::ReplicaAllocation;
+use crate::model::error::DomainError;
+use crate::model::ids::{BackendId, TabletId};
+use crate::model::state::ClusterState;
+use crate::query;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Whether a backend may receive a new replica (of any tag).
@@ -24,7 +25,7 @@ pub fn place_tablets(
     alloc: &ReplicaAllocation,
     tablets: &[TabletId],
 ) -> Result<Vec<Vec<BackendId>>, DomainError> {
-    let mut load: BTreeMap<BackendId, usize> = catalog::replica_counts(state);
+    let mut load: BTreeMap<BackendId, usize> = query::catalog::replica_counts(state);
     let by_tag: BTreeMap<&str, Vec<&Backend>> = alloc
         .0
         .keys()

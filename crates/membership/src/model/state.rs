@@ -1,13 +1,13 @@
 //! The replicated cluster state: every table the state machine holds, in ordered maps.
 
-use crate::backend::{Backend, HostPort, Tombstone};
-use crate::blacklist::{BlacklistEntry, BlacklistKey};
-use crate::catalog::{Table, Tablet};
-use crate::ids::{BackendId, FIRST_CATALOG_ID, FrontendId, MoveId, TableId, TabletId};
-use crate::moves::Move;
-use crate::settings::Settings;
-use crate::tracked::TrackedMap;
-use crate::users::User;
+use crate::model::backend::{Backend, HostPort, Tombstone};
+use crate::model::blacklist::{BlacklistEntry, BlacklistKey};
+use crate::model::catalog::{Table, Tablet};
+use crate::model::ids::{BackendId, FIRST_CATALOG_ID, FrontendId, MoveId, TableId, TabletId};
+use crate::model::moves::Move;
+use crate::model::settings::Settings;
+use crate::model::tracked::TrackedMap;
+use crate::model::users::User;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 

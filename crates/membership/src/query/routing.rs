@@ -4,10 +4,10 @@
 //! is a rendezvous hash of (tablet, backend): the same on every FE, spread over the backends,
 //! and unchanged when some other replica comes or goes.
 
-use crate::blacklist::BlacklistKind;
-use crate::catalog::{ReplicaState, Tablet};
-use crate::ids::{BackendId, FrontendId, TabletId};
-use crate::state::ClusterState;
+use crate::model::blacklist::BlacklistKind;
+use crate::model::catalog::{ReplicaState, Tablet};
+use crate::model::ids::{BackendId, FrontendId, TabletId};
+use crate::model::state::ClusterState;
 use std::fmt;
 
 /// Why a replica was passed over.
@@ -117,16 +117,16 @@ pub fn route(state: &ClusterState, fe: FrontendId, tablet: &Tablet) -> Route {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::HostPort;
-    use crate::blacklist;
-    use crate::catalog::{CloneFailures, Replica};
-    use crate::ids::TableId;
-    use crate::registry;
+    use crate::model::backend::HostPort;
+    use crate::transition;
+
+    use crate::model::catalog::{CloneFailures, Replica};
+    use crate::model::ids::TableId;
 
     fn cluster(n: usize) -> ClusterState {
         let mut s = ClusterState::default();
         let addrs: Vec<HostPort> = (0..n).map(|i| HostPort::new(format!("h{i}"), 1)).collect();
-        registry::add_backends(&mut s, 0, &addrs, &[]).unwrap();
+        transition::registry::add_backends(&mut s, 0, &addrs, &[]).unwrap();
         for id in s.backends.keys().copied().collect::<Vec<_>>() {
             s.backends.get_mut(&id).unwrap().liveness.alive = true;
         }
@@ -167,7 +167,7 @@ mod tests {
         for b in [10001, 10002, 10003] {
             assert!(before.iter().any(|r| r.chosen == Some(BackendId(b))));
         }
-        blacklist::add_manual(&mut s, 1, fe1, &[BackendId(10002)]).unwrap();
+        transition::blacklist::add_manual(&mut s, 1, fe1, &[BackendId(10002)]).unwrap();
         for (t, old) in tablets.iter().zip(&before) {
             let r1 = route(&s, fe1, t);
             assert_ne!(r1.chosen, Some(BackendId(10002)));
@@ -193,7 +193,8 @@ mod tests {
             .liveness
             .alive = false;
         s.backends.get_mut(&BackendId(10002)).unwrap().disable_query = true;
-        blacklist::record_failures(&mut s, 5, fe, BackendId(10003), 1, "refused").unwrap();
+        transition::blacklist::record_failures(&mut s, 5, fe, BackendId(10003), 1, "refused")
+            .unwrap();
         let mut t = tablet(100_001, &[10001, 10002, 10003, 10004, 10009]);
         t.replicas[3].state = ReplicaState::Cloning;
         let r = route(&s, fe, &t);

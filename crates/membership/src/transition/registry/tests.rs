@@ -1,4 +1,7 @@
 use super::*;
+use crate::model::ids::*;
+use crate::query::backends::*;
+use crate::transition;
 
 fn hp(h: &str, p: u16) -> HostPort {
     HostPort::new(h, p)
@@ -165,7 +168,7 @@ fn rerunning_a_finished_decommission_succeeds_and_dropp_stays_an_error() {
         .unwrap();
     decommission(&mut s, 3, &[id(10001)]).unwrap();
     // Nothing on it: the master finishes and drops it, and the tombstone keeps the record.
-    assert_eq!(crate::drain::finish(&mut s, 9), vec![BackendId(10001)]);
+    assert_eq!(transition::drain::finish(&mut s, 9), vec![BackendId(10001)]);
     let t = s.tombstones.get(&BackendId(10001)).unwrap();
     assert_eq!(t.dropped_at_ms, 9);
     assert_eq!(t.decommission.as_ref().unwrap().started_ms, Some(3));

@@ -1,6 +1,8 @@
 use super::*;
-use crate::backend::{BackendMembership, HostPort};
-use crate::registry;
+use crate::model::backend::{BackendMembership, HostPort};
+use crate::model::catalog::*;
+use crate::query::catalog::*;
+use crate::{query, transition};
 use proptest::prelude::*;
 
 /// A state with one alive backend per `(host, tag)`, ids from 10001 in order.
@@ -8,7 +10,9 @@ fn cluster(backends: &[(&str, &str)]) -> ClusterState {
     let mut s = ClusterState::default();
     for (host, tag) in backends {
         let props = vec![("tag.location".to_string(), tag.to_string())];
-        let ids = registry::add_backends(&mut s, 0, &[HostPort::new(*host, 9050)], &props).unwrap();
+        let ids =
+            transition::registry::add_backends(&mut s, 0, &[HostPort::new(*host, 9050)], &props)
+                .unwrap();
         s.backends.get_mut(&ids[0]).unwrap().liveness.alive = true;
     }
     s
@@ -89,7 +93,8 @@ fn too_few_backends_is_refused_naming_the_tag_and_changes_nothing() {
 #[test]
 fn replicas_never_share_a_host() {
     let mut s = cluster(&[("a", "default"), ("b", "default")]);
-    let ids = registry::add_backends(&mut s, 0, &[HostPort::new("a", 9051)], &[]).unwrap();
+    let ids =
+        transition::registry::add_backends(&mut s, 0, &[HostPort::new("a", 9051)], &[]).unwrap();
     s.backends.get_mut(&ids[0]).unwrap().liveness.alive = true;
     let err = create_table(&mut s, 5, &def("t", 1, &[("replication_num", "3")])).unwrap_err();
     assert!(err.to_string().contains("on 2 distinct host(s)"), "{err}");
@@ -331,7 +336,8 @@ fn reports_turn_replicas_normal_and_dropp_counts_lost_tablets() {
         (r.state, r.bytes, r.checksum),
         (ReplicaState::Normal, 42, Some(7))
     );
-    let (_, lost) = registry::dropp_backends(&mut s, 9, &[crate::BackendRef::Id(b)]).unwrap();
+    let (_, lost) =
+        transition::registry::dropp_backends(&mut s, 9, &[crate::BackendRef::Id(b)]).unwrap();
     assert_eq!(lost, 1);
     assert!(!replica_counts(&s).contains_key(&b));
 }
@@ -346,7 +352,7 @@ proptest! {
         let mut s = ClusterState::default();
         for (i, (host, tag, alive, load_disabled)) in backends.iter().enumerate() {
             let props = vec![("tag.location".to_string(), format!("g{tag}"))];
-            let ids = registry::add_backends(&mut s, 0, &[HostPort::new(format!("h{host}"), 9000 + i as u16)], &props).unwrap();
+            let ids = transition::registry::add_backends(&mut s, 0, &[HostPort::new(format!("h{host}"), 9000 + i as u16)], &props).unwrap();
             let b = s.backends.get_mut(&ids[0]).unwrap();
             b.liveness.alive = *alive;
             b.disable_load = *load_disabled;
@@ -367,7 +373,7 @@ proptest! {
                     prop_assert_eq!(hosts.len(), g0 + g1, "hosts shared");
                     for r in &t.replicas {
                         let b = s.backends.get(&r.backend).unwrap();
-                        prop_assert!(crate::placement::is_schedulable(b));
+                        prop_assert!(query::placement::is_schedulable(b));
                     }
                     let n0 = t.replicas.iter().filter(|r| s.backends.get(&r.backend).unwrap().tags.location == "g0").count();
                     prop_assert_eq!(n0, g0);
