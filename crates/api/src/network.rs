@@ -12,9 +12,8 @@ use openraft::raft::{
 };
 use openraft::{AnyError, OptionalSend};
 use roster_proto::pb::raft::{Blob, raft_service_client::RaftServiceClient};
-use roster_raft_store::codec;
 use roster_raft_store::types::{Snapshot, Vote};
-use roster_raft_store::{FeNode, NodeId, TypeConfig};
+use roster_raft_store::{FeNode, NodeId, TypeConfig, codec};
 use roster_transport::ratelog::{LOG_INTERVAL, RateLimit};
 use std::collections::HashMap;
 use std::future::Future;

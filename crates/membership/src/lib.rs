@@ -11,7 +11,7 @@ pub mod transition;
 
 pub use model::backend::{Backend, BackendMembership, BackendRef, HostPort, Tags};
 pub use model::error::DomainError;
-pub use model::ids::{BackendId, FrontendId, MoveId, TableId, TabletId};
+pub use model::ids::{BackendId, FrontendId, MoveId, TableId, TabletId, Term};
 pub use model::settings::Settings;
 pub use model::state::ClusterState;
 pub use model::users::{Privilege, User};

@@ -2,18 +2,35 @@
 //! membership crate. Deterministic: time comes from the entry, maps are ordered.
 
 use crate::cmd::{Cmd, Reply, Request, Response};
-use roster_membership::{ClusterState, DomainError};
-use roster_membership::{query, transition};
+use roster_membership::{ClusterState, DomainError, Term, query, transition};
 
-/// Apply one command to the state. Refusals leave the state unchanged.
-pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
+/// Apply one command, from an entry appended in `entry_term`, to the state. Refusals leave the
+/// state unchanged.
+pub fn apply(state: &mut ClusterState, req: &Request, entry_term: Term) -> Response {
     let now = state.tick(req.time_ms);
     if let Some(user) = &req.user
         && let Err(e) = query::users::authorize(state, user, req.cmd.required_privilege())
     {
         return Response::Refused(e);
     }
-    let result: Result<Reply, DomainError> = match &req.cmd {
+    match run(state, now, &req.cmd, entry_term) {
+        Ok(r) => Response::Ok(r),
+        Err(e) => Response::Refused(e),
+    }
+}
+
+fn run(
+    state: &mut ClusterState,
+    now: u64,
+    cmd: &Cmd,
+    entry_term: Term,
+) -> Result<Reply, DomainError> {
+    match cmd {
+        Cmd::Fenced { term, cmd } if *term == entry_term => run(state, now, cmd, entry_term),
+        Cmd::Fenced { term, .. } => Err(DomainError::StaleTerm {
+            decided: *term,
+            entry: entry_term,
+        }),
         Cmd::Noop => Ok(Reply::Done),
         Cmd::AddBackends { addrs, properties } => {
             transition::registry::add_backends(state, now, addrs, properties).map(Reply::Added)
@@ -116,10 +133,6 @@ pub fn apply(state: &mut ClusterState, req: &Request) -> Response {
                 vec![]
             },
         )),
-    };
-    match result {
-        Ok(r) => Response::Ok(r),
-        Err(e) => Response::Refused(e),
     }
 }
 
@@ -128,12 +141,106 @@ mod tests {
     use super::*;
     use roster_membership::{BackendId, BackendRef, HostPort};
 
+    /// Entries of term 1, the term of every test here that does not name one.
+    fn apply(state: &mut ClusterState, req: &Request) -> Response {
+        super::apply(state, req, Term(1))
+    }
+
     fn req(time_ms: u64, cmd: Cmd) -> Request {
         Request {
             time_ms,
             user: None,
             cmd,
         }
+    }
+
+    /// A state with one registered backend, 10001, not yet alive.
+    fn one_backend() -> ClusterState {
+        let mut s = ClusterState::default();
+        let add = Cmd::AddBackends {
+            addrs: vec![HostPort::new("127.0.9.1", 9050)],
+            properties: vec![],
+        };
+        assert!(matches!(apply(&mut s, &req(1, add)), Response::Ok(_)));
+        s
+    }
+
+    fn alive(id: u64) -> Cmd {
+        Cmd::RecordLiveness {
+            reports: vec![roster_membership::model::liveness::LivenessReport {
+                id: BackendId(id),
+                alive: true,
+                last_heartbeat_ms: Some(2),
+                failure_counter: 0,
+                err_msg: String::new(),
+                info: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn leader_work_applies_only_in_the_term_it_was_decided() {
+        // A round decided in term 3, appended by the same master re-elected in term 5: refused,
+        // and the backend stays as it was.
+        let mut s = one_backend();
+        let stale = req(2, Cmd::fenced(Term(3), alive(10001)));
+        assert_eq!(
+            super::apply(&mut s, &stale, Term(5)),
+            Response::Refused(DomainError::StaleTerm {
+                decided: Term(3),
+                entry: Term(5)
+            })
+        );
+        assert!(!s.backends.get(&BackendId(10001)).unwrap().liveness.alive);
+        // The same work decided in the term of its entry applies.
+        let fresh = req(3, Cmd::fenced(Term(5), alive(10001)));
+        assert!(matches!(
+            super::apply(&mut s, &fresh, Term(5)),
+            Response::Ok(Reply::Changed(ref c)) if c == &[BackendId(10001)]
+        ));
+        assert!(s.backends.get(&BackendId(10001)).unwrap().liveness.alive);
+    }
+
+    #[test]
+    fn every_fence_of_a_nested_command_must_hold() {
+        let mut s = one_backend();
+        let inner_stale = Cmd::fenced(Term(5), Cmd::fenced(Term(4), alive(10001)));
+        assert!(matches!(
+            super::apply(&mut s, &req(2, inner_stale), Term(5)),
+            Response::Refused(DomainError::StaleTerm { .. })
+        ));
+        assert!(!s.backends.get(&BackendId(10001)).unwrap().liveness.alive);
+    }
+
+    #[test]
+    fn unfenced_leader_commands_of_older_logs_still_apply() {
+        let mut s = one_backend();
+        assert!(matches!(
+            super::apply(&mut s, &req(2, alive(10001)), Term(9)),
+            Response::Ok(_)
+        ));
+        assert!(s.backends.get(&BackendId(10001)).unwrap().liveness.alive);
+    }
+
+    #[test]
+    fn a_fence_takes_the_privilege_of_what_it_wraps() {
+        let mut s = one_backend();
+        apply(&mut s, &req(2, Cmd::EnsureRoot { password: None }));
+        let create = Cmd::CreateUser {
+            name: "ops".into(),
+            password: None,
+        };
+        apply(&mut s, &req(2, create));
+        let as_ops = Request {
+            time_ms: 3,
+            user: Some("ops".into()),
+            cmd: Cmd::fenced(Term(1), alive(10001)),
+        };
+        assert!(matches!(
+            apply(&mut s, &as_ops),
+            Response::Refused(DomainError::AccessDenied { .. })
+        ));
+        assert!(!s.backends.get(&BackendId(10001)).unwrap().liveness.alive);
     }
 
     #[test]

@@ -2,14 +2,14 @@
 //! remove variants, only append; `tests::encoding_is_pinned` fails if an encoding moves.
 
 use roster_membership::model::backend::Tombstone;
-use roster_membership::model::catalog::ReplicaReport;
-use roster_membership::model::catalog::TableDef;
+use roster_membership::model::catalog::{ReplicaReport, TableDef};
 use roster_membership::model::liveness::LivenessReport;
 use roster_membership::model::moves::MovePlan;
 use roster_membership::model::users::PasswordHash;
 use roster_membership::transition::registry::MembershipOutcome;
 use roster_membership::{
     BackendId, BackendRef, DomainError, FrontendId, HostPort, MoveId, Privilege, TableId, TabletId,
+    Term,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -125,6 +125,14 @@ pub enum Cmd {
         frontend: FrontendId,
         backend: BackendId,
     },
+    /// Leader work decided in `term` (liveness verdicts, replica reports, moves, recycle-bin
+    /// expiry): applied only when its entry was appended in that same term. A round a master
+    /// started before it lost and regained leadership is refused, not acted on with what it saw
+    /// in the old term. Un-fenced leader commands of older logs still apply as they did.
+    Fenced {
+        term: Term,
+        cmd: Box<Cmd>,
+    },
 }
 
 impl Cmd {
@@ -158,6 +166,23 @@ impl Cmd {
             Cmd::RecordConnectFailures { .. } | Cmd::ClearAutoBlacklist { .. } => {
                 Privilege::Blacklist
             }
+            Cmd::Fenced { cmd, .. } => cmd.required_privilege(),
+        }
+    }
+
+    /// `cmd` as leader work of `term` (see `Cmd::Fenced`).
+    pub fn fenced(term: Term, cmd: Cmd) -> Cmd {
+        Cmd::Fenced {
+            term,
+            cmd: Box::new(cmd),
+        }
+    }
+
+    /// The command a `Fenced` wraps (itself otherwise): what it does, whatever its fence.
+    pub fn unfenced(&self) -> &Cmd {
+        match self {
+            Cmd::Fenced { cmd, .. } => cmd.unfenced(),
+            other => other,
         }
     }
 }
@@ -431,6 +456,10 @@ mod tests {
                     }],
                 },
                 "01130000000100000000000000a2860100000000001127000000000000030000000000000004000000",
+            ),
+            (
+                Cmd::fenced(Term(7), Cmd::FinishDecommissions),
+                "011b000000070000000000000017000000",
             ),
         ];
         for (cmd, want) in cases {

@@ -367,7 +367,11 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::applier::apply;
+    use roster_membership::Term;
+
+    fn apply(state: &mut ClusterState, req: &Request) -> Response {
+        crate::applier::apply(state, req, Term(1))
+    }
     use crate::cmd::Request;
     use roster_membership::BackendRef;
     use roster_membership::model::liveness::LivenessReport;

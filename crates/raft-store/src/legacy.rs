@@ -1,23 +1,11 @@
 //! The shapes of stored values before they grew (format 1), read when a data directory or a
 //! snapshot written by an older FE is loaded. Never written.
 
-use roster_membership::model::backend::Backend;
-
-use roster_membership::model::backend::BackendMembership;
-
-use roster_membership::model::backend::DrainProgress;
-
-use roster_membership::model::backend::HostPort;
-
-use roster_membership::model::backend::Liveness;
-
-use roster_membership::model::backend::Tags;
-
-use roster_membership::model::backend::Tombstone;
-use roster_membership::model::blacklist::BlacklistEntry;
-use roster_membership::model::blacklist::BlacklistKey;
-use roster_membership::model::catalog::Table;
-use roster_membership::model::catalog::Tablet;
+use roster_membership::model::backend::{
+    Backend, BackendMembership, DrainProgress, HostPort, Liveness, Tags, Tombstone,
+};
+use roster_membership::model::blacklist::{BlacklistEntry, BlacklistKey};
+use roster_membership::model::catalog::{Table, Tablet};
 use roster_membership::model::moves::Move;
 use roster_membership::model::state::Meta;
 use roster_membership::model::tracked::TrackedMap;

@@ -13,29 +13,24 @@
 //! (`KEY_SEALED`); in a marked file an unsealed row is damage. Storage failures are reported
 //! to the `Fault`, which stops the FE.
 
-use crate::applier;
 use crate::cmd::{Reply, Response};
 use crate::codec::{self, Unsealed};
-use crate::events;
 use crate::integrity::{Corruption, Fault, at_file, guarded};
-use crate::io_err;
-use crate::legacy;
 use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::version::{self, DATA_VERSION, KEY_DATA_VERSION};
+use crate::{applier, events, io_err, legacy};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use roster_membership::model::backend::Backend;
-use roster_membership::model::backend::Tombstone;
+use roster_membership::model::backend::{Backend, Tombstone};
 use roster_membership::model::blacklist::BlacklistEntry;
-use roster_membership::model::catalog::Table;
-use roster_membership::model::catalog::Tablet;
+use roster_membership::model::catalog::{Table, Tablet};
 use roster_membership::model::moves::Move;
 use roster_membership::model::state::Meta;
 use roster_membership::model::tracked::TrackedMap;
 use roster_membership::model::users::User;
-use roster_membership::{BackendId, ClusterState, FrontendId, MoveId, TableId, TabletId};
+use roster_membership::{BackendId, ClusterState, FrontendId, MoveId, TableId, TabletId, Term};
 use serde::{Serialize, de::DeserializeOwned};
 use std::collections::BTreeMap;
 use std::io;
@@ -606,10 +601,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let resp = match &entry.payload {
                     EntryPayload::Blank => Response::Ok(Reply::Done),
                     EntryPayload::Normal(req) => {
-                        let before = events::before(state, &req.cmd);
-                        let resp = applier::apply(state, req);
+                        let entry_term = Term(entry.log_id.leader_id.term);
+                        let before = events::before(state, req.cmd.unfenced());
+                        let resp = applier::apply(state, req, entry_term);
                         if let Some(b) = before {
-                            let happened = events::after(b, state, &req.cmd, &resp);
+                            let happened = events::after(b, state, req.cmd.unfenced(), &resp);
                             events.extend(happened.into_iter().map(|e| (index, e)));
                         }
                         resp

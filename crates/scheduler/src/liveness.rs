@@ -1,9 +1,7 @@
 //! The master's soft state about heartbeats, and the decision of what to record.
 //! Complexity: O(backends) per round.
 
-use roster_membership::model::liveness::HeartbeatInfo;
-
-use roster_membership::model::liveness::LivenessReport;
+use roster_membership::model::liveness::{HeartbeatInfo, LivenessReport};
 use roster_membership::{Backend, BackendId};
 use std::collections::BTreeMap;
 
@@ -106,8 +104,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use roster_membership::transition;
-    use roster_membership::{ClusterState, HostPort};
+    use roster_membership::{ClusterState, HostPort, transition};
 
     fn info(start: u64) -> HeartbeatInfo {
         HeartbeatInfo {

@@ -11,14 +11,12 @@
 //!
 //! Cost: O(tablets × (replicas + backends)) per call.
 
-use roster_membership::model::catalog::ReplicaState;
-
-use roster_membership::model::catalog::Tablet;
-use roster_membership::model::moves::MovePlan;
-use roster_membership::model::moves::MoveReason;
+use roster_membership::model::catalog::{ReplicaState, Tablet};
+use roster_membership::model::moves::{MovePlan, MoveReason};
 use roster_membership::query::moves::Slots;
-use roster_membership::{Backend, BackendId, BackendMembership, ClusterState, TabletId};
-use roster_membership::{model, query};
+use roster_membership::{
+    Backend, BackendId, BackendMembership, ClusterState, TabletId, model, query,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 struct Ctx<'a> {

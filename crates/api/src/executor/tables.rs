@@ -5,12 +5,9 @@
 use super::{QueryResult, applied, unexpected};
 use crate::error::ApiError;
 use crate::node::FeNodeHandle;
-use roster_membership::model::catalog::ReplicaState;
-use roster_membership::model::catalog::TableDef;
-use roster_membership::model::catalog::TableState;
+use roster_membership::model::catalog::{ReplicaState, TableDef, TableState};
 use roster_membership::query::routing;
-use roster_membership::{ClusterState, DomainError, TableId, TabletId};
-use roster_membership::{model, query};
+use roster_membership::{ClusterState, DomainError, TableId, TabletId, model, query};
 use roster_proto::format::{bytes, datetime};
 use roster_raft_store::{Cmd, Reply};
 use std::time::{Duration, Instant};

@@ -4,9 +4,8 @@
 //! repeats these too (entries already in logs must still be judged the same way).
 
 use crate::error::ApiError;
-use roster_membership::Settings;
 use roster_membership::model::catalog::TableDef;
-use roster_membership::{model, query};
+use roster_membership::{Settings, model, query};
 use roster_sql::Statement;
 
 pub fn check(stmt: &Statement) -> Result<(), ApiError> {

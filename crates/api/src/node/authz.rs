@@ -3,8 +3,7 @@
 use super::FeNodeHandle;
 use crate::error::ApiError;
 use roster_membership::model::users::ROOT;
-use roster_membership::query;
-use roster_membership::{DomainError, Privilege};
+use roster_membership::{DomainError, Privilege, query};
 use roster_raft_store::Cmd;
 
 fn to_api(e: DomainError) -> ApiError {

@@ -10,8 +10,7 @@
 //! kernel, so slowness never blacklists (StarRocks issue 18835).
 
 use super::{FeNodeHandle, Inner};
-use roster_membership::{BackendId, FrontendId};
-use roster_membership::{model, query};
+use roster_membership::{BackendId, FrontendId, model, query};
 use roster_proto::format::now_ms;
 use roster_raft_store::{Cmd, Reply, Response};
 use std::collections::BTreeMap;

@@ -7,7 +7,7 @@ use super::{FeNodeHandle, Inner};
 use crate::wire::LeaderOp;
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::model::liveness::HeartbeatInfo;
-use roster_membership::{BackendId, HostPort};
+use roster_membership::{BackendId, HostPort, Term};
 use roster_proto::format::now_ms;
 use roster_proto::pb::backend::HeartbeatRequest;
 use roster_raft_store::Cmd;
@@ -132,7 +132,8 @@ pub(super) async fn heartbeat_loop(weak: Weak<Inner>) {
         }
         let op = LeaderOp::Write {
             user: None,
-            cmd: Cmd::RecordLiveness { reports },
+            // Fenced: a verdict of this term must not land in a later one.
+            cmd: Cmd::fenced(Term(term), Cmd::RecordLiveness { reports }),
         };
         if let Err(e) = fe
             .run_as_leader(&op, Instant::now() + Duration::from_secs(5))

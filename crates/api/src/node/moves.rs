@@ -7,9 +7,8 @@
 
 use super::FeNodeHandle;
 use crate::wire::{LeaderOp, LeaderReply};
-use roster_membership::MoveId;
 use roster_membership::model::moves::Move;
-use roster_membership::query;
+use roster_membership::{MoveId, Term, query};
 use roster_proto::format::now_ms;
 use roster_proto::pb::backend::{CloneReplicaRequest, ReplicaInfo};
 use roster_raft_store::{Cmd, Reply, Response};
@@ -104,7 +103,7 @@ impl Executor {
                     reason: s.message().to_string(),
                 },
             };
-            propose(fe, cmd).await;
+            propose(fe, self.term, cmd).await;
         }
     }
 
@@ -150,7 +149,7 @@ impl Executor {
                 if let Some(r) = self.refused.get(&m.id) {
                     reason.push_str(&format!(" (last refused: {r})"));
                 }
-                propose(fe, Cmd::AbortMove { id: m.id, reason }).await;
+                propose(fe, self.term, Cmd::AbortMove { id: m.id, reason }).await;
                 continue;
             }
             if self.running.contains_key(&m.id)
@@ -217,7 +216,8 @@ impl Executor {
         });
         if !plans.is_empty() && Instant::now() >= self.plan_after {
             let n = plans.len();
-            if let Some(Reply::Moves(started)) = propose(fe, Cmd::StartMoves { moves: plans }).await
+            if let Some(Reply::Moves(started)) =
+                propose(fe, self.term, Cmd::StartMoves { moves: plans }).await
                 && started.is_empty()
             {
                 tracing::warn!(
@@ -227,7 +227,7 @@ impl Executor {
             }
         }
         if finished {
-            propose(fe, Cmd::FinishDecommissions).await;
+            propose(fe, self.term, Cmd::FinishDecommissions).await;
         }
         if crate::bugs::on(crate::bugs::Bug::DecommissionNoRfCheck) {
             // The bug: a draining backend is dropped at once, with the replicas it still holds.
@@ -241,7 +241,7 @@ impl Executor {
                     .collect()
             });
             if !draining.is_empty() {
-                propose(fe, Cmd::DroppBackends { targets: draining }).await;
+                propose(fe, self.term, Cmd::DroppBackends { targets: draining }).await;
             }
         }
     }
@@ -257,9 +257,14 @@ impl Drop for Executor {
 
 /// Propose a command of the master's own work on this FE (never forwarded: a deposed master's
 /// proposal fails); a failure is logged, as the next round retries from the state.
-pub(super) async fn propose(fe: &FeNodeHandle, cmd: Cmd) -> Option<Reply> {
+/// Propose leader work decided in `term` on this FE (never forwarded), fenced by that term: if
+/// leadership was lost and regained since, apply refuses it (`Cmd::Fenced`).
+pub(super) async fn propose(fe: &FeNodeHandle, term: u64, cmd: Cmd) -> Option<Reply> {
     let what = format!("{cmd:?}");
-    let op = LeaderOp::Write { user: None, cmd };
+    let op = LeaderOp::Write {
+        user: None,
+        cmd: Cmd::fenced(Term(term), cmd),
+    };
     match fe
         .run_as_leader(&op, Instant::now() + Duration::from_secs(5))
         .await

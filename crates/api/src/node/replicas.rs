@@ -10,10 +10,8 @@
 use super::moves::{Executor, propose};
 use super::{FeNodeHandle, Inner};
 use openraft::async_runtime::watch::WatchReceiver;
-use roster_membership::model::catalog::ReplicaReport;
-use roster_membership::model::catalog::ReplicaState;
-use roster_membership::query;
-use roster_membership::{BackendId, HostPort, TabletId};
+use roster_membership::model::catalog::{ReplicaReport, ReplicaState};
+use roster_membership::{BackendId, HostPort, TabletId, query};
 use roster_proto::format::now_ms;
 use roster_proto::pb::backend::{CreateReplicaRequest, DropReplicaRequest, ListReplicasRequest};
 use roster_raft_store::Cmd;
@@ -237,6 +235,7 @@ async fn reconcile_backend(
 /// reports; still there, they are deleted.
 async fn round(
     fe: &FeNodeHandle,
+    term: u64,
     suspects: &mut BTreeSet<(TabletId, BackendId)>,
     orphans: &mut BTreeSet<(TabletId, BackendId)>,
 ) {
@@ -291,17 +290,17 @@ async fn round(
             ?lost,
             "replicas lost: their backends no longer hold their files"
         );
-        propose(fe, Cmd::ReplicasLost { lost }).await;
+        propose(fe, term, Cmd::ReplicasLost { lost }).await;
     }
     if !reports.is_empty() {
-        propose(fe, Cmd::RecordReplicas { reports }).await;
+        propose(fe, term, Cmd::RecordReplicas { reports }).await;
     }
     let due = fe.store().read(|s, _| {
         let expire = s.meta.settings.u64("catalog_trash_expire_second");
         !query::catalog::expired_tables(s, now_ms(), expire).is_empty()
     });
     if due {
-        propose(fe, Cmd::ExpireRecycleBin).await;
+        propose(fe, term, Cmd::ExpireRecycleBin).await;
     }
 }
 
@@ -376,7 +375,7 @@ pub(super) async fn tablet_loop(weak: Weak<Inner>) {
             executor = Some(Executor::new(term));
         }
         if ticked {
-            round(&fe, &mut suspects, &mut orphans).await;
+            round(&fe, term, &mut suspects, &mut orphans).await;
         }
         if let Some(x) = executor.as_mut() {
             x.round(&fe).await;

@@ -1,7 +1,7 @@
 //! Refusals of the domain. These are answers, not failures: apply returns them as `Ok` replies.
 
 use crate::model::backend::HostPort;
-use crate::model::ids::{BackendId, FrontendId, TabletId};
+use crate::model::ids::{BackendId, FrontendId, TabletId, Term};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -78,4 +78,9 @@ pub enum DomainError {
         count: usize,
         first: String,
     },
+    #[error(
+        "leader work decided in term {decided} reached the log in term {entry}: refused, the \
+         master of term {entry} decides again from what it sees"
+    )]
+    StaleTerm { decided: Term, entry: Term },
 }

@@ -29,6 +29,17 @@ impl fmt::Display for MoveId {
     }
 }
 
+/// A Raft term: the epoch of one leadership. Leader work is fenced by it (`Cmd::Fenced`, and
+/// the term agents are told in heartbeats), so a deposed master's decisions are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Term(pub u64);
+
+impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// The first table or tablet id the catalog hands out.
 pub const FIRST_CATALOG_ID: u64 = 100_001;
 

@@ -118,10 +118,9 @@ pub fn route(state: &ClusterState, fe: FrontendId, tablet: &Tablet) -> Route {
 mod tests {
     use super::*;
     use crate::model::backend::HostPort;
-    use crate::transition;
-
     use crate::model::catalog::{CloneFailures, Replica};
     use crate::model::ids::TableId;
+    use crate::transition;
 
     fn cluster(n: usize) -> ClusterState {
         let mut s = ClusterState::default();

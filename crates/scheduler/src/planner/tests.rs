@@ -1,10 +1,8 @@
 use super::*;
 use proptest::prelude::*;
-use roster_membership::model::catalog::ReplicaReport;
-use roster_membership::model::catalog::TableDef;
+use roster_membership::model::catalog::{ReplicaReport, TableDef};
 use roster_membership::transition::{catalog, moves};
-use roster_membership::{BackendRef, HostPort};
-use roster_membership::{model, query, transition};
+use roster_membership::{BackendRef, HostPort, model, query, transition};
 
 /// Alive backends on hosts h1.., tag `default`, and one table of `buckets` x `rf` replicas,
 /// every replica NORMAL with 1000 bytes.

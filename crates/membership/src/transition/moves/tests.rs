@@ -1,11 +1,10 @@
 use super::*;
-use crate::HostPort;
-use crate::Settings;
 use crate::model::catalog::{ReplicaReport, TableDef};
 use crate::model::ids::*;
 use crate::model::moves::*;
 use crate::query::moves::*;
 use crate::transition;
+use crate::{HostPort, Settings};
 
 /// Four alive backends on distinct hosts and one tablet with NORMAL replicas on the first three.
 fn state() -> (ClusterState, TabletId) {
