@@ -8,7 +8,7 @@ mod blacklist;
 pub mod diskspace;
 pub mod drain;
 mod frontends;
-mod heartbeat;
+mod leader_work;
 mod leadership;
 mod moves;
 mod replicas;
@@ -25,6 +25,7 @@ use roster_proto::format::now_ms;
 use roster_proto::pb::raft::Blob;
 use roster_raft_store::types::LogId;
 use roster_raft_store::{Cmd, FeNode, NodeId, Raft, Request, Response, StateMachineStore, codec};
+use roster_scheduler::leadership::LeaderWork;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -133,7 +134,8 @@ struct Inner {
     nospace: Mutex<Option<String>>,
     _diskspace: CancelOnDrop,
     _prober: CancelOnDrop,
-    _heartbeats: CancelOnDrop,
+    /// The actors of each term this FE leads (heartbeats); dropping it cancels them.
+    _leader_work: LeaderWork,
     _replicas: CancelOnDrop,
     _blacklist: CancelOnDrop,
 }
@@ -211,7 +213,8 @@ impl FeNodeHandle {
         }
 
         // Ends by itself when Raft shuts down.
-        tokio::spawn(leadership::log_changes(raft.clone()));
+        let (leading, leadership) = tokio::sync::watch::channel(None);
+        tokio::spawn(leadership::follow(raft.clone(), cfg.id, leading));
         let peers = Mutex::new(BTreeMap::new());
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
@@ -219,8 +222,15 @@ impl FeNodeHandle {
             let weak3 = weak.clone();
             let weak4 = weak.clone();
             let weak5 = weak.clone();
+            let cluster = leader_work::NodeCluster {
+                node: weak2.clone(),
+                sm: sm.clone(),
+                leadership,
+            };
+            let agents = leader_work::NodeAgents { node: weak2 };
+            let leader_work =
+                LeaderWork::spawn(cluster.clone(), roster_scheduler::actors(cluster, agents));
             let task = tokio::spawn(async move { prober_loop(weak).await });
-            let heartbeats = tokio::spawn(async move { heartbeat::heartbeat_loop(weak2).await });
             let replicas = tokio::spawn(async move { replicas::tablet_loop(weak3).await });
             let checker = tokio::spawn(async move { blacklist::checker_loop(weak4).await });
             let disk = tokio::spawn(async move { diskspace::watch_loop(weak5).await });
@@ -237,7 +247,7 @@ impl FeNodeHandle {
                 nospace: Mutex::new(None),
                 _diskspace: CancelOnDrop(disk.abort_handle()),
                 _prober: CancelOnDrop(task.abort_handle()),
-                _heartbeats: CancelOnDrop(heartbeats.abort_handle()),
+                _leader_work: leader_work,
                 _replicas: CancelOnDrop(replicas.abort_handle()),
                 _blacklist: CancelOnDrop(checker.abort_handle()),
             }
@@ -476,42 +486,10 @@ impl FeNodeHandle {
     /// Carry out a leader operation on this FE, which believes it is the leader.
     pub async fn run_as_leader(&self, op: &LeaderOp, deadline: Instant) -> ForwardResult {
         match op {
-            LeaderOp::Write { user, cmd } => {
-                // The leader's own disk: a proposal it cannot store is refused here, for every FE.
-                self.refuse_writes()?;
-                let req = Request {
-                    time_ms: now_ms(),
-                    user: user.clone(),
-                    cmd: cmd.clone(),
-                };
-                if crate::bugs::on(crate::bugs::Bug::AckBeforeCommit) {
-                    // The reply a committed entry of this kind would give, made up.
-                    let fake = match &cmd {
-                        Cmd::AddBackends { .. } => {
-                            Some(roster_raft_store::Reply::Added(Vec::new()))
-                        }
-                        Cmd::ModifyBackends { .. } => {
-                            Some(roster_raft_store::Reply::Changed(Vec::new()))
-                        }
-                        _ => None,
-                    };
-                    if let Some(fake) = fake {
-                        let raft = self.inner.raft.clone();
-                        tokio::spawn(async move {
-                            let _ = raft.client_write(req).await;
-                        });
-                        return Ok(LeaderReply::Applied(Response::Ok(fake)));
-                    }
-                }
-                let left = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(left, self.inner.raft.client_write(req)).await {
-                    Ok(Ok(resp)) => Ok(LeaderReply::Applied(resp.data)),
-                    Ok(Err(e)) => Err(self.map_write_error(e)),
-                    Err(_) => Err(ApiError::Unknown(
-                        "the write was not committed in time".into(),
-                    )),
-                }
-            }
+            LeaderOp::Write { user, cmd } => self
+                .propose_here(user.clone(), cmd.clone(), deadline)
+                .await
+                .map(LeaderReply::Applied),
             LeaderOp::AddFrontend { user, voter, addr } => {
                 self.authorize_here(user, roster_membership::Privilege::NodePriv)?;
                 frontends::add(self, *voter, addr, deadline).await
@@ -520,6 +498,47 @@ impl FeNodeHandle {
                 self.authorize_here(user, roster_membership::Privilege::NodePriv)?;
                 frontends::drop(self, *voter, addr, deadline).await
             }
+        }
+    }
+
+    /// Propose `cmd` on this FE, which believes it is the leader (never forwarded): the
+    /// answer at apply, or why it was not committed.
+    pub async fn propose_here(
+        &self,
+        user: Option<String>,
+        cmd: Cmd,
+        deadline: Instant,
+    ) -> Result<Response, ApiError> {
+        // The leader's own disk: a proposal it cannot store is refused here, for every FE.
+        self.refuse_writes()?;
+        let ack_before_commit = crate::bugs::on(crate::bugs::Bug::AckBeforeCommit);
+        let req = Request {
+            time_ms: now_ms(),
+            user,
+            cmd,
+        };
+        if ack_before_commit {
+            // The reply a committed entry of this kind would give, made up.
+            let fake = match &req.cmd {
+                Cmd::AddBackends { .. } => Some(roster_raft_store::Reply::Added(Vec::new())),
+                Cmd::ModifyBackends { .. } => Some(roster_raft_store::Reply::Changed(Vec::new())),
+                _ => None,
+            };
+            if let Some(fake) = fake {
+                let raft = self.inner.raft.clone();
+                tokio::spawn(async move {
+                    let _ = raft.client_write(req).await;
+                });
+                return Ok(Response::Ok(fake));
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, self.inner.raft.client_write(req)).await {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(e)) => Err(self.map_write_error(e)),
+            Err(_) => Err(ApiError::Unknown(
+                "the write was not committed in time".into(),
+            )),
         }
     }
 

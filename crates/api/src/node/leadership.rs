@@ -1,45 +1,40 @@
-//! Logs this FE's leadership changes, with the term, from Raft's metrics: one INFO line when
-//! it becomes the master and one when it stops being it.
+//! This FE's leadership by term, from Raft's metrics: published for the leader work
+//! (`Some(term)` while this FE is the master of `term`), and logged, one INFO line when it
+//! becomes the master and one when it stops being it.
 
-use openraft::ServerState;
 use openraft::async_runtime::watch::WatchReceiver;
-use roster_raft_store::Raft;
+use roster_membership::Term;
+use roster_raft_store::{NodeId, Raft};
+use tokio::sync::watch;
 
-/// Runs until Raft shuts down (its metrics channel closes).
-pub(crate) async fn log_changes(raft: Raft) {
+/// Runs until Raft shuts down (its metrics channel closes) or nobody listens any more.
+pub(crate) async fn follow(raft: Raft, me: NodeId, out: watch::Sender<Option<Term>>) {
     let mut rx = raft.metrics();
     drop(raft);
-    let mut leading: Option<u64> = None;
     loop {
-        let (is_leader, term) = {
+        let (now, now_term) = {
             let m = rx.borrow_watched();
-            (m.state == ServerState::Leader, m.current_term)
+            let term = m.current_term;
+            ((m.current_leader == Some(me)).then_some(Term(term)), term)
         };
-        match (leading, is_leader) {
-            (None, true) => {
-                tracing::info!(term, "leadership gained: this FE is the master");
-                leading = Some(term);
-            }
-            (Some(was), false) => {
+        let was = *out.borrow();
+        if was != now {
+            if let Some(t) = was {
                 tracing::info!(
-                    term = was,
-                    now_term = term,
+                    term = t.0,
+                    now_term,
                     "leadership lost: this FE is no longer the master"
                 );
-                leading = None;
             }
-            (Some(was), true) if was != term => {
-                // Re-elected in a later term without an observed gap.
-                tracing::info!(
-                    term = was,
-                    "leadership lost: this FE is no longer the master"
-                );
-                tracing::info!(term, "leadership gained: this FE is the master");
-                leading = Some(term);
+            if let Some(t) = now {
+                tracing::info!(term = t.0, "leadership gained: this FE is the master");
             }
-            _ => {}
+            if out.send(now).is_err() {
+                return;
+            }
         }
         if rx.changed().await.is_err() {
+            out.send_replace(None);
             return;
         }
     }
