@@ -150,6 +150,26 @@ pub fn unseal<'a>(context: &[u8], bytes: &'a [u8]) -> Result<Unsealed<'a>, SealE
 mod tests {
     use super::*;
 
+    /// Settings are stored as the text of the values set (the typed values are read from it,
+    /// never stored): a map of one key here, as it was before the typed values existed.
+    #[test]
+    fn settings_encoding_is_pinned() {
+        let mut s = roster_membership::Settings::default();
+        s.set_all(&[("heartbeat_interval_second".into(), "7".into())])
+            .unwrap();
+        let hex: String = encode(&s)
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "01010000000000000019000000000000006865617274626561745f696e74657276616c5f7365636f6e64010000000000000037"
+        );
+        let back: roster_membership::Settings = decode(&encode(&s).unwrap()).unwrap();
+        assert_eq!(back.values().heartbeat_interval_second, 7);
+    }
+
     /// The sealed encoding is stored forever: pin its bytes.
     #[test]
     fn sealed_encoding_is_pinned() {

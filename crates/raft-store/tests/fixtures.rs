@@ -87,7 +87,7 @@ async fn data_version_2_state_reads_as_written() {
         );
         assert!(alice.password.is_some());
         assert!(s.users.get(&"root".to_string()).is_some());
-        assert_eq!(s.meta.settings.u64("tablet_repair_delay_second"), 77);
+        assert_eq!(s.meta.settings.values().tablet_repair_delay_second, 77);
         assert_eq!(
             s.meta.frontends_ever,
             BTreeSet::from([FrontendId(1), FrontendId(2), FrontendId(3)])

@@ -26,8 +26,10 @@ fn plan_round<C: Cluster>(cluster: &C, term: Term) -> Round {
     cluster.read(|s| {
         let settings = &s.meta.settings;
         Round {
-            interval: Duration::from_secs(settings.u64("heartbeat_interval_second").max(1)),
-            tolerance: settings.u64("max_backend_heartbeat_failure_tolerance_count"),
+            interval: Duration::from_secs(settings.values().heartbeat_interval_second.max(1)),
+            tolerance: settings
+                .values()
+                .max_backend_heartbeat_failure_tolerance_count,
             backends: s
                 .backends
                 .values()

@@ -269,14 +269,15 @@ impl<'a> Ctx<'a> {
 /// The moves to start now, in priority order.
 pub fn plan(state: &ClusterState, now_ms: u64) -> Vec<MovePlan> {
     let settings = &state.meta.settings;
-    if settings.bool("disable_tablet_scheduler") {
+    if settings.values().disable_tablet_scheduler {
         return Vec::new();
     }
     let mut ctx = Ctx {
         state,
         now_ms,
         repair_delay_ms: settings
-            .u64("tablet_repair_delay_second")
+            .values()
+            .tablet_repair_delay_second
             .saturating_mul(1000),
         slots: Slots::in_use(state),
         load: query::catalog::replica_counts(state),
@@ -309,7 +310,7 @@ pub fn plan(state: &ClusterState, now_ms: u64) -> Vec<MovePlan> {
         && state.moves.is_empty()
         && !unhealthy
         && !draining
-        && !settings.bool("disable_balance")
+        && !settings.values().disable_balance
     {
         out = ctx.balance();
     }

@@ -305,7 +305,7 @@ pub fn show_blacklist(fe: &FeNodeHandle, all_frontends: bool) -> QueryResult {
     let (nodes, _) = fe.members();
     let me = roster_membership::FrontendId(fe.id());
     let rows = fe.store().read(|state, _| {
-        let period = state.meta.settings.u64("black_host_history_sec");
+        let period = state.meta.settings.values().black_host_history_sec;
         let now = roster_proto::format::now_ms();
         state
             .blacklist

@@ -167,7 +167,8 @@ pub fn show_recycle_bin(fe: &FeNodeHandle) -> QueryResult {
         let expire_ms = st
             .meta
             .settings
-            .u64("catalog_trash_expire_second")
+            .values()
+            .catalog_trash_expire_second
             .saturating_mul(1000);
         st.tables
             .values()

@@ -117,7 +117,7 @@ pub(super) async fn checker_loop(weak: Weak<Inner>) {
         let me = FrontendId(fe.id());
         let source = fe.config().backend_source_ip;
         let (disabled, backends) = fe.store().read(|s, _| {
-            let disabled = s.meta.settings.bool("disable_backend_black_list");
+            let disabled = s.meta.settings.values().disable_backend_black_list;
             // Switched off, the checker only looks after the AUTO entries still listed.
             let wanted = |id: BackendId| {
                 !disabled

@@ -125,7 +125,7 @@ impl Executor {
                 .collect();
             (
                 moves,
-                s.meta.settings.u64("clone_rate_limit_bytes_per_sec"),
+                s.meta.settings.values().clone_rate_limit_bytes_per_sec,
                 addrs,
             )
         });
@@ -210,7 +210,7 @@ impl Executor {
         let (plans, finished) = fe.store().read(|s, _| {
             (
                 roster_scheduler::planner::plan(s, now),
-                !s.meta.settings.bool("disable_tablet_scheduler")
+                !s.meta.settings.values().disable_tablet_scheduler
                     && !query::drain::ready_to_finish(s).is_empty(),
             )
         });

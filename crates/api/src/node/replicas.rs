@@ -296,7 +296,7 @@ async fn round(
         propose(fe, term, Cmd::RecordReplicas { reports }).await;
     }
     let due = fe.store().read(|s, _| {
-        let expire = s.meta.settings.u64("catalog_trash_expire_second");
+        let expire = s.meta.settings.values().catalog_trash_expire_second;
         !query::catalog::expired_tables(s, now_ms(), expire).is_empty()
     });
     if due {

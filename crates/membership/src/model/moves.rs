@@ -60,7 +60,7 @@ impl Move {
 /// The rate a clone is expected to reach: Doris's 5 MB/s estimate, or the per-stream limit
 /// `clone_rate_limit_bytes_per_sec` when that is lower (a limited clone cannot go faster).
 pub fn expected_clone_rate_bytes_per_sec(settings: &Settings) -> u64 {
-    match settings.u64("clone_rate_limit_bytes_per_sec") {
+    match settings.values().clone_rate_limit_bytes_per_sec {
         0 => ESTIMATED_CLONE_BYTES_PER_SEC,
         limit => limit.min(ESTIMATED_CLONE_BYTES_PER_SEC),
     }
@@ -77,8 +77,8 @@ pub fn expected_clone_ms(settings: &Settings, bytes: u64) -> u64 {
 /// The timeout of a clone of `bytes`: its duration at the expected rate, clamped to
 /// [`min_clone_task_timeout_sec`, `max_clone_task_timeout_sec`].
 pub fn clone_timeout_ms(settings: &Settings, bytes: u64) -> u64 {
-    let min = settings.u64("min_clone_task_timeout_sec");
-    let max = settings.u64("max_clone_task_timeout_sec").max(min);
+    let min = settings.values().min_clone_task_timeout_sec;
+    let max = settings.values().max_clone_task_timeout_sec.max(min);
     let estimate = bytes.div_ceil(expected_clone_rate_bytes_per_sec(settings));
     estimate.clamp(min, max).saturating_mul(1000)
 }

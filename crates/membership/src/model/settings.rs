@@ -15,111 +15,147 @@ pub enum Kind {
     F64,
 }
 
-/// Every setting: name, kind, default (as text), one-line description.
-pub const SETTINGS: &[(&str, Kind, &str, &str)] = &[
-    (
-        "drop_backend_after_decommission",
-        Kind::Bool,
-        "true",
-        "drop a backend once it is DECOMMISSIONED",
-    ),
-    (
-        "max_clone_task_timeout_sec",
-        Kind::U64,
-        "7200",
-        "upper bound of a clone's timeout",
-    ),
-    (
-        "min_clone_task_timeout_sec",
-        Kind::U64,
-        "180",
-        "lower bound of a clone's timeout",
-    ),
-    (
-        "black_host_history_sec",
-        Kind::U64,
-        "120",
-        "window of connection failures kept for AUTO blacklist entries",
-    ),
-    (
-        "black_host_connect_failures_within_time",
-        Kind::U64,
-        "5",
-        "failures in the window that keep an AUTO entry",
-    ),
-    (
-        "disable_backend_black_list",
-        Kind::Bool,
-        "false",
-        "stop AUTO blacklisting on every FE (MANUAL entries still apply)",
-    ),
-    (
-        "heartbeat_interval_second",
-        Kind::U64,
-        "5",
-        "how often the master heartbeats each backend",
-    ),
-    (
-        "max_backend_heartbeat_failure_tolerance_count",
-        Kind::U64,
-        "1",
-        "consecutive failures before a backend is dead",
-    ),
-    (
-        "tablet_repair_delay_second",
-        Kind::U64,
-        "60",
-        "how long a replica on a dead backend waits before repair",
-    ),
-    (
-        "clone_send_slots_per_backend",
-        Kind::U64,
-        "1",
-        "concurrent clones a backend sends",
-    ),
-    (
-        "clone_recv_slots_per_backend",
-        Kind::U64,
-        "1",
-        "concurrent clones a backend receives",
-    ),
-    (
-        "clone_rate_limit_bytes_per_sec",
-        Kind::U64,
-        "0",
-        "per-stream clone rate limit, 0 = unlimited",
-    ),
-    (
-        "disable_balance",
-        Kind::Bool,
-        "false",
-        "stop balancing replicas",
-    ),
-    (
-        "disable_tablet_scheduler",
-        Kind::Bool,
-        "false",
-        "stop the whole tablet scheduler: new moves and decommission completion",
-    ),
-    (
-        "balance_load_score_threshold",
-        Kind::F64,
-        "0.1",
-        "allowed spread of replica counts within a tag",
-    ),
-    (
-        "catalog_trash_expire_second",
-        Kind::U64,
-        "86400",
-        "how long dropped tables stay in the recycle bin",
-    ),
-];
+/// A Rust type a setting may have.
+trait SettingType: Sized {
+    const KIND: Kind;
+    fn parse(text: &str) -> Option<Self>;
+}
 
-/// Current values; absent keys take their default.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Settings {
+impl SettingType for bool {
+    const KIND: Kind = Kind::Bool;
+    fn parse(text: &str) -> Option<bool> {
+        text.parse().ok()
+    }
+}
+
+impl SettingType for u64 {
+    const KIND: Kind = Kind::U64;
+    fn parse(text: &str) -> Option<u64> {
+        text.parse().ok()
+    }
+}
+
+impl SettingType for f64 {
+    const KIND: Kind = Kind::F64;
+    fn parse(text: &str) -> Option<f64> {
+        text.parse().ok()
+    }
+}
+
+/// Declares every setting once: its name, type, default and description become the table
+/// `SETTINGS` (for SHOW and validation) and a field of `Values` (for code, so a misspelt
+/// name does not compile).
+macro_rules! settings {
+    ($( #[doc = $desc:literal] $name:ident : $ty:ty = $default:literal; )*) => {
+        /// Every setting: name, kind, default (as text), one-line description.
+        pub const SETTINGS: &[(&str, Kind, &str, &str)] = &[
+            $( (stringify!($name), <$ty as SettingType>::KIND, $default, $desc.trim_ascii()), )*
+        ];
+
+        /// Every setting's current value, typed.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Values {
+            $( #[doc = $desc] pub $name: $ty, )*
+        }
+
+        impl Values {
+            /// Values from stored text. Stored values were validated when set; one that no
+            /// longer parses (it cannot) would read as its default.
+            fn from_overrides(overrides: &BTreeMap<String, String>) -> Values {
+                Values {
+                    $( $name: overrides
+                        .get(stringify!($name))
+                        .and_then(|v| <$ty as SettingType>::parse(v))
+                        .or_else(|| <$ty as SettingType>::parse($default))
+                        .unwrap_or_default(), )*
+                }
+            }
+        }
+    };
+}
+
+settings! {
+    /// drop a backend once it is DECOMMISSIONED
+    drop_backend_after_decommission: bool = "true";
+    /// upper bound of a clone's timeout
+    max_clone_task_timeout_sec: u64 = "7200";
+    /// lower bound of a clone's timeout
+    min_clone_task_timeout_sec: u64 = "180";
+    /// window of connection failures kept for AUTO blacklist entries
+    black_host_history_sec: u64 = "120";
+    /// failures in the window that keep an AUTO entry
+    black_host_connect_failures_within_time: u64 = "5";
+    /// stop AUTO blacklisting on every FE (MANUAL entries still apply)
+    disable_backend_black_list: bool = "false";
+    /// how often the master heartbeats each backend
+    heartbeat_interval_second: u64 = "5";
+    /// consecutive failures before a backend is dead
+    max_backend_heartbeat_failure_tolerance_count: u64 = "1";
+    /// how long a replica on a dead backend waits before repair
+    tablet_repair_delay_second: u64 = "60";
+    /// concurrent clones a backend sends
+    clone_send_slots_per_backend: u64 = "1";
+    /// concurrent clones a backend receives
+    clone_recv_slots_per_backend: u64 = "1";
+    /// per-stream clone rate limit, 0 = unlimited
+    clone_rate_limit_bytes_per_sec: u64 = "0";
+    /// stop balancing replicas
+    disable_balance: bool = "false";
+    /// stop the whole tablet scheduler: new moves and decommission completion
+    disable_tablet_scheduler: bool = "false";
+    /// allowed spread of replica counts within a tag
+    balance_load_score_threshold: f64 = "0.1";
+    /// how long dropped tables stay in the recycle bin
+    catalog_trash_expire_second: u64 = "86400";
+}
+
+/// What is stored and replicated: the values set, as canonical text; absent keys take their
+/// default. A new setting needs no change of format.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Stored {
     overrides: BTreeMap<String, String>,
 }
+
+/// Current values: the stored text, and the typed values read from it once per change (the
+/// planner asks for them per backend and tablet).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "Stored", into = "Stored")]
+pub struct Settings {
+    overrides: BTreeMap<String, String>,
+    values: Values,
+}
+
+impl From<Stored> for Settings {
+    fn from(s: Stored) -> Settings {
+        Settings {
+            values: Values::from_overrides(&s.overrides),
+            overrides: s.overrides,
+        }
+    }
+}
+
+impl From<Settings> for Stored {
+    fn from(s: Settings) -> Stored {
+        Stored {
+            overrides: s.overrides,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings::from(Stored::default())
+    }
+}
+
+/// Equal when the same values are set (the typed values follow from them).
+impl PartialEq for Settings {
+    fn eq(&self, other: &Settings) -> bool {
+        self.overrides == other.overrides
+    }
+}
+
+impl Eq for Settings {}
 
 fn spec(key: &str) -> Option<&'static (&'static str, Kind, &'static str, &'static str)> {
     SETTINGS.iter().find(|s| s.0.eq_ignore_ascii_case(key))
@@ -150,6 +186,11 @@ fn normalize(kind: Kind, key: &str, value: &str) -> Result<String, DomainError> 
 }
 
 impl Settings {
+    /// Every setting's current value, typed.
+    pub fn values(&self) -> &Values {
+        &self.values
+    }
+
     /// Validate without changing anything; returns the canonical key and value.
     pub fn validate(key: &str, value: &str) -> Result<(String, String), DomainError> {
         let (name, kind, _, _) =
@@ -164,8 +205,9 @@ impl Settings {
             let (k, v) = Self::validate(k, v)?;
             next.overrides.insert(k, v);
         }
-        let min = next.u64("min_clone_task_timeout_sec");
-        let max = next.u64("max_clone_task_timeout_sec");
+        next.values = Values::from_overrides(&next.overrides);
+        let v = next.values();
+        let (min, max) = (v.min_clone_task_timeout_sec, v.max_clone_task_timeout_sec);
         if min > max {
             return Err(DomainError::InvalidSetting {
                 key: "min_clone_task_timeout_sec".into(),
@@ -187,14 +229,6 @@ impl Settings {
         )
     }
 
-    pub fn u64(&self, key: &str) -> u64 {
-        self.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
-    }
-
-    pub fn bool(&self, key: &str) -> bool {
-        self.get(key).as_deref() == Some("true")
-    }
-
     /// (name, value, default, description) for every setting, in declaration order.
     pub fn list(&self) -> Vec<(&'static str, String, &'static str, &'static str)> {
         SETTINGS
@@ -211,8 +245,8 @@ mod tests {
     #[test]
     fn defaults_and_validation() {
         let mut s = Settings::default();
-        assert_eq!(s.u64("max_clone_task_timeout_sec"), 7200);
-        assert!(s.bool("drop_backend_after_decommission"));
+        assert_eq!(s.values().max_clone_task_timeout_sec, 7200);
+        assert!(s.values().drop_backend_after_decommission);
         let before = s.clone();
         let err = s.set_all(&[
             ("disable_balance".into(), "true".into()),
@@ -230,6 +264,30 @@ mod tests {
         );
         s.set_all(&[("DISABLE_BALANCE".into(), "TRUE".into())])
             .unwrap();
-        assert!(s.bool("disable_balance"));
+        assert!(s.values().disable_balance);
+    }
+
+    #[test]
+    fn every_default_and_every_accepted_value_reads_as_its_type() {
+        for (name, kind, default, _) in SETTINGS {
+            let (_, canonical) = Settings::validate(name, default).unwrap();
+            assert_eq!(&canonical, default, "{name}: the default is canonical");
+            let readable = match kind {
+                Kind::Bool => bool::parse(default).is_some(),
+                Kind::U64 => u64::parse(default).is_some(),
+                Kind::F64 => f64::parse(default).is_some(),
+            };
+            assert!(readable, "{name}");
+        }
+        let mut s = Settings::default();
+        s.set_all(&[
+            ("heartbeat_interval_second".into(), " 7 ".into()),
+            ("balance_load_score_threshold".into(), "0.25".into()),
+        ])
+        .unwrap();
+        let v = s.values();
+        assert_eq!(v.heartbeat_interval_second, 7);
+        assert_eq!(v.balance_load_score_threshold, 0.25);
+        assert_eq!(s.get("heartbeat_interval_second").as_deref(), Some("7"));
     }
 }

@@ -13,7 +13,8 @@ pub(crate) fn window_ms(state: &ClusterState) -> u64 {
     state
         .meta
         .settings
-        .u64("black_host_history_sec")
+        .values()
+        .black_host_history_sec
         .saturating_mul(1000)
 }
 
@@ -21,7 +22,8 @@ pub(crate) fn threshold(state: &ClusterState) -> usize {
     state
         .meta
         .settings
-        .u64("black_host_connect_failures_within_time") as usize
+        .values()
+        .black_host_connect_failures_within_time as usize
 }
 
 pub(crate) fn check_known(state: &ClusterState, ids: &[BackendId]) -> Result<(), DomainError> {

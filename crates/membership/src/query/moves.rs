@@ -32,11 +32,12 @@ impl Slots {
     }
 
     pub fn can_send(&self, settings: &Settings, b: BackendId) -> bool {
-        self.sending.get(&b).copied().unwrap_or(0) < settings.u64("clone_send_slots_per_backend")
+        self.sending.get(&b).copied().unwrap_or(0) < settings.values().clone_send_slots_per_backend
     }
 
     pub fn can_receive(&self, settings: &Settings, b: BackendId) -> bool {
-        self.receiving.get(&b).copied().unwrap_or(0) < settings.u64("clone_recv_slots_per_backend")
+        self.receiving.get(&b).copied().unwrap_or(0)
+            < settings.values().clone_recv_slots_per_backend
     }
 }
 

@@ -132,7 +132,7 @@ pub fn recover_table(state: &mut ClusterState, name: &str) -> Result<TableId, Do
 
 /// Remove recycled tables past `catalog_trash_expire_second`. Returns the tables removed.
 pub fn expire_recycle_bin(state: &mut ClusterState, now_ms: u64) -> Vec<TableId> {
-    let expire_sec = state.meta.settings.u64("catalog_trash_expire_second");
+    let expire_sec = state.meta.settings.values().catalog_trash_expire_second;
     let ids = expired_tables(state, now_ms, expire_sec);
     for id in &ids {
         remove_table(state, *id);

@@ -10,7 +10,7 @@ use crate::transition;
 /// the tombstone keeps what the decommission moved. Returns the backends finished.
 pub fn finish(state: &mut ClusterState, now_ms: u64) -> Vec<BackendId> {
     let ids = ready_to_finish(state);
-    let drop = state.meta.settings.bool("drop_backend_after_decommission");
+    let drop = state.meta.settings.values().drop_backend_after_decommission;
     for id in &ids {
         let Some(b) = state.backends.get_mut(id) else {
             continue;

@@ -147,7 +147,7 @@ fn dead_backends_are_repaired_after_the_delay() {
         l.alive = false;
         l.dead_since_ms = Some(1_000);
     }
-    let delay = s.meta.settings.u64("tablet_repair_delay_second") * 1000;
+    let delay = s.meta.settings.values().tablet_repair_delay_second * 1000;
     assert!(
         plan(&s, 1_000 + delay - 1).is_empty(),
         "too early to repair"
@@ -387,8 +387,8 @@ proptest! {
             *receiving.entry(m.plan.dest).or_insert(0) += 1;
         }
         let (send_max, recv_max) = (
-            settings.u64("clone_send_slots_per_backend"),
-            settings.u64("clone_recv_slots_per_backend"),
+            settings.values().clone_send_slots_per_backend,
+            settings.values().clone_recv_slots_per_backend,
         );
         prop_assert!(sending.values().all(|n| *n <= send_max), "send slots exceeded: {:?}", sending);
         prop_assert!(receiving.values().all(|n| *n <= recv_max), "receive slots exceeded: {:?}", receiving);
