@@ -22,19 +22,8 @@ use roster_sql::{FrontendRole, Statement};
 
 pub use session::Session;
 
-fn host_port(h: &roster_sql::HostPort) -> HostPort {
-    HostPort::new(h.host.to_ascii_lowercase(), h.port)
-}
-
-fn backend_ref(r: &roster_sql::BackendRef) -> BackendRef {
-    match r {
-        roster_sql::BackendRef::Id(id) => BackendRef::Id(BackendId(*id)),
-        roster_sql::BackendRef::Addr(a) => BackendRef::Addr(host_port(a)),
-    }
-}
-
-fn refs(targets: &[roster_sql::BackendRef]) -> Vec<BackendRef> {
-    targets.iter().map(backend_ref).collect()
+fn refs(targets: &[BackendRef]) -> Vec<BackendRef> {
+    targets.iter().map(BackendRef::lowercased).collect()
 }
 
 fn applied(r: Response) -> Result<Reply, ApiError> {
@@ -151,7 +140,7 @@ pub async fn execute(
     match stmt {
         Statement::AddBackends { addrs, properties } => {
             let cmd = Cmd::AddBackends {
-                addrs: addrs.iter().map(host_port).collect(),
+                addrs: addrs.iter().map(HostPort::lowercased).collect(),
                 properties: properties.clone(),
             };
             match applied(fe.propose(who, cmd).await?)? {
@@ -365,7 +354,7 @@ pub async fn execute(
         Statement::RecoverTable { name } => tables::recover_table(fe, who, name).await,
         Statement::ShowDecommission => Ok(with_note(decommission::show(fe), note)),
         Statement::ShowDecommissionBlockers { backend } => {
-            decommission::blockers(fe, backend.as_ref().map(backend_ref).as_ref())
+            decommission::blockers(fe, backend.as_ref().map(BackendRef::lowercased).as_ref())
                 .map(|r| with_note(r, note))
         }
         Statement::ShowTables => Ok(with_note(tables::show_tables(fe), note)),

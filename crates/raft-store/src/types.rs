@@ -1,5 +1,6 @@
 //! The openraft type configuration and the frontend node record carried in Raft membership.
 
+use roster_membership::HostPort;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -25,19 +26,11 @@ pub struct FeNode {
 impl FeNode {
     /// `host:edit_log_port`, how ADD/DROP FOLLOWER name a frontend (Doris).
     pub fn edit_log_addr(&self) -> String {
-        join_host_port(&self.host, self.edit_log_port)
+        HostPort::new(self.host.clone(), self.edit_log_port).to_string()
     }
 
     pub fn rpc_addr(&self) -> String {
-        join_host_port(&self.host, self.rpc_port)
-    }
-}
-
-pub fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
+        HostPort::new(self.host.clone(), self.rpc_port).to_string()
     }
 }
 

@@ -2,14 +2,7 @@
 
 use std::fmt::{self, Display, Formatter};
 
-pub use crate::addr::HostPort;
-
-/// A backend named by id (`"10002"`) or by heartbeat address (`"host:9050"`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackendRef {
-    Id(u64),
-    Addr(HostPort),
-}
+pub use roster_membership::{BackendRef, HostPort};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrontendRole {
@@ -192,15 +185,6 @@ impl Statement {
             | DropUser { .. }
             | Grant { .. }
             | Revoke { .. } => false,
-        }
-    }
-}
-
-impl Display for BackendRef {
-    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        match self {
-            BackendRef::Id(id) => write!(f, "{id}"),
-            BackendRef::Addr(addr) => write!(f, "{addr}"),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Backend, frontend, decommission and blacklist statements, and general error reporting.
 
+use roster_membership::BackendId;
 use roster_sql::{BackendRef, FrontendRole, HostPort, ParseError, Statement, parse};
 
 fn ok(sql: &str) -> Statement {
@@ -264,7 +265,11 @@ fn comments_are_ignored() {
 
 #[test]
 fn drop_dropp_decommission_cancel() {
-    let targets = vec![BackendRef::Id(10002), addr("h", 9050), BackendRef::Id(7)];
+    let targets = vec![
+        BackendRef::Id(BackendId(10002)),
+        addr("h", 9050),
+        BackendRef::Id(BackendId(7)),
+    ];
     assert_eq!(
         ok(r#"ALTER SYSTEM DROP BACKEND "10002", 'h:9050,7'"#),
         Statement::DropBackends {
@@ -324,7 +329,7 @@ fn modify_backends() {
             r#"ALTER SYSTEM MODIFY BACKEND "10002", "h:1" SET ("tag.location" = "g1", 'disable_query' = 'true');"#
         ),
         Statement::ModifyBackends {
-            targets: vec![BackendRef::Id(10002), addr("h", 1)],
+            targets: vec![BackendRef::Id(BackendId(10002)), addr("h", 1)],
             properties: vec![
                 ("tag.location".into(), "g1".into()),
                 ("disable_query".into(), "true".into()),
@@ -413,7 +418,7 @@ fn show_decommission() {
     assert_eq!(
         ok("SHOW DECOMMISSION BLOCKERS FOR '10002'"),
         Statement::ShowDecommissionBlockers {
-            backend: Some(BackendRef::Id(10002))
+            backend: Some(BackendRef::Id(BackendId(10002)))
         }
     );
     assert_eq!(

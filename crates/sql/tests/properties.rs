@@ -1,6 +1,7 @@
 //! Property tests: printed statements parse back to themselves, and no input panics.
 
 use proptest::prelude::*;
+use roster_membership::BackendId;
 use roster_sql::{BackendRef, FrontendRole, HostPort, SelectExpr, SelectItem, Statement, parse};
 
 fn host() -> impl Strategy<Value = String> {
@@ -17,7 +18,7 @@ fn host_port() -> impl Strategy<Value = HostPort> {
 
 fn backend_ref() -> impl Strategy<Value = BackendRef> {
     prop_oneof![
-        any::<u64>().prop_map(BackendRef::Id),
+        any::<u64>().prop_map(|id| BackendRef::Id(BackendId(id))),
         host_port().prop_map(BackendRef::Addr),
     ]
 }

@@ -4,6 +4,8 @@
 use crate::model::ids::BackendId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::net::Ipv6Addr;
+use std::str::FromStr;
 
 /// A `host:port` address. IPv6 hosts are stored without brackets.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -19,6 +21,12 @@ impl HostPort {
             port,
         }
     }
+
+    /// The same address with the host in lower case: how backends are registered and found
+    /// (host names are case-insensitive).
+    pub fn lowercased(&self) -> HostPort {
+        HostPort::new(self.host.to_ascii_lowercase(), self.port)
+    }
 }
 
 impl fmt::Display for HostPort {
@@ -31,11 +39,77 @@ impl fmt::Display for HostPort {
     }
 }
 
+/// Why a string is not a valid `host:port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    #[error("expected \"host:port\"")]
+    NotHostPort,
+    #[error("empty host")]
+    EmptyHost,
+    #[error("invalid host")]
+    BadHost,
+    #[error("IPv6 addresses need brackets, e.g. \"[::1]:9050\"")]
+    UnbracketedIpv6,
+    #[error("invalid port")]
+    BadPort,
+}
+
+impl FromStr for HostPort {
+    type Err = AddrError;
+
+    fn from_str(s: &str) -> Result<Self, AddrError> {
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (host, after) = rest.split_once(']').ok_or(AddrError::NotHostPort)?;
+            let port = after.strip_prefix(':').ok_or(AddrError::NotHostPort)?;
+            if host.is_empty() {
+                return Err(AddrError::EmptyHost);
+            }
+            host.parse::<Ipv6Addr>().map_err(|_| AddrError::BadHost)?;
+            (host, port)
+        } else {
+            let (host, port) = s.split_once(':').ok_or(AddrError::NotHostPort)?;
+            if port.contains(':') {
+                return Err(AddrError::UnbracketedIpv6);
+            }
+            if host.is_empty() {
+                return Err(AddrError::EmptyHost);
+            }
+            let host_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+            if !host.chars().all(host_char) {
+                return Err(AddrError::BadHost);
+            }
+            (host, port)
+        };
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(AddrError::BadPort);
+        }
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or(AddrError::BadPort)?;
+        Ok(HostPort {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
 /// How a statement names a backend: `"10002"` or `"host:heartbeat_port"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BackendRef {
     Id(BackendId),
     Addr(HostPort),
+}
+
+impl BackendRef {
+    /// The same reference with a host name in lower case, as the registry finds backends.
+    pub fn lowercased(&self) -> BackendRef {
+        match self {
+            BackendRef::Id(id) => BackendRef::Id(*id),
+            BackendRef::Addr(a) => BackendRef::Addr(a.lowercased()),
+        }
+    }
 }
 
 impl fmt::Display for BackendRef {
@@ -194,4 +268,49 @@ pub struct Tombstone {
 pub struct FinishedDecommission {
     pub started_ms: Option<u64>,
     pub drain: DrainProgress,
+}
+
+#[cfg(test)]
+mod addr_tests {
+    use super::*;
+
+    fn hp(s: &str) -> Result<HostPort, AddrError> {
+        s.parse()
+    }
+
+    #[test]
+    fn accepts_names_ipv4_and_bracketed_ipv6() {
+        let ok = |host: &str, port| {
+            Ok(HostPort {
+                host: host.to_string(),
+                port,
+            })
+        };
+        assert_eq!(hp("be-1.example_x:9050"), ok("be-1.example_x", 9050));
+        assert_eq!(hp("10.0.0.1:65535"), ok("10.0.0.1", 65535));
+        assert_eq!(hp("[::1]:1"), ok("::1", 1));
+        assert_eq!(hp("h:09050"), ok("h", 9050));
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        assert_eq!(hp("abc"), Err(AddrError::NotHostPort));
+        assert_eq!(hp(""), Err(AddrError::NotHostPort));
+        assert_eq!(hp("[::1]"), Err(AddrError::NotHostPort));
+        assert_eq!(hp(":1"), Err(AddrError::EmptyHost));
+        assert_eq!(hp("[]:1"), Err(AddrError::EmptyHost));
+        assert_eq!(hp("[zz]:1"), Err(AddrError::BadHost));
+        assert_eq!(hp("a b:1"), Err(AddrError::BadHost));
+        assert_eq!(hp("::1:9050"), Err(AddrError::UnbracketedIpv6));
+        assert_eq!(hp("h:"), Err(AddrError::BadPort));
+        assert_eq!(hp("h:0"), Err(AddrError::BadPort));
+        assert_eq!(hp("h:65536"), Err(AddrError::BadPort));
+        assert_eq!(hp("h:+1"), Err(AddrError::BadPort));
+    }
+
+    #[test]
+    fn display_brackets_ipv6_only() {
+        assert_eq!(hp("[fe80::1]:9010").unwrap().to_string(), "[fe80::1]:9010");
+        assert_eq!(hp("h:9010").unwrap().to_string(), "h:9010");
+    }
 }

@@ -3,8 +3,9 @@
 use sqlparser::tokenizer::Token;
 
 use super::{Parser, Result};
-use crate::addr::{AddrError, HostPort};
 use crate::ast::{BackendRef, FrontendRole, Statement};
+use roster_membership::BackendId;
+use roster_membership::model::backend::{AddrError, HostPort};
 
 impl Parser {
     /// `[EXPLAIN] ALTER SYSTEM ...` and `CANCEL DECOMMISSION BACKEND ...`.
@@ -181,7 +182,7 @@ fn backend_ref(entry: &str) -> std::result::Result<BackendRef, String> {
     if !entry.is_empty() && entry.bytes().all(|b| b.is_ascii_digit()) {
         return entry
             .parse()
-            .map(BackendRef::Id)
+            .map(|id| BackendRef::Id(BackendId(id)))
             .map_err(|_| format!("invalid backend id \"{entry}\": out of range"));
     }
     match entry.parse() {
