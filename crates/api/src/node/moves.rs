@@ -18,12 +18,15 @@ use tokio::sync::mpsc;
 
 type Outcome = (MoveId, Result<ReplicaInfo, tonic::Status>);
 
+/// Clone outcomes waiting for the executor.
+const OUTCOME_QUEUE: usize = 64;
+
 /// Soft state of one term of leadership.
 pub(super) struct Executor {
     term: u64,
     running: BTreeMap<MoveId, tokio::task::AbortHandle>,
-    tx: mpsc::UnboundedSender<Outcome>,
-    rx: mpsc::UnboundedReceiver<Outcome>,
+    tx: mpsc::Sender<Outcome>,
+    rx: mpsc::Receiver<Outcome>,
     /// Outcomes received while waiting, handled by the next round.
     pending: Vec<Outcome>,
     /// Moves whose clone another master started on the agent, or that the agent's fence
@@ -38,7 +41,9 @@ pub(super) struct Executor {
 
 impl Executor {
     pub(super) fn new(term: u64) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        // Each clone task sends one outcome; a full queue only makes a finished clone wait
+        // for the executor's next look.
+        let (tx, rx) = mpsc::channel(OUTCOME_QUEUE);
         Executor {
             term,
             running: BTreeMap::new(),
@@ -192,7 +197,7 @@ impl Executor {
                     Ok(r) => r.map(|r| r.into_inner()),
                     Err(_) => Err(tonic::Status::deadline_exceeded("clone timed out")),
                 };
-                let _ = tx.send((id, result));
+                let _ = tx.send((id, result)).await;
             });
             tracing::info!(
                 move_id = %m.id, tablet = %m.plan.tablet, source = %m.plan.source,
