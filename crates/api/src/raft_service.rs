@@ -13,7 +13,8 @@ use futures::StreamExt;
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use roster_proto::pb::raft::{Blob, raft_service_server::RaftService};
 use roster_raft_store::types::{Snapshot, SnapshotMeta, Vote};
-use roster_raft_store::{TypeConfig, codec};
+use roster_raft_store::{NodeId, TypeConfig, codec};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -38,12 +39,19 @@ fn answer<T: serde::Serialize, E: std::fmt::Display>(
 }
 
 impl RaftServiceImpl {
-    fn view(&self) -> LocalView {
+    /// This FE's view, for judging a message from `from`. The FEs known as removed come from
+    /// the state (under its lock, which a snapshot install holds across an fsync), so they are
+    /// read only for a secure peer the view does not name: the only case that asks for them.
+    fn view(&self, from: NodeId) -> LocalView {
+        let view = LocalView::of(self.fe.raft());
         // The Raft port's interceptor admitted only FE certificates of the cluster's CA.
-        LocalView::of(self.fe.raft()).for_fe_peer(
-            self.fe.config().transport.is_secure(),
-            self.fe.removed_frontends(),
-        )
+        let peer_is_fe = self.fe.config().transport.is_secure();
+        let removed = if peer_is_fe && !view.members.contains(&from) {
+            self.fe.removed_frontends()
+        } else {
+            BTreeSet::new()
+        };
+        view.for_fe_peer(peer_is_fe, removed)
     }
 
     fn limits(&self) -> crate::raft_guard::RaftLimits {
@@ -58,7 +66,7 @@ impl RaftServiceImpl {
         data: &[u8],
     ) -> Result<VoteRequest<TypeConfig>, Status> {
         let mut rpc: VoteRequest<TypeConfig> = codec::decode(data).map_err(bad)?;
-        self.view()
+        self.view(rpc.vote.leader_id.node_id)
             .check_vote_request(what, &rpc, &self.limits())
             .map_err(refuse)?;
         let candidate = rpc.vote.leader_id.node_id;
@@ -114,7 +122,7 @@ impl RaftService for RaftServiceImpl {
     async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> =
             codec::decode(&req.into_inner().data).map_err(bad)?;
-        self.view()
+        self.view(rpc.vote.leader_id.node_id)
             .check_append(&rpc, &self.limits())
             .map_err(refuse)?;
         answer(self.fe.raft().append_entries(rpc).await)
@@ -141,7 +149,7 @@ impl RaftService for RaftServiceImpl {
             .ok_or_else(|| bad("empty snapshot stream"))??;
         let (vote, meta): (Vote, SnapshotMeta) = codec::decode(&first.data).map_err(bad)?;
         // Judged on the first message alone: a refused snapshot's body is never read.
-        self.view()
+        self.view(vote.leader_id.node_id)
             .check_snapshot(
                 &vote,
                 meta.last_log_id.as_ref(),
@@ -156,7 +164,7 @@ impl RaftService for RaftServiceImpl {
         })?;
         let tmp = self.receive_snapshot(&vote, &mut stream).await?;
         // The body took a while: the vote may have gone stale meanwhile.
-        self.view()
+        self.view(vote.leader_id.node_id)
             .check_snapshot(
                 &vote,
                 meta.last_log_id.as_ref(),
@@ -191,8 +199,8 @@ impl RaftService for RaftServiceImpl {
     async fn transfer_leader(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
         let rpc: TransferLeaderRequest<TypeConfig> =
             codec::decode(&req.into_inner().data).map_err(bad)?;
-        let view = self.view();
         let from = rpc.from_leader().leader_id.node_id;
+        let view = self.view(from);
         view.check_term(from, rpc.from_leader().leader_id.term, &self.limits())
             .map_err(refuse)?;
         // Only the current leader hands leadership away (openraft also ignores a request whose
