@@ -41,24 +41,14 @@ async fn raw_read_on(mut c: Conn, sql: &str) -> Result<Result<QueryResult, Strin
         consistency: pb::ReadConsistency::Linearizable as i32,
     });
     req.set_timeout(Duration::from_secs(30));
-    let resp = c
+    let mut resp = c
         .execute(req)
         .await
         .map_err(|s| s.to_string())?
         .into_inner();
-    Ok(match resp.error {
+    Ok(match resp.error.take() {
         Some(e) => Err(e.message),
-        None => Ok(QueryResult {
-            columns: resp.columns,
-            rows: resp
-                .rows
-                .into_iter()
-                .map(|r| r.values.into_iter().map(|v| v.text).collect())
-                .collect(),
-            affected_rows: resp.affected_rows,
-            message: resp.message,
-            cells: Vec::new(),
-        }),
+        None => Ok(QueryResult::from(resp)),
     })
 }
 

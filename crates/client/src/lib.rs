@@ -182,22 +182,10 @@ impl Client {
             req.set_timeout(left);
             match tokio::time::timeout(left, client.execute(req)).await {
                 Ok(Ok(resp)) => {
-                    let resp = resp.into_inner();
+                    let mut resp = resp.into_inner();
                     self.hint(&resp.leader_rpc_addr);
-                    match resp.error {
-                        None => {
-                            return Ok(QueryResult {
-                                columns: resp.columns,
-                                rows: resp
-                                    .rows
-                                    .into_iter()
-                                    .map(|r| r.values.into_iter().map(|v| v.text).collect())
-                                    .collect(),
-                                affected_rows: resp.affected_rows,
-                                message: resp.message,
-                                cells: Vec::new(),
-                            });
-                        }
+                    match resp.error.take() {
+                        None => return Ok(QueryResult::from(resp)),
                         Some(e) if e.outcome == pb::Outcome::Unknown as i32 => {
                             if read_only {
                                 last = e.message;

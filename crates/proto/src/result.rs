@@ -49,3 +49,21 @@ impl QueryResult {
         !self.columns.is_empty()
     }
 }
+
+/// A result set or OK packet as gRPC carries it (SQL text only: typed cells never travel).
+/// The caller has already looked at `error` and `leader_rpc_addr`.
+impl From<crate::pb::v1::ExecuteResponse> for QueryResult {
+    fn from(resp: crate::pb::v1::ExecuteResponse) -> QueryResult {
+        QueryResult {
+            columns: resp.columns,
+            rows: resp
+                .rows
+                .into_iter()
+                .map(|r| r.values.into_iter().map(|v| v.text).collect())
+                .collect(),
+            affected_rows: resp.affected_rows,
+            message: resp.message,
+            cells: Vec::new(),
+        }
+    }
+}
