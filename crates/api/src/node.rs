@@ -10,8 +10,6 @@ pub mod drain;
 mod frontends;
 mod leader_work;
 mod leadership;
-mod moves;
-mod replicas;
 
 use crate::error::ApiError;
 use crate::network::{Channels, NetworkFactory};
@@ -134,9 +132,9 @@ struct Inner {
     nospace: Mutex<Option<String>>,
     _diskspace: CancelOnDrop,
     _prober: CancelOnDrop,
-    /// The actors of each term this FE leads (heartbeats); dropping it cancels them.
+    /// The actors of each term this FE leads (heartbeats, replica reconciler, move executor);
+    /// dropping it cancels them.
     _leader_work: LeaderWork,
-    _replicas: CancelOnDrop,
     _blacklist: CancelOnDrop,
 }
 
@@ -214,24 +212,34 @@ impl FeNodeHandle {
 
         // Ends by itself when Raft shuts down.
         let (leading, leadership) = tokio::sync::watch::channel(None);
-        tokio::spawn(leadership::follow(raft.clone(), cfg.id, leading));
+        let (applied_tx, applied) = tokio::sync::watch::channel(0);
+        tokio::spawn(leadership::follow(
+            raft.clone(),
+            cfg.id,
+            leading,
+            applied_tx,
+        ));
         let peers = Mutex::new(BTreeMap::new());
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
             let weak2 = weak.clone();
-            let weak3 = weak.clone();
             let weak4 = weak.clone();
             let weak5 = weak.clone();
             let cluster = leader_work::NodeCluster {
                 node: weak2.clone(),
                 sm: sm.clone(),
                 leadership,
+                applied,
             };
             let agents = leader_work::NodeAgents { node: weak2 };
-            let leader_work =
-                LeaderWork::spawn(cluster.clone(), roster_scheduler::actors(cluster, agents));
+            let quirks = roster_scheduler::mover::Quirks {
+                drop_draining_at_once: crate::bugs::on(crate::bugs::Bug::DecommissionNoRfCheck),
+            };
+            let leader_work = LeaderWork::spawn(
+                cluster.clone(),
+                roster_scheduler::actors(cluster, agents, quirks),
+            );
             let task = tokio::spawn(async move { prober_loop(weak).await });
-            let replicas = tokio::spawn(async move { replicas::tablet_loop(weak3).await });
             let checker = tokio::spawn(async move { blacklist::checker_loop(weak4).await });
             let disk = tokio::spawn(async move { diskspace::watch_loop(weak5).await });
             Inner {
@@ -248,7 +256,6 @@ impl FeNodeHandle {
                 _diskspace: CancelOnDrop(disk.abort_handle()),
                 _prober: CancelOnDrop(task.abort_handle()),
                 _leader_work: leader_work,
-                _replicas: CancelOnDrop(replicas.abort_handle()),
                 _blacklist: CancelOnDrop(checker.abort_handle()),
             }
         });

@@ -6,7 +6,9 @@ pub mod cluster;
 pub mod heartbeat;
 pub mod leadership;
 pub mod liveness;
+pub mod mover;
 pub mod planner;
+pub mod reconciler;
 
 #[cfg(all(test, feature = "paused-time"))]
 mod testkit;
@@ -17,16 +19,19 @@ use roster_membership::Term;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// The actors of one term of leadership, for `leadership::LeaderWork`: today the heartbeat
-/// actor; the replica reconciler and the move executor still poll leadership in the FE node
-/// and move here next (issue 14).
-pub fn actors<C: Cluster, A: Agents>(cluster: C, agents: A) -> impl StartTerm {
+/// The actors of one term of leadership, for `leadership::LeaderWork`: the heartbeat actor,
+/// the replica reconciler and the move executor.
+pub fn actors<C: Cluster, A: Agents>(
+    cluster: C,
+    agents: A,
+    quirks: mover::Quirks,
+) -> impl StartTerm {
     move |term: Term, cancel: CancellationToken, set: &mut JoinSet<()>| {
-        set.spawn(heartbeat::run(
-            cluster.clone(),
-            agents.clone(),
-            term,
-            cancel,
-        ));
+        let (c, a) = (cluster.clone(), agents.clone());
+        set.spawn(heartbeat::run(c, a, term, cancel.clone()));
+        let (c, a) = (cluster.clone(), agents.clone());
+        set.spawn(reconciler::run(c, a, term, cancel.clone()));
+        let (c, a) = (cluster.clone(), agents.clone());
+        set.spawn(mover::run(c, a, term, quirks, cancel));
     }
 }

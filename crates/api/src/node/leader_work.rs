@@ -1,15 +1,21 @@
-//! The FE node as leader work sees it: `roster_scheduler`'s `Cluster` (this FE's state, fenced
-//! proposals on this FE only, leadership by term) and `Agents` (heartbeats over this FE's
-//! channels with its cluster token). Both hold a weak reference, so the work the node owns
-//! never keeps it alive.
+//! The FE node as leader work sees it: `roster_scheduler`'s `Cluster` (this FE's state, read
+//! barriers, fenced proposals on this FE only, leadership by term, the applied index) and
+//! `Agents` (heartbeats and replica calls over this FE's channels with its cluster token). Both
+//! hold a weak reference, so the work the node owns never keeps it alive.
 
 use super::{FeNodeHandle, Inner};
 use roster_membership::model::liveness::HeartbeatInfo;
-use roster_membership::{ClusterState, HostPort, Term};
+use roster_membership::{ClusterState, HostPort, TabletId, Term};
 use roster_proto::format::now_ms;
-use roster_proto::pb::backend::HeartbeatRequest;
+use roster_proto::pb::backend::{
+    CloneReplicaRequest, CreateReplicaRequest, DropReplicaRequest, HeartbeatRequest,
+    ListReplicasRequest, ReplicaInfo,
+};
 use roster_raft_store::{Cmd, Response, StateMachineStore};
-use roster_scheduler::cluster::{Agents, Cluster, Fence};
+use roster_scheduler::cluster::{
+    Agents, CloneError, CloneOrder, Cluster, CreateOrder, Fence, Held,
+};
+use roster_transport::cluster_token::AgentClient;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -22,10 +28,19 @@ pub(super) struct NodeCluster {
     pub(super) node: Weak<Inner>,
     pub(super) sm: StateMachineStore,
     pub(super) leadership: watch::Receiver<Option<Term>>,
+    pub(super) applied: watch::Receiver<u64>,
 }
 
 fn gone() -> String {
     "this FE is shutting down".to_string()
+}
+
+impl NodeCluster {
+    fn node(&self) -> Result<FeNodeHandle, String> {
+        Ok(FeNodeHandle {
+            inner: self.node.upgrade().ok_or_else(gone)?,
+        })
+    }
 }
 
 impl Cluster for NodeCluster {
@@ -33,17 +48,23 @@ impl Cluster for NodeCluster {
         self.sm.read(|s, _| f(s))
     }
 
+    async fn linearize(&self) -> Result<(), String> {
+        self.node()?.linearize().await.map_err(|e| e.to_string())
+    }
+
+    fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
     async fn propose(&self, term: Term, cmd: Cmd) -> Result<Response, String> {
-        let fe = FeNodeHandle {
-            inner: self.node.upgrade().ok_or_else(gone)?,
-        };
-        fe.propose_here(
-            None,
-            Cmd::fenced(term, cmd),
-            Instant::now() + PROPOSE_TIMEOUT,
-        )
-        .await
-        .map_err(|e| e.to_string())
+        self.node()?
+            .propose_here(
+                None,
+                Cmd::fenced(term, cmd),
+                Instant::now() + PROPOSE_TIMEOUT,
+            )
+            .await
+            .map_err(|e| e.to_string())
     }
 
     fn leadership(&self) -> watch::Receiver<Option<Term>> {
@@ -58,6 +79,30 @@ impl Cluster for NodeCluster {
 #[derive(Clone)]
 pub(super) struct NodeAgents {
     pub(super) node: Weak<Inner>,
+}
+
+impl NodeAgents {
+    fn client(&self, addr: &HostPort) -> Result<AgentClient, String> {
+        let fe = FeNodeHandle {
+            inner: self.node.upgrade().ok_or_else(gone)?,
+        };
+        fe.agent_client(&addr.to_string())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn timed<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(timeout);
+    r
+}
+
+fn held(r: ReplicaInfo) -> Held {
+    Held {
+        tablet: TabletId(r.tablet_id),
+        bytes: r.bytes,
+        checksum: r.checksum,
+    }
 }
 
 impl Agents for NodeAgents {
@@ -97,6 +142,89 @@ impl Agents for NodeAgents {
             }
             Ok(Err(s)) => Err(format!("heartbeat to {addr} failed: {}", s.message())),
             Err(_) => Err(format!("heartbeat to {addr} timed out after {timeout:?}")),
+        }
+    }
+
+    async fn list_replicas(&self, addr: &HostPort, timeout: Duration) -> Result<Vec<Held>, String> {
+        let mut c = self.client(addr)?;
+        match c
+            .list_replicas(timed(ListReplicasRequest {}, timeout))
+            .await
+        {
+            Ok(r) => Ok(r.into_inner().replicas.into_iter().map(held).collect()),
+            Err(s) => Err(s.message().to_string()),
+        }
+    }
+
+    async fn create_replica(
+        &self,
+        addr: &HostPort,
+        order: &CreateOrder,
+        timeout: Duration,
+    ) -> Result<Held, String> {
+        let mut c = self.client(addr)?;
+        let req = CreateReplicaRequest {
+            tablet_id: order.tablet.0,
+            table_id: order.table.0,
+            fill_bytes: order.fill_bytes,
+        };
+        match c.create_replica(timed(req, timeout)).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                Ok(Held {
+                    tablet: order.tablet,
+                    bytes: r.bytes,
+                    checksum: r.checksum,
+                })
+            }
+            Err(s) => Err(s.message().to_string()),
+        }
+    }
+
+    async fn drop_replica(
+        &self,
+        addr: &HostPort,
+        tablet: TabletId,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let mut c = self.client(addr)?;
+        let req = DropReplicaRequest {
+            tablet_id: tablet.0,
+        };
+        match c.drop_replica(timed(req, timeout)).await {
+            Ok(_) => Ok(()),
+            Err(s) => Err(s.message().to_string()),
+        }
+    }
+
+    async fn clone_replica(
+        &self,
+        dest: &HostPort,
+        order: &CloneOrder,
+        timeout: Duration,
+    ) -> Result<Held, CloneError> {
+        let mut c = self.client(dest).map_err(CloneError::Failed)?;
+        let req = CloneReplicaRequest {
+            tablet_id: order.tablet.0,
+            table_id: order.table.0,
+            source_addr: order.source.to_string(),
+            expected_bytes: order.expected_bytes,
+            expected_checksum: order.expected_checksum.unwrap_or(0),
+            checksum_known: order.expected_checksum.is_some(),
+            rate_limit_bytes_per_sec: order.rate_limit_bytes_per_sec,
+            master_term: order.term.0,
+        };
+        match c.clone_replica(timed(req, timeout)).await {
+            Ok(r) => Ok(held(r.into_inner())),
+            // Another master's clone of it is still running there.
+            Err(s) if s.code() == tonic::Code::AlreadyExists => {
+                Err(CloneError::Busy(s.message().to_string()))
+            }
+            // The agent's clone fence (see the agent's service).
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                Err(CloneError::Fenced(s.message().to_string()))
+            }
+            Err(s) => Err(CloneError::Failed(s.message().to_string())),
         }
     }
 }

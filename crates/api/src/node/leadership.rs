@@ -1,6 +1,7 @@
 //! This FE's leadership by term, from Raft's metrics: published for the leader work
 //! (`Some(term)` while this FE is the master of `term`), and logged, one INFO line when it
-//! becomes the master and one when it stops being it.
+//! becomes the master and one when it stops being it. The same loop publishes the index of the
+//! last applied entry, which wakes the move executor.
 
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::Term;
@@ -8,12 +9,19 @@ use roster_raft_store::{NodeId, Raft};
 use tokio::sync::watch;
 
 /// Runs until Raft shuts down (its metrics channel closes) or nobody listens any more.
-pub(crate) async fn follow(raft: Raft, me: NodeId, out: watch::Sender<Option<Term>>) {
+pub(crate) async fn follow(
+    raft: Raft,
+    me: NodeId,
+    out: watch::Sender<Option<Term>>,
+    applied: watch::Sender<u64>,
+) {
     let mut rx = raft.metrics();
     drop(raft);
     loop {
         let (now, now_term) = {
             let m = rx.borrow_watched();
+            let index = m.last_applied.map_or(0, |l| l.index);
+            applied.send_if_modified(|a| std::mem::replace(a, index) != index);
             let term = m.current_term;
             ((m.current_leader == Some(me)).then_some(Term(term)), term)
         };
