@@ -4,7 +4,6 @@
 //! (frontend membership changes, see `frontends`).
 
 mod authz;
-mod blacklist;
 pub mod diskspace;
 pub mod drain;
 mod frontends;
@@ -24,6 +23,7 @@ use roster_proto::pb::raft::Blob;
 use roster_raft_store::types::LogId;
 use roster_raft_store::{Cmd, FeNode, NodeId, Raft, Request, Response, StateMachineStore, codec};
 use roster_scheduler::leadership::LeaderWork;
+use roster_scheduler::refresher::Refresher;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -135,7 +135,8 @@ struct Inner {
     /// The actors of each term this FE leads (heartbeats, replica reconciler, move executor);
     /// dropping it cancels them.
     _leader_work: LeaderWork,
-    _blacklist: CancelOnDrop,
+    /// This FE's blacklist refresher (`roster_scheduler::refresher`).
+    _refresher: Refresher,
 }
 
 /// A running FE. Cheap to clone.
@@ -223,15 +224,20 @@ impl FeNodeHandle {
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
             let weak2 = weak.clone();
-            let weak4 = weak.clone();
             let weak5 = weak.clone();
             let cluster = leader_work::NodeCluster {
                 node: weak2.clone(),
                 sm: sm.clone(),
                 leadership,
                 applied,
+                me: roster_membership::FrontendId(cfg.id),
             };
-            let agents = leader_work::NodeAgents { node: weak2 };
+            let agents = leader_work::NodeAgents {
+                node: weak2,
+                source: cfg.backend_source_ip,
+            };
+            // Every FE's, leader or not: its own blacklist.
+            let refresher = Refresher::spawn(cluster.clone(), agents.clone());
             let quirks = roster_scheduler::mover::Quirks {
                 drop_draining_at_once: crate::bugs::on(crate::bugs::Bug::DecommissionNoRfCheck),
             };
@@ -240,7 +246,6 @@ impl FeNodeHandle {
                 roster_scheduler::actors(cluster, agents, quirks),
             );
             let task = tokio::spawn(async move { prober_loop(weak).await });
-            let checker = tokio::spawn(async move { blacklist::checker_loop(weak4).await });
             let disk = tokio::spawn(async move { diskspace::watch_loop(weak5).await });
             Inner {
                 login_throttle: crate::login_throttle::LoginThrottle::new(cfg.limits.login.clone()),
@@ -256,7 +261,7 @@ impl FeNodeHandle {
                 _diskspace: CancelOnDrop(disk.abort_handle()),
                 _prober: CancelOnDrop(task.abort_handle()),
                 _leader_work: leader_work,
-                _blacklist: CancelOnDrop(checker.abort_handle()),
+                _refresher: refresher,
             }
         });
         let fe = FeNodeHandle { inner };

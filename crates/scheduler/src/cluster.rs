@@ -5,7 +5,7 @@
 //! run under paused tokio time.
 
 use roster_membership::model::liveness::HeartbeatInfo;
-use roster_membership::{ClusterState, HostPort, TableId, TabletId, Term};
+use roster_membership::{ClusterState, FrontendId, HostPort, TableId, TabletId, Term};
 use roster_raft_store::{Cmd, Reply, Response};
 use std::future::Future;
 use std::time::Duration;
@@ -38,6 +38,13 @@ pub trait Cluster: Clone + Send + Sync + 'static {
 
     /// Wall-clock milliseconds, for soft state such as the last successful heartbeat.
     fn now_ms(&self) -> u64;
+
+    /// This FE.
+    fn me(&self) -> FrontendId;
+
+    /// Propose `cmd` as this FE's own housekeeping, not leader work: unfenced, forwarded to
+    /// the leader. Used by the per-FE blacklist refresher, which runs on every FE.
+    fn submit(&self, cmd: Cmd) -> impl Future<Output = Result<Response, String>> + Send;
 }
 
 /// What every heartbeat of a round tells the agents: the master's term and the backends the
@@ -99,6 +106,14 @@ pub trait Agents: Clone + Send + Sync + 'static {
         fence: &Fence,
         timeout: Duration,
     ) -> impl Future<Output = Result<HeartbeatInfo, String>> + Send;
+
+    /// Open a TCP connection to `addr` (from this FE's backend source address, if it has
+    /// one) and close it: whether the backend is reachable from this FE.
+    fn connect(
+        &self,
+        addr: &HostPort,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 
     /// The replicas the agent at `addr` holds.
     fn list_replicas(

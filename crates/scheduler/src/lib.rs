@@ -1,5 +1,6 @@
 //! Leader work: what the master decides (pure functions of state and time: liveness changes to
-//! record, the tablet planner) and the actors that carry it out for one term of leadership,
+//! record, the tablet planner) and the actors that carry it out for one term of leadership;
+//! plus the one actor every FE runs for its lifetime, the blacklist refresher. All of them work
 //! through the `Cluster` and `Agents` traits the FE node implements.
 
 pub mod cluster;
@@ -9,6 +10,7 @@ pub mod liveness;
 pub mod mover;
 pub mod planner;
 pub mod reconciler;
+pub mod refresher;
 
 #[cfg(all(test, feature = "paused-time"))]
 mod testkit;

@@ -3,7 +3,7 @@
 
 use crate::cluster::{Agents, CloneError, CloneOrder, Cluster, CreateOrder, Fence, Held};
 use roster_membership::model::liveness::HeartbeatInfo;
-use roster_membership::{ClusterState, HostPort, TabletId, Term};
+use roster_membership::{ClusterState, FrontendId, HostPort, TabletId, Term};
 use roster_raft_store::{Cmd, Request, Response, applier};
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
@@ -60,6 +60,21 @@ impl FakeCluster {
 }
 
 impl FakeCluster {
+    /// Apply `cmd` through the real applier in the current entry term, as Raft would.
+    fn apply(&self, cmd: Cmd) -> Response {
+        let req = Request {
+            time_ms: self.now_ms(),
+            user: None,
+            cmd,
+        };
+        let entry_term = *self.entry_term.lock().unwrap();
+        let resp = applier::apply(&mut self.state.lock().unwrap(), &req, entry_term);
+        self.proposals.lock().unwrap().push((req.cmd, resp.clone()));
+        self.index.send_modify(|i| *i += 1);
+        self.applied.notify_waiters();
+        resp
+    }
+
     /// Change the state as an entry applied from elsewhere would (an operator's statement).
     pub fn change(&self, f: impl FnOnce(&mut ClusterState)) {
         f(&mut self.state.lock().unwrap());
@@ -108,18 +123,16 @@ impl Cluster for FakeCluster {
         self.index.subscribe()
     }
 
+    fn me(&self) -> FrontendId {
+        FrontendId(1)
+    }
+
+    async fn submit(&self, cmd: Cmd) -> Result<Response, String> {
+        Ok(self.apply(cmd))
+    }
+
     async fn propose(&self, term: Term, cmd: Cmd) -> Result<Response, String> {
-        let req = Request {
-            time_ms: self.now_ms(),
-            user: None,
-            cmd: Cmd::fenced(term, cmd),
-        };
-        let entry_term = *self.entry_term.lock().unwrap();
-        let resp = applier::apply(&mut self.state.lock().unwrap(), &req, entry_term);
-        self.proposals.lock().unwrap().push((req.cmd, resp.clone()));
-        self.index.send_modify(|i| *i += 1);
-        self.applied.notify_waiters();
-        Ok(resp)
+        Ok(self.apply(Cmd::fenced(term, cmd)))
     }
 
     fn leadership(&self) -> watch::Receiver<Option<Term>> {
@@ -228,6 +241,10 @@ impl Agents for FakeAgents {
             .get(addr)
             .cloned()
             .ok_or_else(|| format!("heartbeat to {addr} failed: connection refused"))
+    }
+
+    async fn connect(&self, addr: &HostPort, _timeout: Duration) -> Result<(), String> {
+        self.answering(addr)
     }
 
     async fn list_replicas(

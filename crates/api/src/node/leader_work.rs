@@ -1,11 +1,13 @@
-//! The FE node as leader work sees it: `roster_scheduler`'s `Cluster` (this FE's state, read
-//! barriers, fenced proposals on this FE only, leadership by term, the applied index) and
-//! `Agents` (heartbeats and replica calls over this FE's channels with its cluster token). Both
-//! hold a weak reference, so the work the node owns never keeps it alive.
+//! The FE node as `roster_scheduler`'s actors see it: `Cluster` (this FE's state, read
+//! barriers, fenced proposals on this FE only, leadership by term, the applied index, and
+//! unfenced housekeeping forwarded to the leader) and `Agents` (connection checks from the
+//! backend source address, heartbeats and replica calls over this FE's channels with its
+//! cluster token; tonic codes become typed clone errors here). Both hold a weak reference, so
+//! the work the node owns never keeps it alive.
 
 use super::{FeNodeHandle, Inner};
 use roster_membership::model::liveness::HeartbeatInfo;
-use roster_membership::{ClusterState, HostPort, TabletId, Term};
+use roster_membership::{ClusterState, FrontendId, HostPort, TabletId, Term};
 use roster_proto::format::now_ms;
 use roster_proto::pb::backend::{
     CloneReplicaRequest, CreateReplicaRequest, DropReplicaRequest, HeartbeatRequest,
@@ -16,6 +18,7 @@ use roster_scheduler::cluster::{
     Agents, CloneError, CloneOrder, Cluster, CreateOrder, Fence, Held,
 };
 use roster_transport::cluster_token::AgentClient;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -29,6 +32,7 @@ pub(super) struct NodeCluster {
     pub(super) sm: StateMachineStore,
     pub(super) leadership: watch::Receiver<Option<Term>>,
     pub(super) applied: watch::Receiver<u64>,
+    pub(super) me: FrontendId,
 }
 
 fn gone() -> String {
@@ -74,11 +78,24 @@ impl Cluster for NodeCluster {
     fn now_ms(&self) -> u64 {
         now_ms()
     }
+
+    fn me(&self) -> FrontendId {
+        self.me
+    }
+
+    async fn submit(&self, cmd: Cmd) -> Result<Response, String> {
+        self.node()?
+            .propose(None, cmd)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Clone)]
 pub(super) struct NodeAgents {
     pub(super) node: Weak<Inner>,
+    /// The address this FE's connection checks leave from (`backend_source_ip`).
+    pub(super) source: Option<IpAddr>,
 }
 
 impl NodeAgents {
@@ -142,6 +159,13 @@ impl Agents for NodeAgents {
             }
             Ok(Err(s)) => Err(format!("heartbeat to {addr} failed: {}", s.message())),
             Err(_) => Err(format!("heartbeat to {addr} timed out after {timeout:?}")),
+        }
+    }
+
+    async fn connect(&self, addr: &HostPort, timeout: Duration) -> Result<(), String> {
+        match tokio::time::timeout(timeout, connect(self.source, addr)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("no connection within {timeout:?}")),
         }
     }
 
@@ -227,4 +251,28 @@ impl Agents for NodeAgents {
             Err(s) => Err(CloneError::Failed(s.message().to_string())),
         }
     }
+}
+
+/// Open a TCP connection from `source` (when set) to `addr`, and close it.
+async fn connect(source: Option<IpAddr>, addr: &HostPort) -> Result<(), String> {
+    let to: SocketAddr = tokio::net::lookup_host((addr.host.as_str(), addr.port))
+        .await
+        .map_err(|e| format!("cannot resolve: {e}"))?
+        .next()
+        .ok_or_else(|| "cannot resolve: no address".to_string())?;
+    let socket = match to {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(|e| e.to_string())?;
+    if let Some(ip) = source {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| format!("cannot bind source address {ip}: {e}"))?;
+    }
+    socket
+        .connect(to)
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
