@@ -4,11 +4,11 @@
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use roster_api::limits::{ClientLimits, MAX_PACKET_CAP};
-use roster_api::login_throttle::ThrottleConfig;
-use roster_api::raft_guard::RaftLimits;
-use roster_api::{FeConfig, RaftTiming};
 use roster_membership::model;
+use roster_node::limits::{ClientLimits, MAX_PACKET_CAP};
+use roster_node::login_throttle::ThrottleConfig;
+use roster_node::raft_guard::RaftLimits;
+use roster_node::{FeConfig, RaftTiming};
 use roster_raft_store::FeNode;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -46,7 +46,7 @@ impl Default for RaftSection {
     }
 }
 
-/// `[login]`: throttling of failed logins (see `roster_api::login_throttle`).
+/// `[login]`: throttling of failed logins (see `roster_node::login_throttle`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginSection {
@@ -377,7 +377,7 @@ impl FileConfig {
     /// when `insecure = true`.
     pub fn root_password_hash(&self) -> Option<model::users::PasswordHash> {
         if !self.root_password.is_empty() {
-            Some(roster_api::auth::hash_password(&self.root_password))
+            Some(roster_node::auth::hash_password(&self.root_password))
         } else if self.insecure {
             Some(None)
         } else {

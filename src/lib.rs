@@ -1,5 +1,5 @@
 //! The code of the `roster` binary: FE wiring, the backend agent runner, the playground, the SQL
-//! shell, `roster node`, the MySQL and HTTP front doors. A library only so that two binaries can
+//! shell, `roster node`. A library only so that two binaries can
 //! share it: `roster`, and `roster-faulty` (the same program with the test-only bug switches,
 //! built only with the `bug-switches` feature, for the Jepsen twins).
 
@@ -8,10 +8,8 @@ mod bench;
 mod cert_cmd;
 mod cli;
 mod config;
-mod http;
 mod local_cluster;
 mod logging;
-mod mysql;
 mod node_cmd;
 mod playground;
 mod sql_shell;

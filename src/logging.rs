@@ -2,7 +2,7 @@
 //! JSON on stderr, and openraft's own warnings about unreachable peers dropped (its replication,
 //! heartbeat and vote paths write one to three lines per heartbeat to a down peer, as
 //! "Unreachable node: ..." or "Unreachable(Unreachable { ... })"): the Raft network logs those
-//! itself, once per peer per interval with a count (`roster_api::network`).
+//! itself, once per peer per interval with a count (`roster_node::network`).
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};

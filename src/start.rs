@@ -3,10 +3,10 @@
 
 use crate::config::FileConfig;
 use anyhow::Context;
-use roster_api::FeNodeHandle;
-use roster_api::network::MAX_MESSAGE_BYTES;
-use roster_api::raft_service::RaftServiceImpl;
-use roster_api::roster_service::RosterService;
+use roster_frontend::roster_service::RosterService;
+use roster_node::FeNodeHandle;
+use roster_node::network::MAX_MESSAGE_BYTES;
+use roster_node::raft_service::RaftServiceImpl;
 use roster_proto::pb::raft::raft_service_server::RaftServiceServer;
 use roster_proto::pb::v1::roster_server::RosterServer;
 use std::net::SocketAddr;
@@ -41,7 +41,7 @@ async fn bind(host: &str, port: u16, what: &str) -> anyhow::Result<TcpListener> 
 
 /// Bind the ports first (so a port conflict fails fast and changes nothing), then start.
 pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
-    if let Some(bug) = roster_api::bugs::from_env().map_err(|e| anyhow::anyhow!(e))? {
+    if let Some(bug) = roster_node::bugs::from_env().map_err(|e| anyhow::anyhow!(e))? {
         tracing::warn!(
             "BUG SWITCH {} IS ON: this FE is deliberately broken (a test build)",
             bug.name()
@@ -59,8 +59,8 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
     let transport = cfg.transport()?;
     // TLS for MySQL and HTTP clients: the configured files, else (secure mode) the node's own.
     let client_tls = match (&cfg.tls_cert_file, &cfg.tls_key_file, &cfg.certs_dir) {
-        (Some(c), Some(k), _) => Some(crate::mysql::tls_config(c, k)?),
-        (_, _, Some(dir)) => Some(crate::mysql::tls_config(
+        (Some(c), Some(k), _) => Some(roster_frontend::mysql::tls_config(c, k)?),
+        (_, _, Some(dir)) => Some(roster_frontend::mysql::tls_config(
             &dir.join("node.crt"),
             &dir.join("node.key"),
         )?),
@@ -132,7 +132,7 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
             tracing::error!("rpc server stopped: {e}");
         }
     });
-    let mysql_tls = crate::mysql::MysqlTls {
+    let mysql_tls = roster_frontend::mysql::MysqlTls {
         config: client_tls.clone(),
         required: cfg.mysql_requires_tls(),
     };
@@ -146,8 +146,12 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
     } else {
         None
     };
-    let s3 = tokio::spawn(crate::mysql::serve(fe.clone(), query_l, mysql_tls));
-    let s4 = tokio::spawn(crate::http::serve(fe.clone(), http_l, http_tls));
+    let s3 = tokio::spawn(roster_frontend::mysql::serve(
+        fe.clone(),
+        query_l,
+        mysql_tls,
+    ));
+    let s4 = tokio::spawn(roster_frontend::http::serve(fe.clone(), http_l, http_tls));
     tracing::info!(
         node_id = cfg.node_id,
         edit_log = %format!("{}:{}", cfg.host, cfg.edit_log_port),

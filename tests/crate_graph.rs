@@ -167,7 +167,8 @@ fn the_client_library_links_no_server_machinery() {
         "roster-sql",
         "roster-raft-store",
         "roster-membership",
-        "roster-api",
+        "roster-node",
+        "roster-frontend",
     ] {
         assert!(
             !names.contains(server_only),

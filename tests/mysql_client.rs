@@ -543,7 +543,7 @@ async fn salts_are_random_and_a_captured_login_cannot_be_replayed() {
     assert_ne!(salt1, salt2, "two connections must get different salts");
 
     // A genuine login works...
-    let token1 = roster_api::auth::scramble(&salt1, ROOT_PASSWORD);
+    let token1 = roster_node::auth::scramble(&salt1, ROOT_PASSWORD);
     assert!(login(s1, "root", &token1), "a correct scramble is accepted");
     // ...and the same bytes, captured and replayed on another connection, do not.
     assert!(

@@ -1,12 +1,11 @@
 //! Server side of `roster.proto`, the public client API. The one place that maps `ApiError`
 //! to the wire.
 
-use crate::auth;
-use crate::error::ApiError;
 use crate::executor::{self, Session};
-use crate::node::FeNodeHandle;
-use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::Privilege;
+use roster_node::auth;
+use roster_node::error::ApiError;
+use roster_node::node::FeNodeHandle;
 use roster_proto::QueryResult;
 use roster_proto::pb::v1::{self as pb, roster_server::Roster};
 use std::net::{IpAddr, Ipv4Addr};
@@ -141,13 +140,13 @@ impl Roster for RosterService {
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let from = source(&req);
         let req = req.into_inner();
-        let m = self.fe.raft().metrics().borrow_watched().clone();
+        let m = self.fe.raft_view();
         let hints = pb::StatusResponse {
             node_id: self.fe.id(),
             cluster_id: self.fe.config().cluster_id.clone(),
-            leader_id: m.current_leader,
+            leader_id: m.leader,
             leader_rpc_addr: self.leader_rpc(),
-            is_leader: m.current_leader == Some(self.fe.id()),
+            is_leader: m.leader == Some(self.fe.id()),
             draining: self.fe.is_draining(),
             ..Default::default()
         };
@@ -171,10 +170,10 @@ impl Roster for RosterService {
             (0, String::new())
         };
         Ok(Response::new(pb::StatusResponse {
-            term: m.current_term,
-            last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
-            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
-            purged_index: m.purged.map(|l| l.index).unwrap_or(0),
+            term: m.term,
+            last_applied: m.last_applied,
+            snapshot_index: m.snapshot,
+            purged_index: m.purged,
             state_digest,
             digest_index,
             ..hints

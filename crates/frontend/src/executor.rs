@@ -9,13 +9,12 @@ mod validate;
 
 pub use tables::{TabletRoute, tablet_routes};
 
-use crate::auth;
-use crate::error::ApiError;
-use crate::node::FeNodeHandle;
-use crate::wire::{LeaderOp, LeaderReply};
-use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::model::catalog::TableDef;
 use roster_membership::{BackendId, BackendRef, DomainError, FrontendId, HostPort, Privilege};
+use roster_node::auth;
+use roster_node::error::ApiError;
+use roster_node::node::FeNodeHandle;
+use roster_node::wire::{LeaderOp, LeaderReply};
 use roster_proto::QueryResult;
 use roster_raft_store::{Cmd, Reply, Response};
 use roster_sql::{FrontendRole, Statement};
@@ -192,7 +191,7 @@ pub async fn execute(
                 .await?,
             )? {
                 Reply::Memberships(outcomes) => Ok(QueryResult::ok(
-                    if crate::bugs::on(crate::bugs::Bug::DecommissionTwice) {
+                    if roster_node::bugs::on(roster_node::bugs::Bug::DecommissionTwice) {
                         targets.len() as u64
                     } else {
                         decommission::changed(&outcomes).len() as u64
@@ -405,12 +404,12 @@ fn with_note(mut r: QueryResult, note: Option<String>) -> QueryResult {
 /// may be.
 async fn read_barrier(fe: &FeNodeHandle, session: &Session) -> Result<Option<String>, ApiError> {
     if session.stale_reads {
-        let m = fe.raft().metrics().borrow_watched().clone();
-        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
-        let committed = m.cluster_committed.map(|l| l.index).unwrap_or(0);
+        let m = fe.raft_view();
         Ok(Some(format!(
-            "stale read: applied index {applied}, known committed index {committed}, leader {}",
-            m.current_leader
+            "stale read: applied index {}, known committed index {}, leader {}",
+            m.last_applied,
+            m.committed,
+            m.leader
                 .map(|l| l.to_string())
                 .unwrap_or_else(|| "unknown".into())
         )))

@@ -3,9 +3,9 @@
 //! Checks that depend on the state (does the backend exist?) stay with the applier, which
 //! repeats these too (entries already in logs must still be judged the same way).
 
-use crate::error::ApiError;
 use roster_membership::model::catalog::TableDef;
 use roster_membership::{Settings, model, query};
+use roster_node::error::ApiError;
 use roster_sql::Statement;
 
 pub fn check(stmt: &Statement) -> Result<(), ApiError> {

@@ -2,16 +2,16 @@
 //! pre-check alone), SHOW DECOMMISSION and SHOW DECOMMISSION BLOCKERS.
 
 use super::{QueryResult, ids_text};
-use crate::error::ApiError;
 use roster_membership::query::drain::Blocker;
 use roster_membership::transition::registry::MembershipOutcome;
 use roster_membership::{BackendId, BackendMembership, BackendRef, ClusterState};
+use roster_node::error::ApiError;
 use roster_proto::cell::Cell;
 use roster_proto::format::now_ms;
 use std::collections::BTreeSet;
 
-use crate::node::FeNodeHandle;
 use roster_membership::query;
+use roster_node::node::FeNodeHandle;
 
 fn s(v: impl ToString) -> Option<String> {
     Some(v.to_string())

@@ -2,10 +2,10 @@
 
 use super::QueryResult;
 use super::session::like;
-use crate::error::ApiError;
-use crate::node::FeNodeHandle;
 use roster_membership::model::settings::SETTINGS;
 use roster_membership::{BackendMembership, model};
+use roster_node::error::ApiError;
+use roster_node::node::FeNodeHandle;
 use roster_proto::VERSION;
 use roster_proto::cell::Cell;
 use roster_proto::format::{datetime, now_ms};
@@ -313,7 +313,7 @@ pub fn show_blacklist(fe: &FeNodeHandle, all_frontends: bool) -> QueryResult {
             .filter(|e| {
                 all_frontends
                     || e.frontend == me
-                    || crate::bugs::on(crate::bugs::Bug::BlacklistGlobal)
+                    || roster_node::bugs::on(roster_node::bugs::Bug::BlacklistGlobal)
             })
             .map(|e| {
                 let mut row = Vec::new();

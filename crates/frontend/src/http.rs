@@ -5,14 +5,14 @@
 //! `/api/tables`, `/api/blacklist` (every FE's). Rows are objects keyed by column name, typed
 //! for programs (README "HTTP API": numbers, integer bytes, RFC 3339 times, objects).
 
+use crate::executor::{Session, execute_sql};
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
-use roster_api::executor::{Session, execute_sql};
-use roster_api::{ApiError, FeNodeHandle, auth};
+use roster_node::{ApiError, FeNodeHandle, auth};
 use roster_proto::QueryResult;
 use roster_proto::cell::Cell;
 use roster_proto::format::rfc3339;

@@ -2,7 +2,7 @@
 //! connect (`SET NAMES`, `SELECT @@version_comment`, `SHOW VARIABLES`, `USE`).
 
 use super::QueryResult;
-use crate::error::ApiError;
+use roster_node::error::ApiError;
 use roster_sql::{SelectExpr, SelectItem};
 use std::collections::BTreeMap;
 

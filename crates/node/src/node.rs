@@ -364,6 +364,20 @@ impl FeNodeHandle {
         let _ = self.inner.raft.shutdown().await;
     }
 
+    /// Raft's progress as this FE sees it now, for status answers and stale reads.
+    pub fn raft_view(&self) -> RaftView {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow_watched();
+        RaftView {
+            term: m.current_term,
+            leader: m.current_leader,
+            last_applied: m.last_applied.map_or(0, |l| l.index),
+            committed: m.cluster_committed.map_or(0, |l| l.index),
+            snapshot: m.snapshot.map_or(0, |l| l.index),
+            purged: m.purged.map_or(0, |l| l.index),
+        }
+    }
+
     /// The leader as this FE currently knows it.
     pub fn leader(&self) -> Option<(NodeId, FeNode)> {
         let m = self.inner.raft.metrics();
@@ -789,4 +803,17 @@ pub(crate) async fn probe(
         Ok(Err(s)) => Err(s.message().to_string()),
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
+}
+
+/// Raft's progress as one FE sees it (`FeNodeHandle::raft_view`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftView {
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub last_applied: u64,
+    /// The highest index this FE knows to be committed (on the leader: the quorum's).
+    pub committed: u64,
+    /// The last index in this FE's snapshot, and the last one purged from its log.
+    pub snapshot: u64,
+    pub purged: u64,
 }

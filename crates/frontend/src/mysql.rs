@@ -7,6 +7,7 @@
 
 mod limit;
 
+use crate::executor::{self, Session};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use opensrv_mysql::{
@@ -14,8 +15,7 @@ use opensrv_mysql::{
     IntermediaryOptions, OkResponse, ParamParser, QueryResultWriter, StatementMetaWriter,
     plain_run_with_options, secure_run_with_options,
 };
-use roster_api::executor::{self, Session};
-use roster_api::{ApiError, FeNodeHandle, auth};
+use roster_node::{ApiError, FeNodeHandle, auth};
 use roster_proto::QueryResult;
 use rustls_pki_types::CertificateDer;
 use std::io;
@@ -415,7 +415,7 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
         results: QueryResultWriter<'a, W>,
     ) -> io::Result<()> {
         if let Some(len) = self.limit.take_oversized() {
-            let e = roster_api::limits::too_large(len, self.fe.config().limits.max_allowed_packet);
+            let e = roster_node::limits::too_large(len, self.fe.config().limits.max_allowed_packet);
             return results
                 .error(ErrorKind::ER_NET_PACKET_TOO_LARGE, e.to_string().as_bytes())
                 .await;

@@ -3,11 +3,11 @@
 //! applied state.
 
 use super::{QueryResult, applied, unexpected};
-use crate::error::ApiError;
-use crate::node::FeNodeHandle;
 use roster_membership::model::catalog::{ReplicaState, TableDef, TableState};
 use roster_membership::query::routing;
 use roster_membership::{ClusterState, DomainError, TableId, TabletId, model, query};
+use roster_node::error::ApiError;
+use roster_node::node::FeNodeHandle;
 use roster_proto::format::{bytes, datetime};
 use roster_raft_store::{Cmd, Reply};
 use std::time::{Duration, Instant};
