@@ -45,6 +45,33 @@ fn mysql(port: u16, user: &str, password: &str, sql: &str) -> Out {
     }
 }
 
+/// The MySQL column types the server declares for `sql`'s result, as the client reports them
+/// (`--column-type-info`: one `Type:` line per column, e.g. `LONGLONG`, `VAR_STRING`).
+fn column_types(port: u16, sql: &str) -> Vec<String> {
+    let o = Command::new("mysql")
+        .args([
+            "-h127.0.0.1",
+            &format!("-P{port}"),
+            "-uroot",
+            &format!("-p{ROOT_PASSWORD}"),
+            "--column-type-info",
+            "-e",
+            sql,
+        ])
+        .output()
+        .expect("the mysql client must be installed (Debian: mariadb-client)");
+    assert!(
+        o.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("Type:"))
+        .map(|t| t.trim().to_string())
+        .collect()
+}
+
 fn root(port: u16, sql: &str) -> Out {
     mysql(port, "root", ROOT_PASSWORD, sql)
 }
@@ -250,6 +277,17 @@ async fn statement_families_through_mysql_on_master_and_follower() {
     let t = ok(fp, "SHOW VARIABLES LIKE 'max_allowed%'");
     assert_eq!(t.rows, vec![vec!["max_allowed_packet", "67108864"]]);
     ok(fp, "USE whatever");
+    // Column types come from what the statement declares, not from the values: integer
+    // constants and integer variables are integers, SHOW output is text (as in Doris) even
+    // when a single row holds only digits.
+    assert_eq!(
+        column_types(fp, "SELECT 1, @@max_allowed_packet, @@version_comment, 'x'"),
+        ["LONGLONG", "LONGLONG", "VAR_STRING", "VAR_STRING"]
+    );
+    assert_eq!(
+        column_types(fp, "SHOW VARIABLES LIKE 'max_allowed%'"),
+        ["VAR_STRING", "VAR_STRING"]
+    );
 
     // Syntax errors say where, in Doris's form.
     let o = root(

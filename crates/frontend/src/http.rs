@@ -5,7 +5,7 @@
 //! `/api/tables`, `/api/blacklist` (every FE's). Rows are objects keyed by column name, typed
 //! for programs (README "HTTP API": numbers, integer bytes, RFC 3339 times, objects).
 
-use crate::executor::{Session, execute_sql};
+use crate::statement::{Session, execute_sql};
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};

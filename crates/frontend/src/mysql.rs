@@ -7,7 +7,7 @@
 
 mod limit;
 
-use crate::executor::{self, Session};
+use crate::statement::{self, Session};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use opensrv_mysql::{
@@ -16,7 +16,7 @@ use opensrv_mysql::{
     plain_run_with_options, secure_run_with_options,
 };
 use roster_node::{ApiError, FeNodeHandle, auth};
-use roster_proto::QueryResult;
+use roster_proto::{QueryResult, SqlType};
 use rustls_pki_types::CertificateDer;
 use std::io;
 use std::net::IpAddr;
@@ -255,21 +255,6 @@ fn err_payload(code: u16, sqlstate: &str, msg: &str) -> Vec<u8> {
     p
 }
 
-fn column_type(values: impl Iterator<Item = Option<String>>) -> ColumnType {
-    let mut any = false;
-    for v in values.flatten() {
-        any = true;
-        if v.parse::<i64>().is_err() {
-            return ColumnType::MYSQL_TYPE_VAR_STRING;
-        }
-    }
-    if any {
-        ColumnType::MYSQL_TYPE_LONGLONG
-    } else {
-        ColumnType::MYSQL_TYPE_VAR_STRING
-    }
-}
-
 async fn write_result<W: AsyncWrite + Send + Unpin>(
     r: QueryResult,
     results: QueryResultWriter<'_, W>,
@@ -283,7 +268,8 @@ async fn write_result<W: AsyncWrite + Send + Unpin>(
             })
             .await;
     }
-    // SHOW output is text, as in Doris; constant SELECTs of numbers are numbers.
+    // The statement declares its columns' types: SHOW output is text, as in Doris; SELECTs of
+    // integer constants and variables are integers.
     let columns: Vec<Column> = r
         .columns
         .iter()
@@ -291,10 +277,9 @@ async fn write_result<W: AsyncWrite + Send + Unpin>(
         .map(|(i, name)| Column {
             table: String::new(),
             column: name.clone(),
-            coltype: if name.starts_with("@@") || r.rows.len() == 1 {
-                column_type(r.rows.iter().map(|row| row.get(i).cloned().flatten()))
-            } else {
-                ColumnType::MYSQL_TYPE_VAR_STRING
+            coltype: match r.column_type(i) {
+                SqlType::Int => ColumnType::MYSQL_TYPE_LONGLONG,
+                SqlType::Text => ColumnType::MYSQL_TYPE_VAR_STRING,
             },
             colflags: ColumnFlags::empty(),
         })
@@ -303,9 +288,11 @@ async fn write_result<W: AsyncWrite + Send + Unpin>(
     for row in r.rows {
         for (v, c) in row.into_iter().zip(&columns) {
             match (v, c.coltype) {
-                (Some(v), ColumnType::MYSQL_TYPE_LONGLONG) => {
-                    w.write_col(v.parse::<i64>().unwrap_or_default())?
-                }
+                // Declared integer by the statement, which made the text from an integer.
+                (Some(v), ColumnType::MYSQL_TYPE_LONGLONG) => match v.parse::<i64>() {
+                    Ok(n) => w.write_col(n)?,
+                    Err(_) => w.write_col(v)?,
+                },
                 (v, _) => w.write_col(v)?,
             }
         }
@@ -421,7 +408,7 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Connection {
                 .await;
         }
         let fe = self.fe.clone();
-        match executor::execute_sql(&fe, self.session(), query).await {
+        match statement::execute_sql(&fe, self.session(), query).await {
             Ok(r) => write_result(r, results).await,
             Err(e) => {
                 let (kind, msg) = mysql_error(&e);

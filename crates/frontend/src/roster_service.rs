@@ -1,7 +1,7 @@
 //! Server side of `roster.proto`, the public client API. The one place that maps `ApiError`
 //! to the wire.
 
-use crate::executor::{self, Session};
+use crate::statement::{self, Session};
 use roster_membership::Privilege;
 use roster_node::auth;
 use roster_node::error::ApiError;
@@ -121,7 +121,7 @@ impl Roster for RosterService {
         }
         let mut session = Session::new(user);
         session.stale_reads = req.consistency == pb::ReadConsistency::Stale as i32;
-        let mut resp = match executor::execute_sql(&self.fe, &mut session, &req.sql).await {
+        let mut resp = match statement::execute_sql(&self.fe, &mut session, &req.sql).await {
             Ok(r) => result_to_pb(r),
             Err(e) => pb::ExecuteResponse {
                 error: Some(error_to_pb(&e)),
@@ -288,7 +288,7 @@ impl Roster for RosterService {
                 Privilege::SelectPriv,
             )
             .await
-            .and_then(|()| executor::tablet_routes(&self.fe, &req.table))
+            .and_then(|()| statement::tablet_routes(&self.fe, &req.table))
         {
             Ok(r) => r,
             Err(e) => {

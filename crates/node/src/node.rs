@@ -441,18 +441,12 @@ impl FeNodeHandle {
     /// Propose a command on behalf of `user` (`None`: the FEs' own work) and wait for its
     /// applied answer.
     pub async fn propose(&self, user: Option<&str>, cmd: Cmd) -> Result<Response, ApiError> {
-        match self
-            .leader_op(LeaderOp::Write {
-                user: user.map(str::to_string),
-                cmd,
-            })
-            .await?
-        {
-            LeaderReply::Applied(r) => Ok(r),
-            LeaderReply::Done(m) => Err(ApiError::Internal(format!(
-                "unexpected reply to a write: {m}"
-            ))),
-        }
+        self.leader_op(LeaderOp::Write {
+            user: user.map(str::to_string),
+            cmd,
+        })
+        .await?
+        .into_applied()
     }
 
     /// Run an operation on the leader: here if this FE leads, otherwise forwarded to it.

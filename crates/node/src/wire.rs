@@ -22,10 +22,24 @@ pub enum LeaderOp {
     },
 }
 
+/// The leader's answer: `Applied` to a `Write`, `Done` to a frontend change.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum LeaderReply {
     Applied(Response),
     Done(String),
+}
+
+impl LeaderReply {
+    /// The answer to a `Write`. The two kinds share one wire message, so a leader answering a
+    /// write with `Done` broke the protocol between FEs: said as such, not taken as success.
+    pub fn into_applied(self) -> Result<Response, ApiError> {
+        match self {
+            LeaderReply::Applied(r) => Ok(r),
+            LeaderReply::Done(m) => Err(ApiError::Internal(format!(
+                "the leader answered a write as a frontend change ({m:?}): FEs of incompatible versions?"
+            ))),
+        }
+    }
 }
 
 pub type ForwardResult = Result<LeaderReply, ApiError>;

@@ -7,7 +7,7 @@ pub mod result;
 pub mod status;
 
 pub use cell::Cell;
-pub use result::QueryResult;
+pub use result::{QueryResult, SqlType};
 
 /// This build as it names itself on the wire (heartbeats, SHOW FRONTENDS, `--version`).
 pub const VERSION: &str = concat!("roster-", env!("CARGO_PKG_VERSION"));

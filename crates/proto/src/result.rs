@@ -1,5 +1,5 @@
-//! The answer to one statement as every front door carries it: a result set (SQL text, and the
-//! typed cells when the statement renders them) or an OK packet.
+//! The answer to one statement as every front door carries it: a result set (SQL text, the
+//! columns' SQL types, and the typed cells when the statement renders them) or an OK packet.
 
 use crate::cell::Cell;
 
@@ -13,6 +13,18 @@ pub struct QueryResult {
     /// The same rows typed, for the HTTP API, when the statement renders them so (the JSON
     /// views); empty otherwise, and never sent over gRPC.
     pub cells: Vec<Vec<Cell>>,
+    /// Each column's SQL type, as the statement declares it (the MySQL front door sends it);
+    /// a column without one is text, as SHOW output is in Doris.
+    pub types: Vec<SqlType>,
+}
+
+/// The SQL type of a result column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SqlType {
+    #[default]
+    Text,
+    /// A 64-bit integer (`SELECT 1`, `SELECT @@max_allowed_packet`).
+    Int,
 }
 
 impl QueryResult {
@@ -45,6 +57,11 @@ impl QueryResult {
         }
     }
 
+    /// The SQL type of column `i` (text unless declared).
+    pub fn column_type(&self, i: usize) -> SqlType {
+        self.types.get(i).copied().unwrap_or_default()
+    }
+
     pub fn is_result_set(&self) -> bool {
         !self.columns.is_empty()
     }
@@ -64,6 +81,7 @@ impl From<crate::pb::v1::ExecuteResponse> for QueryResult {
             affected_rows: resp.affected_rows,
             message: resp.message,
             cells: Vec::new(),
+            types: Vec::new(),
         }
     }
 }

@@ -1,11 +1,12 @@
 //! Decommission progress and blockers, read from this FE's applied state: EXPLAIN (the
 //! pre-check alone), SHOW DECOMMISSION and SHOW DECOMMISSION BLOCKERS.
 
-use super::{QueryResult, ids_text};
+use super::ids_text;
 use roster_membership::query::drain::Blocker;
 use roster_membership::transition::registry::MembershipOutcome;
 use roster_membership::{BackendId, BackendMembership, BackendRef, ClusterState};
 use roster_node::error::ApiError;
+use roster_proto::QueryResult;
 use roster_proto::cell::Cell;
 use roster_proto::format::now_ms;
 use std::collections::BTreeSet;

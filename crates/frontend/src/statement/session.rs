@@ -1,8 +1,9 @@
 //! Per-connection session state and the housekeeping statements real MySQL clients send on
 //! connect (`SET NAMES`, `SELECT @@version_comment`, `SHOW VARIABLES`, `USE`).
 
-use super::QueryResult;
+use roster_node::FeNodeHandle;
 use roster_node::error::ApiError;
+use roster_proto::{QueryResult, SqlType};
 use roster_sql::{SelectExpr, SelectItem};
 use std::collections::BTreeMap;
 
@@ -48,6 +49,18 @@ const SERVER_VARS: &[(&str, &str)] = &[
     ("wait_timeout", "28800"),
 ];
 
+/// The server variables whose values are integers (MySQL declares them so; clients such as
+/// JDBC read `@@max_allowed_packet` as a number). The rest are text.
+const INT_VARS: &[&str] = &[
+    "auto_increment_increment",
+    "interactive_timeout",
+    "lower_case_table_names",
+    "max_allowed_packet",
+    "net_write_timeout",
+    "performance_schema",
+    "wait_timeout",
+];
+
 /// SQL LIKE with `%` and `_`, case-insensitive.
 pub fn like(pattern: &str, text: &str) -> bool {
     fn go(p: &[char], t: &[char]) -> bool {
@@ -66,6 +79,24 @@ pub fn like(pattern: &str, text: &str) -> bool {
 }
 
 impl Session {
+    /// The read barrier of this session's reads: linearizable unless it asked for stale reads;
+    /// a stale read says how far behind it may be.
+    pub async fn read_barrier(&self, fe: &FeNodeHandle) -> Result<Option<String>, ApiError> {
+        if !self.stale_reads {
+            fe.linearize().await?;
+            return Ok(None);
+        }
+        let m = fe.raft_view();
+        Ok(Some(format!(
+            "stale read: applied index {}, known committed index {}, leader {}",
+            m.last_applied,
+            m.committed,
+            m.leader
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "unknown".into())
+        )))
+    }
+
     pub fn new(user: impl Into<String>) -> Self {
         Session {
             user: user.into(),
@@ -125,13 +156,20 @@ impl Session {
 
     pub fn select(&self, items: &[SelectItem]) -> Result<QueryResult, ApiError> {
         let mut columns = Vec::new();
+        let mut types = Vec::new();
         let mut row = Vec::new();
         for item in items {
+            let mut ty = SqlType::Text;
             let (header, value) = match &item.expr {
                 SelectExpr::Variable(name) => {
                     let v = self.var(name).ok_or_else(|| {
                         ApiError::Invalid(format!("Unknown system variable '{name}'"))
                     })?;
+                    let bare = name.to_ascii_lowercase();
+                    let bare = bare.rsplit('.').next().unwrap_or(&bare);
+                    if INT_VARS.contains(&bare) && v.parse::<i64>().is_ok() {
+                        ty = SqlType::Int;
+                    }
                     (format!("@@{name}"), Some(v))
                 }
                 SelectExpr::Function(f) => {
@@ -141,7 +179,10 @@ impl Session {
                             Some(format!("{}@%", self.user))
                         }
                         "VERSION" => self.var("version"),
-                        "CONNECTION_ID" => Some("0".into()),
+                        "CONNECTION_ID" => {
+                            ty = SqlType::Int;
+                            Some("0".into())
+                        }
                         other => {
                             return Err(ApiError::Invalid(format!(
                                 "function {other}() is not supported"
@@ -150,15 +191,22 @@ impl Session {
                     };
                     (format!("{f}()"), v)
                 }
-                SelectExpr::Number(n) => (n.clone(), Some(n.clone())),
+                SelectExpr::Number(n) => {
+                    if n.parse::<i64>().is_ok() {
+                        ty = SqlType::Int;
+                    }
+                    (n.clone(), Some(n.clone()))
+                }
                 SelectExpr::String(s) => (s.clone(), Some(s.clone())),
             };
             columns.push(item.alias.clone().unwrap_or(header));
+            types.push(ty);
             row.push(value);
         }
         Ok(QueryResult {
             columns,
             rows: vec![row],
+            types,
             ..Default::default()
         })
     }
@@ -183,6 +231,25 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn select_declares_its_column_types() {
+        let s = Session::new("root");
+        let item = |expr| SelectItem { expr, alias: None };
+        let r = s
+            .select(&[
+                item(SelectExpr::Number("1".into())),
+                item(SelectExpr::Number("1.5".into())),
+                item(SelectExpr::Variable("max_allowed_packet".into())),
+                item(SelectExpr::Variable("session.wait_timeout".into())),
+                item(SelectExpr::Variable("version_comment".into())),
+                item(SelectExpr::String("7".into())),
+                item(SelectExpr::Function("CONNECTION_ID".into())),
+            ])
+            .unwrap();
+        use SqlType::{Int, Text};
+        assert_eq!(r.types, [Int, Text, Int, Int, Text, Text, Int]);
+    }
 
     #[test]
     fn like_matches_sql_semantics() {

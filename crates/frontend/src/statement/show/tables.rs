@@ -1,140 +1,16 @@
-//! Tables and tablets: CREATE / DROP / RECOVER TABLE (proposed through Raft; CREATE then waits
-//! until the agents hold every replica) and the catalog's SHOW statements, read from this FE's
-//! applied state.
+//! The catalog's SHOW statements (tables, recycle bin, tablets, routes, replica distribution),
+//! read from this FE's applied state.
 
-use super::{QueryResult, applied, unexpected};
-use roster_membership::model::catalog::{ReplicaState, TableDef, TableState};
+use roster_membership::model::catalog::TableState;
 use roster_membership::query::routing;
-use roster_membership::{ClusterState, DomainError, TableId, TabletId, model, query};
+use roster_membership::{ClusterState, DomainError, TabletId, model, query};
 use roster_node::error::ApiError;
 use roster_node::node::FeNodeHandle;
+use roster_proto::QueryResult;
 use roster_proto::format::{bytes, datetime};
-use roster_raft_store::{Cmd, Reply};
-use std::time::{Duration, Instant};
-
-/// How long CREATE TABLE waits for the agents to confirm the replicas before answering anyway
-/// (the master keeps creating them; SHOW TABLETS shows CREATING until then).
-const CREATE_WAIT: Duration = Duration::from_secs(30);
 
 fn s(v: impl ToString) -> Option<String> {
     Some(v.to_string())
-}
-
-fn creating(state: &ClusterState, id: TableId) -> Option<usize> {
-    let t = state.tables.get(&id)?;
-    Some(
-        t.tablets
-            .iter()
-            .filter_map(|tid| state.tablets.get(tid))
-            .flat_map(|t| &t.replicas)
-            .filter(|r| r.state == ReplicaState::Creating)
-            .count(),
-    )
-}
-
-pub async fn create_table(
-    fe: &FeNodeHandle,
-    who: Option<&str>,
-    def: TableDef,
-) -> Result<QueryResult, ApiError> {
-    let name = def.name.clone();
-    let (id, created) = match applied(fe.propose(who, Cmd::CreateTable(def)).await?)? {
-        Reply::Table {
-            id: Some(id),
-            created,
-        } => (id, created),
-        other => return Err(unexpected(other)),
-    };
-    if !created {
-        return Ok(QueryResult::ok(
-            0,
-            format!("table {name} already exists (id {id})"),
-        ));
-    }
-    // The master asks the agents; their reports arrive through Raft. Poll the local state once
-    // it holds our own write: on a follower the leader's answer can arrive before this FE has
-    // applied the entry, and the table would look dropped.
-    fe.linearize().await?;
-    let deadline = Instant::now() + CREATE_WAIT;
-    loop {
-        let (left, tablets, replicas) = fe.store().read(|st, _| {
-            let t = st.tables.get(&id);
-            let tablets = t.map(|t| t.tablets.len()).unwrap_or(0);
-            let replicas = t.map(|t| t.allocation.total()).unwrap_or(0) * tablets;
-            (creating(st, id), tablets, replicas)
-        });
-        match left {
-            Some(0) => {
-                return Ok(QueryResult::ok(
-                    0,
-                    format!(
-                        "created table {name} (id {id}): {tablets} tablets, {replicas} replicas"
-                    ),
-                ));
-            }
-            Some(n) if Instant::now() >= deadline => {
-                return Ok(QueryResult::ok(
-                    0,
-                    format!(
-                        "created table {name} (id {id}); {n} of {replicas} replicas are still being created by their backends (see SHOW TABLETS FROM {name})"
-                    ),
-                ));
-            }
-            // Dropped meanwhile by someone else.
-            None => {
-                return Ok(QueryResult::ok(
-                    0,
-                    format!("created table {name} (id {id})"),
-                ));
-            }
-            Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-pub async fn drop_table(
-    fe: &FeNodeHandle,
-    who: Option<&str>,
-    name: &str,
-    if_exists: bool,
-    force: bool,
-) -> Result<QueryResult, ApiError> {
-    let cmd = Cmd::DropTable {
-        name: name.to_string(),
-        if_exists,
-        force,
-    };
-    match applied(fe.propose(who, cmd).await?)? {
-        Reply::Table { id: None, .. } => Ok(QueryResult::ok(0, format!("no table {name}"))),
-        Reply::Table { id: Some(id), .. } if force => Ok(QueryResult::ok(
-            0,
-            format!("dropped table {name} (id {id}); its replicas are being deleted"),
-        )),
-        Reply::Table { id: Some(id), .. } => Ok(QueryResult::ok(
-            0,
-            format!(
-                "table {name} (id {id}) is in the recycle bin; RECOVER TABLE {name} brings it back"
-            ),
-        )),
-        other => Err(unexpected(other)),
-    }
-}
-
-pub async fn recover_table(
-    fe: &FeNodeHandle,
-    who: Option<&str>,
-    name: &str,
-) -> Result<QueryResult, ApiError> {
-    let cmd = Cmd::RecoverTable {
-        name: name.to_string(),
-    };
-    match applied(fe.propose(who, cmd).await?)? {
-        Reply::Table { id: Some(id), .. } => Ok(QueryResult::ok(
-            0,
-            format!("recovered table {name} (id {id})"),
-        )),
-        other => Err(unexpected(other)),
-    }
 }
 
 fn table_bytes(state: &ClusterState, t: &model::catalog::Table) -> u64 {

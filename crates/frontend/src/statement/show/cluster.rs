@@ -1,11 +1,11 @@
 //! Result sets of the SHOW statements, built from this FE's applied state.
 
-use super::QueryResult;
-use super::session::like;
+use crate::statement::session::like;
 use roster_membership::model::settings::SETTINGS;
 use roster_membership::{BackendMembership, model};
 use roster_node::error::ApiError;
 use roster_node::node::FeNodeHandle;
+use roster_proto::QueryResult;
 use roster_proto::VERSION;
 use roster_proto::cell::Cell;
 use roster_proto::format::{datetime, now_ms};
