@@ -540,8 +540,12 @@ impl FeNodeHandle {
         if ack_before_commit {
             // The reply a committed entry of this kind would give, made up.
             let fake = match &req.cmd {
-                Cmd::AddBackends { .. } => Some(roster_raft_store::Reply::Added(Vec::new())),
-                Cmd::ModifyBackends { .. } => Some(roster_raft_store::Reply::Changed(Vec::new())),
+                Cmd::AddBackends { .. } | Cmd::AddTaggedBackends { .. } => {
+                    Some(roster_raft_store::Reply::Added(Vec::new()))
+                }
+                Cmd::ModifyBackends { .. } | Cmd::ChangeBackends { .. } => {
+                    Some(roster_raft_store::Reply::Changed(Vec::new()))
+                }
                 _ => None,
             };
             if let Some(fake) = fake {

@@ -35,6 +35,9 @@ fn run(
         Cmd::AddBackends { addrs, properties } => {
             transition::registry::add_backends(state, now, addrs, properties).map(Reply::Added)
         }
+        Cmd::AddTaggedBackends { addrs, tags } => {
+            transition::registry::add_tagged_backends(state, now, addrs, tags).map(Reply::Added)
+        }
         Cmd::DroppBackends { targets } => transition::registry::dropp_backends(state, now, targets)
             .map(|(tombstones, lost)| Reply::Dropped {
                 tombstones,
@@ -50,6 +53,9 @@ fn run(
             targets,
             properties,
         } => transition::registry::modify_backends(state, targets, properties).map(Reply::Changed),
+        Cmd::ChangeBackends { targets, changes } => {
+            transition::registry::change_backends(state, targets, changes).map(Reply::Changed)
+        }
         Cmd::SetConfig { pairs } => state.meta.settings.set_all(pairs).map(|_| Reply::Done),
         Cmd::EnsureRoot { password } => {
             transition::users::ensure_root(state, now, *password);
@@ -78,6 +84,14 @@ fn run(
             transition::catalog::create_table(state, now, def).map(|(id, created)| Reply::Table {
                 id: Some(id),
                 created,
+            })
+        }
+        Cmd::CreateTableSpec(spec) => {
+            transition::catalog::create_table_spec(state, now, spec).map(|(id, created)| {
+                Reply::Table {
+                    id: Some(id),
+                    created,
+                }
             })
         }
         Cmd::DropTable {
@@ -151,6 +165,113 @@ mod tests {
             time_ms,
             user: None,
             cmd,
+        }
+    }
+
+    /// Older logs carry ADD BACKEND, MODIFY BACKEND and CREATE TABLE with their properties as
+    /// text, parsed at apply; new entries carry them parsed when planned. Both replay to the
+    /// same state, and a typed entry with a value the parser would refuse is refused at apply.
+    #[test]
+    fn typed_and_text_forms_apply_alike_and_bad_typed_values_are_refused() {
+        use roster_membership::model::backend::{BackendChange, Tags};
+        use roster_membership::model::catalog::{ReplicaAllocation, TableDef, TableSpec};
+        let addrs: Vec<HostPort> = (1..=3)
+            .map(|k| HostPort::new(format!("127.0.9.{k}"), 9050))
+            .collect();
+        let text = [
+            Cmd::AddBackends {
+                addrs: addrs.clone(),
+                properties: vec![("tag.location".into(), "g1".into())],
+            },
+            Cmd::ModifyBackends {
+                targets: vec![BackendRef::Id(BackendId(10002))],
+                properties: vec![("disable_query".into(), "true".into())],
+            },
+            Cmd::CreateTable(TableDef {
+                name: "t".into(),
+                if_not_exists: false,
+                columns: vec![],
+                hash_columns: vec![],
+                buckets: 2,
+                properties: vec![
+                    ("replication_allocation".into(), "tag.location.g1: 2".into()),
+                    ("fill_bytes_per_tablet".into(), "7".into()),
+                ],
+            }),
+        ];
+        let g1 = Tags {
+            location: "g1".into(),
+            ..Tags::default()
+        };
+        let spec = TableSpec {
+            name: "t".into(),
+            if_not_exists: false,
+            columns: vec![],
+            hash_columns: vec![],
+            buckets: 2,
+            allocation: ReplicaAllocation([("g1".to_string(), 2)].into()),
+            fill_bytes_per_tablet: 7,
+        };
+        let typed = [
+            Cmd::AddTaggedBackends {
+                addrs: addrs.clone(),
+                tags: g1.clone(),
+            },
+            Cmd::ChangeBackends {
+                targets: vec![BackendRef::Id(BackendId(10002))],
+                changes: vec![BackendChange::DisableQuery(true)],
+            },
+            Cmd::CreateTableSpec(spec.clone()),
+        ];
+        let (mut a, mut b) = (ClusterState::default(), ClusterState::default());
+        for (i, (x, y)) in text.into_iter().zip(typed).enumerate() {
+            let (ra, rb) = (apply(&mut a, &req(5, x)), apply(&mut b, &req(5, y)));
+            assert!(matches!(ra, Response::Ok(_)), "{ra:?}");
+            assert_eq!(ra, rb);
+            if i == 0 {
+                // Placement needs alive backends.
+                for s in [&mut a, &mut b] {
+                    for id in 10001..=10003 {
+                        s.backends.get_mut(&BackendId(id)).unwrap().liveness.alive = true;
+                    }
+                }
+            }
+        }
+        assert_eq!(a, b);
+        assert_eq!(a.tablets.len(), 2);
+
+        let bad_tag = Tags {
+            location: "no spaces".into(),
+            ..Tags::default()
+        };
+        let bad = [
+            Cmd::AddTaggedBackends {
+                addrs: vec![HostPort::new("127.0.9.9", 9050)],
+                tags: bad_tag,
+            },
+            Cmd::ChangeBackends {
+                targets: vec![BackendRef::Id(BackendId(10001))],
+                changes: vec![BackendChange::Location(String::new())],
+            },
+            Cmd::ChangeBackends {
+                targets: vec![BackendRef::Id(BackendId(10001))],
+                changes: vec![],
+            },
+            Cmd::CreateTableSpec(TableSpec {
+                name: "u".into(),
+                allocation: ReplicaAllocation([("g1".to_string(), 0)].into()),
+                ..spec.clone()
+            }),
+            Cmd::CreateTableSpec(TableSpec {
+                name: "9u".into(),
+                ..spec
+            }),
+        ];
+        for cmd in bad {
+            let before = b.clone();
+            let r = apply(&mut b, &req(5, cmd.clone()));
+            assert!(matches!(r, Response::Refused(_)), "{cmd:?}: {r:?}");
+            assert_eq!(b, before, "{cmd:?} changed the state");
         }
     }
 

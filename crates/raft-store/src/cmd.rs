@@ -1,8 +1,8 @@
 //! Every replicated change is a variant of `Cmd`. Log entries live forever: never reorder or
 //! remove variants, only append; `tests::encoding_is_pinned` fails if an encoding moves.
 
-use roster_membership::model::backend::Tombstone;
-use roster_membership::model::catalog::{ReplicaReport, TableDef};
+use roster_membership::model::backend::{BackendChange, Tags, Tombstone};
+use roster_membership::model::catalog::{ReplicaReport, TableDef, TableSpec};
 use roster_membership::model::liveness::LivenessReport;
 use roster_membership::model::moves::MovePlan;
 use roster_membership::model::users::PasswordHash;
@@ -133,6 +133,20 @@ pub enum Cmd {
         term: Term,
         cmd: Box<Cmd>,
     },
+    /// ALTER SYSTEM ADD BACKEND with its PROPERTIES parsed into tags when the statement was
+    /// planned. `AddBackends` (parsed at apply) is what older logs hold; they replay through it.
+    AddTaggedBackends {
+        addrs: Vec<HostPort>,
+        tags: Tags,
+    },
+    /// ALTER SYSTEM MODIFY BACKEND with its properties parsed when planned (older logs:
+    /// `ModifyBackends`).
+    ChangeBackends {
+        targets: Vec<BackendRef>,
+        changes: Vec<BackendChange>,
+    },
+    /// CREATE TABLE with its PROPERTIES parsed when planned (older logs: `CreateTable`).
+    CreateTableSpec(TableSpec),
 }
 
 impl Cmd {
@@ -147,7 +161,10 @@ impl Cmd {
             | Cmd::ModifyBackends { .. }
             | Cmd::CreateTable(_)
             | Cmd::DropTable { .. }
-            | Cmd::RecoverTable { .. } => Privilege::NodePriv,
+            | Cmd::RecoverTable { .. }
+            | Cmd::AddTaggedBackends { .. }
+            | Cmd::ChangeBackends { .. }
+            | Cmd::CreateTableSpec(_) => Privilege::NodePriv,
             Cmd::SetConfig { .. }
             | Cmd::EnsureRoot { .. }
             | Cmd::CreateUser { .. }
@@ -251,6 +268,7 @@ pub enum Reply {
 mod tests {
     use super::*;
     use crate::codec;
+    use roster_membership::model::catalog::ReplicaAllocation;
     use roster_membership::model::moves::MoveReason;
 
     fn hex(b: &[u8]) -> String {
@@ -310,7 +328,7 @@ mod tests {
             ),
             (
                 Cmd::ModifyBackends {
-                    targets: vec![BackendRef::Addr(addr)],
+                    targets: vec![BackendRef::Addr(addr.clone())],
                     properties: vec![],
                 },
                 "01050000000100000000000000010000000100000000000000685a230000000000000000",
@@ -460,6 +478,42 @@ mod tests {
             (
                 Cmd::fenced(Term(7), Cmd::FinishDecommissions),
                 "011b000000070000000000000017000000",
+            ),
+            (
+                Cmd::AddTaggedBackends {
+                    addrs: vec![addr.clone()],
+                    tags: Tags {
+                        location: "g1".into(),
+                        compute_group_name: Some("c".into()),
+                        public_endpoint: None,
+                        private_endpoint: None,
+                    },
+                },
+                "011c00000001000000000000000100000000000000685a2302000000000000006731010100000000000000630000",
+            ),
+            (
+                Cmd::ChangeBackends {
+                    targets: vec![id.clone()],
+                    changes: vec![
+                        BackendChange::Location("g2".into()),
+                        BackendChange::DisableQuery(true),
+                        BackendChange::DisableLoad(false),
+                        BackendChange::Draining(true),
+                    ],
+                },
+                "011d000000010000000000000000000000112700000000000004000000000000000000000002000000000000006732010000000102000000000300000001",
+            ),
+            (
+                Cmd::CreateTableSpec(TableSpec {
+                    name: "t".into(),
+                    if_not_exists: true,
+                    columns: vec![("k".into(), "INT".into())],
+                    hash_columns: vec!["k".into()],
+                    buckets: 2,
+                    allocation: ReplicaAllocation::default_tag(3),
+                    fill_bytes_per_tablet: 5,
+                }),
+                "011e00000001000000000000007401010000000000000001000000000000006b0300000000000000494e54010000000000000001000000000000006b020000000100000000000000070000000000000064656661756c7403000000000000000500000000000000",
             ),
         ];
         for (cmd, want) in cases {

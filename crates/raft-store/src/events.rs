@@ -145,6 +145,7 @@ pub fn before(state: &ClusterState, cmd: &Cmd) -> Option<Before> {
             | Cmd::Grant { .. }
             | Cmd::Revoke { .. }
             | Cmd::CreateTable(_)
+            | Cmd::CreateTableSpec(_)
             | Cmd::RecoverTable { .. }
             | Cmd::StartMoves { .. }
     );

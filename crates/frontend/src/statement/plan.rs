@@ -1,10 +1,11 @@
 //! Stage 2 of the pipeline: a parsed statement becomes a `Plan`, what will run. A write becomes
-//! the `Cmd` it proposes; frontend changes, reads of the replicated state and session
-//! housekeeping become their own kinds. A statement's own values (properties, tags, settings,
-//! names, privileges) are checked here, before anything is proposed: an invalid statement
-//! never costs a Raft log entry. Checks that depend on the state (does the backend exist?)
-//! stay with the applier, which repeats these too (entries already in logs must still be
-//! judged the same way).
+//! the `Cmd` it proposes, with its PROPERTIES parsed here into typed fields (tags, backend
+//! changes, the replica allocation; settings in their canonical spelling), so apply never runs
+//! a properties parser and a later parser cannot change how an entry replays. Frontend
+//! changes, reads of the replicated state and session housekeeping become their own kinds. An
+//! invalid statement is refused here and never costs a Raft log entry; checks that depend on
+//! the state (does the backend exist?) are the applier's, which also re-checks the typed values
+//! without parsing anything.
 
 use roster_membership::model::catalog::TableDef;
 use roster_membership::{
@@ -120,10 +121,9 @@ pub fn plan(stmt: &Statement, user: &str, me: FrontendId) -> Result<Plan, ApiErr
     use WriteKind as K;
     Ok(match stmt {
         Statement::AddBackends { addrs, properties } => {
-            query::backends::tags_from_properties(properties)?;
-            let cmd = Cmd::AddBackends {
+            let cmd = Cmd::AddTaggedBackends {
                 addrs: addrs.iter().map(HostPort::lowercased).collect(),
-                properties: properties.clone(),
+                tags: query::backends::tags_from_properties(properties)?,
             };
             write(cmd, K::AddBackends)
         }
@@ -164,10 +164,9 @@ pub fn plan(stmt: &Statement, user: &str, me: FrontendId) -> Result<Plan, ApiErr
             targets,
             properties,
         } => {
-            query::backends::check_modify_properties(properties)?;
-            let cmd = Cmd::ModifyBackends {
+            let cmd = Cmd::ChangeBackends {
                 targets: refs(targets),
-                properties: properties.clone(),
+                changes: query::backends::parse_modify(properties)?,
             };
             write(cmd, K::ModifyBackends)
         }
@@ -182,13 +181,13 @@ pub fn plan(stmt: &Statement, user: &str, me: FrontendId) -> Result<Plan, ApiErr
         Statement::ShowDroppedBackends => Plan::Read(Read::DroppedBackends),
         Statement::ShowFrontends => Plan::Read(Read::Frontends),
         Statement::AdminSetConfig { properties } => {
-            // Each key and value alone; min/max relations between keys need the state.
-            for (k, v) in properties {
-                Settings::validate(k, v)?;
-            }
-            let cmd = Cmd::SetConfig {
-                pairs: properties.clone(),
-            };
+            // Each key and value alone, in their canonical spelling (settings are stored as
+            // that text); min/max relations between keys need the state, and apply checks them.
+            let pairs = properties
+                .iter()
+                .map(|(k, v)| Settings::validate(k, v))
+                .collect::<Result<_, _>>()?;
+            let cmd = Cmd::SetConfig { pairs };
             write(cmd, K::SetConfig)
         }
         Statement::AdminShowConfig { like } => Plan::Read(Read::Config { like: like.clone() }),
@@ -255,9 +254,11 @@ pub fn plan(stmt: &Statement, user: &str, me: FrontendId) -> Result<Plan, ApiErr
                 buckets: *buckets,
                 properties: properties.clone(),
             };
-            query::catalog::check_table_def(&def)?;
             let kind = K::CreateTable { name: name.clone() };
-            write(Cmd::CreateTable(def), kind)
+            write(
+                Cmd::CreateTableSpec(query::catalog::table_spec(&def)?),
+                kind,
+            )
         }
         Statement::DropTable {
             name,

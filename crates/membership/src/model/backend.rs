@@ -139,6 +139,17 @@ impl BackendMembership {
     }
 }
 
+/// One change of MODIFY BACKEND ... SET, as parsed when the statement is planned
+/// (`query::backends::parse_modify`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackendChange {
+    Location(String),
+    DisableQuery(bool),
+    DisableLoad(bool),
+    /// `is_draining` (`roster node drain`): both disables at once, remembering the old ones.
+    Draining(bool),
+}
+
 /// Placement tags (Doris `tag.*` properties).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tags {

@@ -110,6 +110,19 @@ pub struct TableDef {
     pub properties: Vec<(String, String)>,
 }
 
+/// A CREATE TABLE as proposed: its PROPERTIES already parsed (`query::catalog::table_spec`,
+/// when the statement is planned), so apply never runs the properties parser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSpec {
+    pub name: String,
+    pub if_not_exists: bool,
+    pub columns: Vec<(String, String)>,
+    pub hash_columns: Vec<String>,
+    pub buckets: u32,
+    pub allocation: ReplicaAllocation,
+    pub fill_bytes_per_tablet: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Table {
     pub id: TableId,

@@ -1,7 +1,7 @@
 //! Reads of the backend registry: name resolution (`"id"` or `"host:port"`), tombstones, and the
 //! checks of ADD / MODIFY BACKEND properties and of a frontend joining.
 
-use crate::model::backend::{BackendMembership, BackendRef, Tags, Tombstone};
+use crate::model::backend::{BackendChange, BackendMembership, BackendRef, Tags, Tombstone};
 use crate::model::error::DomainError;
 use crate::model::ids::{BackendId, FrontendId};
 use crate::model::state::ClusterState;
@@ -118,16 +118,41 @@ pub fn decommissioned_tombstone<'a>(
     t.filter(|t| t.decommission.is_some())
 }
 
-/// A validated MODIFY BACKEND change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Change {
-    Location(String),
-    DisableQuery(bool),
-    DisableLoad(bool),
-    Draining(bool),
+/// Tags as proposed are valid: what `tags_from_properties` would have accepted (checked again
+/// at apply, without parsing anything).
+pub fn check_tags(tags: &Tags) -> Result<(), DomainError> {
+    check_tag_value("tag.location", &tags.location)?;
+    let optional = [
+        ("tag.compute_group_name", &tags.compute_group_name),
+        ("tag.public_endpoint", &tags.public_endpoint),
+        ("tag.private_endpoint", &tags.private_endpoint),
+    ];
+    for (key, value) in optional {
+        if let Some(v) = value {
+            check_tag_value(key, v)?;
+        }
+    }
+    Ok(())
 }
 
-pub(crate) fn parse_modify(props: &[(String, String)]) -> Result<Vec<Change>, DomainError> {
+/// MODIFY BACKEND's changes as proposed are valid (checked again at apply).
+pub fn check_changes(changes: &[BackendChange]) -> Result<(), DomainError> {
+    if changes.is_empty() {
+        return Err(DomainError::UnknownProperty {
+            key: String::new(),
+            valid: MODIFY_PROPERTIES.to_string(),
+        });
+    }
+    for c in changes {
+        if let BackendChange::Location(l) = c {
+            check_tag_value("tag.location", l)?;
+        }
+    }
+    Ok(())
+}
+
+/// MODIFY BACKEND's properties, parsed in the order given.
+pub fn parse_modify(props: &[(String, String)]) -> Result<Vec<BackendChange>, DomainError> {
     if props.is_empty() {
         return Err(DomainError::UnknownProperty {
             key: String::new(),
@@ -137,21 +162,16 @@ pub(crate) fn parse_modify(props: &[(String, String)]) -> Result<Vec<Change>, Do
     props
         .iter()
         .map(|(k, v)| match k.to_ascii_lowercase().as_str() {
-            "tag.location" => Ok(Change::Location(check_tag_value(k, v)?)),
-            "disable_query" => Ok(Change::DisableQuery(parse_bool(k, v)?)),
-            "disable_load" => Ok(Change::DisableLoad(parse_bool(k, v)?)),
-            "is_draining" => Ok(Change::Draining(parse_bool(k, v)?)),
+            "tag.location" => Ok(BackendChange::Location(check_tag_value(k, v)?)),
+            "disable_query" => Ok(BackendChange::DisableQuery(parse_bool(k, v)?)),
+            "disable_load" => Ok(BackendChange::DisableLoad(parse_bool(k, v)?)),
+            "is_draining" => Ok(BackendChange::Draining(parse_bool(k, v)?)),
             _ => Err(DomainError::UnknownProperty {
                 key: k.clone(),
                 valid: MODIFY_PROPERTIES.to_string(),
             }),
         })
         .collect()
-}
-
-/// MODIFY BACKEND's properties are valid (checked before proposing, and again at apply).
-pub fn check_modify_properties(props: &[(String, String)]) -> Result<(), DomainError> {
-    parse_modify(props).map(|_| ())
 }
 
 /// Whether a frontend id may join: ids that were members once and are not now are never reused.

@@ -3,7 +3,7 @@
 
 use crate::model::catalog::{
     DEFAULT_REPLICATION_NUM, MAX_BUCKETS, MAX_FILL_BYTES_PER_TABLET, MAX_REPLICATION_NUM,
-    ReplicaAllocation, Table, TableDef, TableState, Tablet,
+    ReplicaAllocation, Table, TableDef, TableSpec, TableState, Tablet,
 };
 use crate::model::error::DomainError;
 use crate::model::ids::{BackendId, TableId};
@@ -86,18 +86,21 @@ pub(crate) fn parse_properties(props: &[(String, String)]) -> Result<Parsed, Dom
     })
 }
 
-pub(crate) fn check_columns(def: &TableDef) -> Result<(), DomainError> {
+fn check_columns(
+    columns: &[(String, String)],
+    hash_columns: &[String],
+    buckets: u32,
+) -> Result<(), DomainError> {
     let mut seen = std::collections::BTreeSet::new();
-    for (name, _) in &def.columns {
+    for (name, _) in columns {
         if !seen.insert(name.to_ascii_lowercase()) {
             return Err(DomainError::InvalidTable(format!(
                 "column '{name}' is defined twice"
             )));
         }
     }
-    if !def.columns.is_empty()
-        && let Some(h) = def
-            .hash_columns
+    if !columns.is_empty()
+        && let Some(h) = hash_columns
             .iter()
             .find(|h| !seen.contains(&h.to_ascii_lowercase()))
     {
@@ -105,21 +108,50 @@ pub(crate) fn check_columns(def: &TableDef) -> Result<(), DomainError> {
             "distribution column '{h}' is not a column of the table"
         )));
     }
-    if def.buckets == 0 || def.buckets > MAX_BUCKETS {
+    if buckets == 0 || buckets > MAX_BUCKETS {
         return Err(DomainError::InvalidTable(format!(
-            "BUCKETS must be from 1 to {MAX_BUCKETS}, not {}",
-            def.buckets
+            "BUCKETS must be from 1 to {MAX_BUCKETS}, not {buckets}"
         )));
     }
     Ok(())
 }
 
-/// Everything CREATE TABLE checks that needs no state (name, properties, columns, buckets):
-/// the executor runs it before proposing, the applier again inside `create_table`.
-pub fn check_table_def(def: &TableDef) -> Result<(), DomainError> {
+/// A CREATE TABLE statement's definition with its PROPERTIES parsed and checked: what is
+/// proposed (`Cmd::CreateTableSpec`), so the parser runs when the statement is planned and
+/// never at apply.
+pub fn table_spec(def: &TableDef) -> Result<TableSpec, DomainError> {
     check_name(&def.name)?;
-    parse_properties(&def.properties)?;
-    check_columns(def)
+    let parsed = parse_properties(&def.properties)?;
+    check_columns(&def.columns, &def.hash_columns, def.buckets)?;
+    Ok(TableSpec {
+        name: def.name.clone(),
+        if_not_exists: def.if_not_exists,
+        columns: def.columns.clone(),
+        hash_columns: def.hash_columns.clone(),
+        buckets: def.buckets,
+        allocation: parsed.allocation,
+        fill_bytes_per_tablet: parsed.fill_bytes_per_tablet,
+    })
+}
+
+/// The checks of a parsed CREATE TABLE that apply repeats: values a proposer could have got
+/// wrong, checked without parsing anything.
+pub fn check_spec(spec: &TableSpec) -> Result<(), DomainError> {
+    check_name(&spec.name)?;
+    check_columns(&spec.columns, &spec.hash_columns, spec.buckets)?;
+    let total = spec.allocation.total();
+    if total == 0 || total > MAX_REPLICATION_NUM {
+        return Err(DomainError::InvalidTable(format!(
+            "a tablet has from 1 to {MAX_REPLICATION_NUM} replicas, not {total}"
+        )));
+    }
+    if spec.fill_bytes_per_tablet > MAX_FILL_BYTES_PER_TABLET {
+        return Err(DomainError::InvalidTable(format!(
+            "fill_bytes_per_tablet is at most {MAX_FILL_BYTES_PER_TABLET}, not {}",
+            spec.fill_bytes_per_tablet
+        )));
+    }
+    Ok(())
 }
 
 /// The table in normal use with this name, if any.

@@ -3,15 +3,14 @@
 //! refuses. Placement itself is in `query::placement`.
 
 use crate::model::catalog::{
-    CloneFailures, Replica, ReplicaReport, ReplicaState, Table, TableDef, TableState, Tablet,
+    CloneFailures, Replica, ReplicaReport, ReplicaState, Table, TableDef, TableSpec, TableState,
+    Tablet,
 };
 use crate::model::error::DomainError;
 use crate::model::ids::{BackendId, TableId, TabletId};
 use crate::model::state::ClusterState;
 use crate::query;
-use crate::query::catalog::{
-    check_columns, check_name, expired_tables, parse_properties, table_by_name,
-};
+use crate::query::catalog::{expired_tables, table_by_name};
 
 /// CREATE TABLE: validate, place every tablet, record replicas as CREATING. Returns the table
 /// id and whether it was created (false for IF NOT EXISTS on an existing table).
@@ -20,9 +19,19 @@ pub fn create_table(
     now_ms: u64,
     def: &TableDef,
 ) -> Result<(TableId, bool), DomainError> {
-    check_name(&def.name)?;
-    let parsed = parse_properties(&def.properties)?;
-    check_columns(def)?;
+    // Entries proposed before CREATE TABLE was parsed when planned carry the statement's text.
+    create_table_spec(state, now_ms, &query::catalog::table_spec(def)?)
+}
+
+/// CREATE TABLE as parsed when planned: check, place every tablet, record replicas as
+/// CREATING. Returns the table id and whether it was created (false for IF NOT EXISTS on an
+/// existing table).
+pub fn create_table_spec(
+    state: &mut ClusterState,
+    now_ms: u64,
+    def: &TableSpec,
+) -> Result<(TableId, bool), DomainError> {
+    query::catalog::check_spec(def)?;
     if let Some(t) = table_by_name(state, &def.name) {
         return if def.if_not_exists {
             Ok((t.id, false))
@@ -35,7 +44,7 @@ pub fn create_table(
     let tablet_ids: Vec<TabletId> = (1..=u64::from(def.buckets))
         .map(|i| TabletId(first + i))
         .collect();
-    let placed = query::placement::place_tablets(state, &parsed.allocation, &tablet_ids)?;
+    let placed = query::placement::place_tablets(state, &def.allocation, &tablet_ids)?;
     state.meta.next_catalog_id = first + 1 + u64::from(def.buckets);
     for (id, backends) in tablet_ids.iter().zip(placed) {
         let replicas = backends
@@ -64,8 +73,8 @@ pub fn create_table(
             name: def.name.clone(),
             columns: def.columns.clone(),
             hash_columns: def.hash_columns.clone(),
-            allocation: parsed.allocation,
-            fill_bytes_per_tablet: parsed.fill_bytes_per_tablet,
+            allocation: def.allocation.clone(),
+            fill_bytes_per_tablet: def.fill_bytes_per_tablet,
             created_at_ms: now_ms,
             state: TableState::Normal,
             tablets: tablet_ids,

@@ -3,27 +3,37 @@
 //! it refuses.
 
 use crate::model::backend::{
-    Backend, BackendMembership, BackendRef, FinishedDecommission, HostPort, Liveness, Tombstone,
+    Backend, BackendChange, BackendMembership, BackendRef, FinishedDecommission, HostPort,
+    Liveness, Tags, Tombstone,
 };
 use crate::model::error::DomainError;
 use crate::model::ids::BackendId;
 use crate::model::state::ClusterState;
 use crate::query::backends::{
-    Change, decommissioned_tombstone, parse_modify, refuse_decommissioned, resolve,
-    tags_from_properties,
+    decommissioned_tombstone, parse_modify, refuse_decommissioned, resolve, tags_from_properties,
 };
 use crate::{model, query, transition};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
-/// ALTER SYSTEM ADD BACKEND: new ids in statement order.
+/// ALTER SYSTEM ADD BACKEND as proposed before its properties were parsed when planned.
 pub fn add_backends(
     state: &mut ClusterState,
     now_ms: u64,
     addrs: &[HostPort],
     props: &[(String, String)],
 ) -> Result<Vec<BackendId>, DomainError> {
-    let tags = tags_from_properties(props)?;
+    add_tagged_backends(state, now_ms, addrs, &tags_from_properties(props)?)
+}
+
+/// ALTER SYSTEM ADD BACKEND: new ids in statement order, each with `tags`.
+pub fn add_tagged_backends(
+    state: &mut ClusterState,
+    now_ms: u64,
+    addrs: &[HostPort],
+    tags: &Tags,
+) -> Result<Vec<BackendId>, DomainError> {
+    query::backends::check_tags(tags)?;
     let mut seen = BTreeSet::new();
     for a in addrs {
         if state.backend_by_addr(a).is_some() || !seen.insert(a) {
@@ -205,25 +215,34 @@ pub fn cancel_decommission(
     Ok(out)
 }
 
-/// ALTER SYSTEM MODIFY BACKEND ... SET (...), changes applied in the order given. Returns the
-/// modified backends.
+/// ALTER SYSTEM MODIFY BACKEND as proposed before its properties were parsed when planned.
 pub fn modify_backends(
     state: &mut ClusterState,
     refs: &[BackendRef],
     props: &[(String, String)],
 ) -> Result<Vec<BackendId>, DomainError> {
-    let changes = parse_modify(props)?;
+    change_backends(state, refs, &parse_modify(props)?)
+}
+
+/// ALTER SYSTEM MODIFY BACKEND ... SET (...), changes applied in the order given. Returns the
+/// modified backends.
+pub fn change_backends(
+    state: &mut ClusterState,
+    refs: &[BackendRef],
+    changes: &[BackendChange],
+) -> Result<Vec<BackendId>, DomainError> {
+    query::backends::check_changes(changes)?;
     let ids = resolve(state, refs)?;
     refuse_decommissioned(state, &ids)?;
     for id in &ids {
         let b = state.backends.get_mut(id).expect("resolved above");
-        for c in &changes {
+        for c in changes {
             match c {
-                Change::Location(l) => b.tags.location = l.clone(),
-                Change::DisableQuery(v) => transition::node_drain::set_disable_query(b, *v),
-                Change::DisableLoad(v) => transition::node_drain::set_disable_load(b, *v),
-                Change::Draining(true) => transition::node_drain::drain(b),
-                Change::Draining(false) => transition::node_drain::undrain(b),
+                BackendChange::Location(l) => b.tags.location = l.clone(),
+                BackendChange::DisableQuery(v) => transition::node_drain::set_disable_query(b, *v),
+                BackendChange::DisableLoad(v) => transition::node_drain::set_disable_load(b, *v),
+                BackendChange::Draining(true) => transition::node_drain::drain(b),
+                BackendChange::Draining(false) => transition::node_drain::undrain(b),
             }
         }
     }
