@@ -4,7 +4,7 @@
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use roster_membership::model;
+use roster_membership::{FrontendId, model};
 use roster_node::limits::{ClientLimits, MAX_PACKET_CAP};
 use roster_node::login_throttle::ThrottleConfig;
 use roster_node::raft_guard::RaftLimits;
@@ -427,12 +427,12 @@ impl FileConfig {
     }
 
     pub fn to_fe_config(&self) -> FeConfig {
-        let initial_members: BTreeMap<u64, FeNode> = self
+        let initial_members: BTreeMap<FrontendId, FeNode> = self
             .initial_members
             .iter()
             .map(|m| {
                 (
-                    m.node_id,
+                    FrontendId(m.node_id),
                     FeNode {
                         host: m.host.clone(),
                         edit_log_port: m.edit_log_port,
@@ -444,7 +444,7 @@ impl FileConfig {
             })
             .collect();
         FeConfig {
-            id: self.node_id,
+            id: FrontendId(self.node_id),
             name: self
                 .name
                 .clone()

@@ -137,7 +137,7 @@ async fn health(State(fe): State<FeNodeHandle>) -> Response {
     let body = axum::Json(json!({
         "status": status,
         "reason": reason,
-        "node_id": fe.id(),
+        "node_id": fe.id().0,
         "leader": fe.leader().map(|(id, _)| id),
         "applied_index": info.last_applied_index,
     }));

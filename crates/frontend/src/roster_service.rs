@@ -142,9 +142,9 @@ impl Roster for RosterService {
         let req = req.into_inner();
         let m = self.fe.raft_view();
         let hints = pb::StatusResponse {
-            node_id: self.fe.id(),
+            node_id: self.fe.id().0,
             cluster_id: self.fe.config().cluster_id.clone(),
-            leader_id: m.leader,
+            leader_id: m.leader.map(|l| l.0),
             leader_rpc_addr: self.leader_rpc(),
             is_leader: m.leader == Some(self.fe.id()),
             draining: self.fe.is_draining(),
@@ -195,7 +195,7 @@ impl Roster for RosterService {
             return Ok(Response::new(pb::DrainResponse {
                 error: Some(error_to_pb(&e)),
                 draining: self.fe.is_draining(),
-                node_id: self.fe.id(),
+                node_id: self.fe.id().0,
                 ..Default::default()
             }));
         }
@@ -219,7 +219,7 @@ impl Roster for RosterService {
             draining: self.fe.is_draining(),
             complete: self.fe.drain_complete(),
             message,
-            node_id: self.fe.id(),
+            node_id: self.fe.id().0,
             leader_rpc_addr: self.leader_rpc(),
         }))
     }
@@ -295,7 +295,7 @@ impl Roster for RosterService {
                 return Ok(Response::new(pb::TabletRoutesResponse {
                     error: Some(error_to_pb(&e)),
                     leader_rpc_addr: self.leader_rpc(),
-                    frontend_id: self.fe.id(),
+                    frontend_id: self.fe.id().0,
                     ..Default::default()
                 }));
             }
@@ -319,7 +319,7 @@ impl Roster for RosterService {
                 .collect(),
             error: None,
             leader_rpc_addr: self.leader_rpc(),
-            frontend_id: self.fe.id(),
+            frontend_id: self.fe.id().0,
         }))
     }
 }

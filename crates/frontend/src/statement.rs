@@ -36,7 +36,7 @@ pub async fn execute(
     session: &mut Session,
     stmt: &Statement,
 ) -> Result<QueryResult, ApiError> {
-    let plan = plan::plan(stmt, &session.user, roster_membership::FrontendId(fe.id()))?;
+    let plan = plan::plan(stmt, &session.user, fe.id())?;
     let note = authorize::authorize(fe, session, &plan).await?;
     let outcome = run::run(fe, session, plan).await?;
     Ok(render::render(outcome, note))

@@ -17,7 +17,7 @@ use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::{ReadPolicy, linearizable_read::Linearizer, linearizable_read::ReadLogId};
 use openraft::{Config, SnapshotPolicy};
-use roster_membership::model;
+use roster_membership::{FrontendId, model};
 use roster_proto::format::now_ms;
 use roster_proto::pb::raft::Blob;
 use roster_raft_store::types::LogId;
@@ -74,13 +74,13 @@ impl RaftTiming {
 /// Everything an FE needs to run, already validated by the binary's config loader.
 #[derive(Debug, Clone)]
 pub struct FeConfig {
-    pub id: NodeId,
+    pub id: FrontendId,
     pub name: String,
     pub cluster_id: String,
     pub node: FeNode,
     pub data_dir: PathBuf,
     /// Voters of a brand-new cluster; empty for an FE that waits to be added (ADD FOLLOWER).
-    pub initial_members: BTreeMap<NodeId, FeNode>,
+    pub initial_members: BTreeMap<FrontendId, FeNode>,
     pub raft: RaftTiming,
     /// Bound on how long a read waits for a leader's read index and local apply.
     pub read_timeout: Duration,
@@ -122,7 +122,7 @@ struct Inner {
     sm: StateMachineStore,
     channels: Channels,
     start_time_ms: u64,
-    peers: Mutex<BTreeMap<NodeId, PeerStatus>>,
+    peers: Mutex<BTreeMap<FrontendId, PeerStatus>>,
     /// Whether this FE is drained (see `drain`); local to the process.
     draining: tokio::sync::watch::Sender<bool>,
     login_throttle: crate::login_throttle::LoginThrottle,
@@ -194,7 +194,7 @@ impl FeNodeHandle {
             channels: channels.clone(),
             limits: cfg.raft_limits,
         };
-        let raft = Raft::new(cfg.id, config, net, log, sm.clone())
+        let raft = Raft::new(cfg.id.0, config, net, log, sm.clone())
             .await
             .map_err(raft_err)?;
 
@@ -203,7 +203,12 @@ impl FeNodeHandle {
         {
             // Every initial member may call this with the same voters: the first log entry is the
             // same membership everywhere, so the calls agree.
-            match raft.initialize(cfg.initial_members.clone()).await {
+            let voters: BTreeMap<NodeId, FeNode> = cfg
+                .initial_members
+                .iter()
+                .map(|(id, n)| (id.0, n.clone()))
+                .collect();
+            match raft.initialize(voters).await {
                 Ok(()) => {
                     tracing::info!(members = ?cfg.initial_members.keys().collect::<Vec<_>>(), "bootstrapped a new cluster")
                 }
@@ -230,7 +235,7 @@ impl FeNodeHandle {
                 sm: sm.clone(),
                 leadership,
                 applied,
-                me: roster_membership::FrontendId(cfg.id),
+                me: cfg.id,
             };
             let agents = leader_work::NodeAgents {
                 node: weak2,
@@ -315,7 +320,7 @@ impl FeNodeHandle {
         Ok(())
     }
 
-    pub fn id(&self) -> NodeId {
+    pub fn id(&self) -> FrontendId {
         self.inner.cfg.id
     }
 
@@ -356,7 +361,7 @@ impl FeNodeHandle {
         ))
     }
 
-    pub fn peer_status(&self) -> BTreeMap<NodeId, PeerStatus> {
+    pub fn peer_status(&self) -> BTreeMap<FrontendId, PeerStatus> {
         self.inner.peers.lock().expect("peers lock").clone()
     }
 
@@ -370,7 +375,7 @@ impl FeNodeHandle {
         let m = m.borrow_watched();
         RaftView {
             term: m.current_term,
-            leader: m.current_leader,
+            leader: m.current_leader.map(FrontendId),
             last_applied: m.last_applied.map_or(0, |l| l.index),
             committed: m.cluster_committed.map_or(0, |l| l.index),
             snapshot: m.snapshot.map_or(0, |l| l.index),
@@ -379,12 +384,12 @@ impl FeNodeHandle {
     }
 
     /// The leader as this FE currently knows it.
-    pub fn leader(&self) -> Option<(NodeId, FeNode)> {
+    pub fn leader(&self) -> Option<(FrontendId, FeNode)> {
         let m = self.inner.raft.metrics();
         let m = m.borrow_watched();
         let id = m.current_leader?;
         let node = m.membership_config.membership().get_node(&id)?.clone();
-        Some((id, node))
+        Some((FrontendId(id), node))
     }
 
     pub fn node_info(&self) -> NodeInfo {
@@ -408,7 +413,7 @@ impl FeNodeHandle {
     }
 
     /// Wait (bounded) until some leader is known.
-    async fn wait_for_leader(&self, deadline: Instant) -> Result<(NodeId, FeNode), ApiError> {
+    async fn wait_for_leader(&self, deadline: Instant) -> Result<(FrontendId, FeNode), ApiError> {
         let mut rx = self.inner.raft.metrics();
         loop {
             if let Some(l) = self.leader() {
@@ -683,7 +688,7 @@ impl FeNodeHandle {
         };
         let left = deadline.saturating_duration_since(Instant::now());
         // Built with the leader's id and no applied index, so the wait cannot be skipped.
-        let lin = Linearizer::new(leader_id, ReadLogId::from_log_id(read_log_id), None);
+        let lin = Linearizer::new(leader_id.0, ReadLogId::from_log_id(read_log_id), None);
         match lin.try_await_ready(&self.inner.raft, Some(left)).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(state)) => Err(ApiError::Unavailable(format!(
@@ -695,25 +700,28 @@ impl FeNodeHandle {
     }
 
     /// FEs that were members once and are not now, as this FE's applied state has them.
-    pub fn removed_frontends(&self) -> BTreeSet<NodeId> {
+    pub fn removed_frontends(&self) -> BTreeSet<FrontendId> {
         self.inner.sm.read(|state, applied| {
             let m = applied.membership.membership();
             state
                 .meta
                 .frontends_ever
                 .iter()
-                .map(|f| f.0)
-                .filter(|id| m.get_node(id).is_none())
+                .filter(|id| m.get_node(&id.0).is_none())
+                .copied()
                 .collect()
         })
     }
 
     /// Current voters and learners as this FE's applied state has them.
-    pub fn members(&self) -> (BTreeMap<NodeId, FeNode>, BTreeSet<NodeId>) {
+    pub fn members(&self) -> (BTreeMap<FrontendId, FeNode>, BTreeSet<FrontendId>) {
         self.inner.sm.read(|_, applied| {
             let m = applied.membership.membership();
-            let nodes = m.nodes().map(|(id, n)| (*id, n.clone())).collect();
-            let voters = m.voter_ids().collect();
+            let nodes = m
+                .nodes()
+                .map(|(id, n)| (FrontendId(*id), n.clone()))
+                .collect();
+            let voters = m.voter_ids().map(FrontendId).collect();
             (nodes, voters)
         })
     }
@@ -744,13 +752,13 @@ async fn prober_loop(weak: std::sync::Weak<Inner>) {
             inner: inner.clone(),
         };
         tokio::spawn(async move { fe.ensure_root().await });
-        let members: Vec<(NodeId, FeNode)> = {
+        let members: Vec<(FrontendId, FeNode)> = {
             let m = inner.raft.metrics();
             let m = m.borrow_watched();
             m.membership_config
                 .membership()
                 .nodes()
-                .map(|(id, n)| (*id, n.clone()))
+                .map(|(id, n)| (FrontendId(*id), n.clone()))
                 .collect()
         };
         let me = inner.cfg.id;
@@ -771,7 +779,7 @@ async fn prober_loop(weak: std::sync::Weak<Inner>) {
         let results = futures::future::join_all(probes).await;
         let Some(inner) = weak.upgrade() else { return };
         let mut peers = inner.peers.lock().expect("peers lock");
-        let ids: BTreeSet<NodeId> = results.iter().map(|(id, _)| *id).collect();
+        let ids: BTreeSet<FrontendId> = results.iter().map(|(id, _)| *id).collect();
         peers.retain(|id, _| ids.contains(id));
         for (id, r) in results {
             let p = peers.entry(id).or_default();
@@ -807,7 +815,7 @@ pub(crate) async fn probe(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RaftView {
     pub term: u64,
-    pub leader: Option<NodeId>,
+    pub leader: Option<FrontendId>,
     pub last_applied: u64,
     /// The highest index this FE knows to be committed (on the leader: the quorum's).
     pub committed: u64,

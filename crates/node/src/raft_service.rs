@@ -47,7 +47,12 @@ impl RaftServiceImpl {
         // The Raft port's interceptor admitted only FE certificates of the cluster's CA.
         let peer_is_fe = self.fe.config().transport.is_secure();
         let removed = if peer_is_fe && !view.members.contains(&from) {
-            self.fe.removed_frontends()
+            // The guard speaks openraft's node ids.
+            self.fe
+                .removed_frontends()
+                .into_iter()
+                .map(|f| f.0)
+                .collect()
         } else {
             BTreeSet::new()
         };

@@ -2,7 +2,8 @@
 //! Encoded with the versioned codec of raft-store.
 
 use crate::error::ApiError;
-use roster_raft_store::{Cmd, FeNode, NodeId, Response};
+use roster_membership::FrontendId;
+use roster_raft_store::{Cmd, FeNode, Response};
 use serde::{Deserialize, Serialize};
 
 /// What a non-leader FE asks the leader to do on its behalf.
@@ -47,7 +48,7 @@ pub type ForwardResult = Result<LeaderReply, ApiError>;
 /// Answer of `NodeInfo`: who this FE is.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NodeInfo {
-    pub id: NodeId,
+    pub id: FrontendId,
     pub node: FeNode,
     pub cluster_id: String,
     pub name: String,

@@ -21,7 +21,7 @@ impl FeNodeHandle {
         if self.inner.draining.send_replace(true) {
             return;
         }
-        tracing::info!(node_id = self.id(), "frontend draining");
+        tracing::info!(node_id = self.id().0, "frontend draining");
         let weak = std::sync::Arc::downgrade(&self.inner);
         tokio::spawn(keep_leadership_away(weak));
     }
@@ -29,7 +29,7 @@ impl FeNodeHandle {
     /// Serve clients again; leadership is not taken back (a later election may bring it).
     pub fn undrain(&self) {
         if self.inner.draining.send_replace(false) {
-            tracing::info!(node_id = self.id(), "frontend no longer draining");
+            tracing::info!(node_id = self.id().0, "frontend no longer draining");
         }
     }
 

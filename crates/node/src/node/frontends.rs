@@ -9,7 +9,6 @@ use openraft::ChangeMembers;
 use openraft::async_runtime::watch::WatchReceiver;
 use roster_membership::{FrontendId, query};
 use roster_proto::format::now_ms;
-use roster_raft_store::NodeId;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ fn role_name(voter: bool) -> &'static str {
     if voter { "FOLLOWER" } else { "OBSERVER" }
 }
 
-fn find_member(fe: &FeNodeHandle, addr: &str) -> Option<(NodeId, bool)> {
+fn find_member(fe: &FeNodeHandle, addr: &str) -> Option<(FrontendId, bool)> {
     let (nodes, voters) = fe.members();
     nodes
         .iter()
@@ -72,15 +71,15 @@ pub(super) async fn add(
             other.edit_log_addr()
         )));
     }
-    let current: BTreeSet<FrontendId> = nodes.keys().map(|id| FrontendId(*id)).collect();
+    let current: BTreeSet<FrontendId> = nodes.keys().copied().collect();
     fe.store()
-        .read(|s, _| query::backends::check_frontend_join(s, FrontendId(info.id), &current))?;
+        .read(|s, _| query::backends::check_frontend_join(s, info.id, &current))?;
 
     // Blocks until the learner has caught up; bounded by the statement's deadline.
     let left = deadline.saturating_duration_since(Instant::now());
     match tokio::time::timeout(
         left,
-        fe.raft().add_learner(info.id, info.node.clone(), true),
+        fe.raft().add_learner(info.id.0, info.node.clone(), true),
     )
     .await
     {
@@ -94,7 +93,7 @@ pub(super) async fn add(
     }
     if voter {
         let left = deadline.saturating_duration_since(Instant::now());
-        let change = ChangeMembers::AddVoterIds(BTreeSet::from([info.id]));
+        let change = ChangeMembers::AddVoterIds(BTreeSet::from([info.id.0]));
         match tokio::time::timeout(left, fe.raft().change_membership(change, false)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(fe.map_write_error(e)),
@@ -131,7 +130,7 @@ pub(super) async fn drop(
     }
     if voter {
         let (_, voters) = fe.members();
-        let remaining: Vec<NodeId> = voters.iter().copied().filter(|v| *v != id).collect();
+        let remaining: Vec<FrontendId> = voters.iter().copied().filter(|v| *v != id).collect();
         if remaining.is_empty() {
             return Err(ApiError::Invalid(format!(
                 "frontend {addr} is the last FOLLOWER and cannot be dropped"
@@ -139,7 +138,7 @@ pub(super) async fn drop(
         }
         let peers = fe.peer_status();
         let now = now_ms();
-        let reachable: Vec<NodeId> = remaining
+        let reachable: Vec<FrontendId> = remaining
             .iter()
             .copied()
             .filter(|v| {
@@ -173,9 +172,9 @@ pub(super) async fn drop(
         }
     }
     let change = if voter {
-        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        ChangeMembers::RemoveVoters(BTreeSet::from([id.0]))
     } else {
-        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        ChangeMembers::RemoveNodes(BTreeSet::from([id.0]))
     };
     let left = deadline.saturating_duration_since(Instant::now());
     match tokio::time::timeout(left, fe.raft().change_membership(change, false)).await {
@@ -190,7 +189,7 @@ pub(super) async fn drop(
 }
 
 /// The voters other than this FE that answered a probe recently.
-fn reachable_peers(fe: &FeNodeHandle) -> Vec<NodeId> {
+fn reachable_peers(fe: &FeNodeHandle) -> Vec<FrontendId> {
     let (_, voters) = fe.members();
     let peers = fe.peer_status();
     let now = now_ms();
@@ -213,7 +212,7 @@ pub(super) async fn hand_over(
     fe: &FeNodeHandle,
     why: &str,
     deadline: Instant,
-) -> Result<NodeId, ApiError> {
+) -> Result<FrontendId, ApiError> {
     let peers = fe.peer_status();
     let target = reachable_peers(fe)
         .into_iter()
@@ -227,12 +226,12 @@ pub(super) async fn hand_over(
         .ok_or_else(|| {
             ApiError::Invalid("no other reachable follower to hand leadership to".into())
         })?;
-    tracing::info!(to = target, "handing leadership away {why}");
+    tracing::info!(to = target.0, "handing leadership away {why}");
     // The target's vote then skips this leader's lease here too (see `raft_guard`).
-    fe.raft_guard().transfers.announce(target);
+    fe.raft_guard().transfers.announce(target.0);
     fe.raft()
         .trigger()
-        .transfer_leader(target)
+        .transfer_leader(target.0)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut rx = fe.raft().metrics();

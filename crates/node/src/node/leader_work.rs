@@ -137,7 +137,7 @@ impl Agents for NodeAgents {
             .map_err(|e| e.to_string())?;
         let mut req = tonic::Request::new(HeartbeatRequest {
             cluster_id: fe.config().cluster_id.clone(),
-            master_node_id: fe.id(),
+            master_node_id: fe.id().0,
             master_term: fence.term.0,
             backends: fence.backends.clone(),
         });

@@ -4,14 +4,15 @@
 //! last applied entry, which wakes the move executor.
 
 use openraft::async_runtime::watch::WatchReceiver;
+use roster_membership::FrontendId;
 use roster_membership::Term;
-use roster_raft_store::{NodeId, Raft};
+use roster_raft_store::Raft;
 use tokio::sync::watch;
 
 /// Runs until Raft shuts down (its metrics channel closes) or nobody listens any more.
 pub(crate) async fn follow(
     raft: Raft,
-    me: NodeId,
+    me: FrontendId,
     out: watch::Sender<Option<Term>>,
     applied: watch::Sender<u64>,
 ) {
@@ -23,7 +24,7 @@ pub(crate) async fn follow(
             let index = m.last_applied.map_or(0, |l| l.index);
             applied.send_if_modified(|a| std::mem::replace(a, index) != index);
             let term = m.current_term;
-            ((m.current_leader == Some(me)).then_some(Term(term)), term)
+            ((m.current_leader == Some(me.0)).then_some(Term(term)), term)
         };
         let was = *out.borrow();
         if was != now {

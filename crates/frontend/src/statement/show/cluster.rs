@@ -303,7 +303,7 @@ pub fn show_grants(fe: &FeNodeHandle, user: &str) -> Result<QueryResult, ApiErro
 /// statement).
 pub fn show_blacklist(fe: &FeNodeHandle, all_frontends: bool) -> QueryResult {
     let (nodes, _) = fe.members();
-    let me = roster_membership::FrontendId(fe.id());
+    let me = fe.id();
     let rows = fe.store().read(|state, _| {
         let period = state.meta.settings.values().black_host_history_sec;
         let now = roster_proto::format::now_ms();
@@ -319,7 +319,7 @@ pub fn show_blacklist(fe: &FeNodeHandle, all_frontends: bool) -> QueryResult {
                 let mut row = Vec::new();
                 if all_frontends {
                     let name = nodes
-                        .get(&e.frontend.0)
+                        .get(&e.frontend)
                         .map(|n| n.edit_log_addr())
                         .unwrap_or_else(|| format!("fe{}", e.frontend));
                     row.push(Cell::text(name));

@@ -175,7 +175,7 @@ pub struct TabletRoute {
 /// The routes this FE would take to every tablet of `name` (SPEC section 5): its own
 /// blacklist, never another FE's.
 pub fn tablet_routes(fe: &FeNodeHandle, name: &str) -> Result<Vec<TabletRoute>, ApiError> {
-    let me = roster_membership::FrontendId(fe.id());
+    let me = fe.id();
     fe.store().read(|st, _| -> Result<_, ApiError> {
         let t = table_named(st, name)?;
         Ok(t.tablets
