@@ -145,13 +145,18 @@ async fn serve(l: TcpListener, fe: SocketAddr, delay: Arc<Delay>) {
     }
 }
 
+/// Chunks (of up to 64 KiB) a delayed direction holds before it stops reading.
+const IN_FLIGHT_CHUNKS: usize = 1024;
+
 /// Copy `from` to `to`, each chunk no earlier than its delay after it was read, in order.
 async fn pump(
     mut from: impl AsyncReadExt + Unpin,
     mut to: impl AsyncWriteExt + Unpin + Send + 'static,
     delay: Arc<Delay>,
 ) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    // Chunks in flight, bounded like a socket buffer: a full line stops reading until the
+    // oldest chunk is delivered (TCP's own backpressure, one hop later).
+    let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT_CHUNKS);
     let writer = tokio::spawn(async move {
         while let Some((at, chunk)) = rx.recv().await {
             tokio::time::sleep_until(at).await;
@@ -169,7 +174,7 @@ async fn pump(
             Ok(n) => {
                 // Never before the previous chunk: jitter must not reorder a byte stream.
                 last = last.max(Instant::now() + delay.sample());
-                if tx.send((last, buf[..n].to_vec())).is_err() {
+                if tx.send((last, buf[..n].to_vec())).await.is_err() {
                     break;
                 }
             }

@@ -21,16 +21,20 @@ pub struct Exit {
     pub how: String,
 }
 
+/// Exits waiting to be read: more than the playground's children (3 FEs, 4 agents).
+const EXIT_QUEUE: usize = 16;
+
 pub struct Children {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
-    exits_tx: mpsc::UnboundedSender<Exit>,
-    exits: mpsc::UnboundedReceiver<Exit>,
+    exits_tx: mpsc::Sender<Exit>,
+    exits: mpsc::Receiver<Exit>,
 }
 
 impl Children {
     pub fn new() -> Children {
-        let (exits_tx, exits) = mpsc::unbounded_channel();
+        // Each child sends one exit; a full queue only makes a supervisor wait for the reader.
+        let (exits_tx, exits) = mpsc::channel(EXIT_QUEUE);
         Children {
             stop: watch::channel(false).0,
             tasks: JoinSet::new(),
@@ -116,7 +120,7 @@ async fn supervise(
     mut exit: Exit,
     mut child: Child,
     mut stop: watch::Receiver<bool>,
-    exits: mpsc::UnboundedSender<Exit>,
+    exits: mpsc::Sender<Exit>,
 ) {
     let status = tokio::select! {
         s = child.wait() => s,
@@ -137,7 +141,7 @@ async fn supervise(
         Ok(s) => s.to_string(),
         Err(e) => format!("unknown ({e})"),
     };
-    let _ = exits.send(exit);
+    let _ = exits.send(exit).await;
 }
 
 /// Copy a child's output to this process's stderr, each line prefixed with the node's name.

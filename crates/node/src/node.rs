@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio_util_lite::CancelOnDrop;
+use tokio_util::sync::CancellationToken;
 
 /// Raft timing of this FE (per-FE config, validated: election > 2 x heartbeat).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,8 +130,8 @@ struct Inner {
     guard: crate::raft_guard::GuardState,
     /// The free-space alarm's text while raised (see `diskspace`).
     nospace: Mutex<Option<String>>,
-    _diskspace: CancelOnDrop,
-    _prober: CancelOnDrop,
+    /// Cancels the prober and the free-space watch when the FE is dropped.
+    _background: Background,
     /// The actors of each term this FE leads (heartbeats, replica reconciler, move executor);
     /// dropping it cancels them.
     _leader_work: LeaderWork,
@@ -145,13 +145,13 @@ pub struct FeNodeHandle {
     inner: Arc<Inner>,
 }
 
-mod tokio_util_lite {
-    /// Aborts a background task when the owner goes away.
-    pub struct CancelOnDrop(pub tokio::task::AbortHandle);
-    impl Drop for CancelOnDrop {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
+/// This FE's own loops (the peer prober, the free-space watch) share one cancellation token:
+/// dropping the FE cancels it, and each loop ends at its next wait.
+struct Background(CancellationToken);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.0.cancel();
     }
 }
 
@@ -250,8 +250,9 @@ impl FeNodeHandle {
                 cluster.clone(),
                 roster_scheduler::actors(cluster, agents, quirks),
             );
-            let task = tokio::spawn(async move { prober_loop(weak).await });
-            let disk = tokio::spawn(async move { diskspace::watch_loop(weak5).await });
+            let background = CancellationToken::new();
+            tokio::spawn(prober_loop(weak, background.clone()));
+            tokio::spawn(diskspace::watch_loop(weak5, background.clone()));
             Inner {
                 login_throttle: crate::login_throttle::LoginThrottle::new(cfg.limits.login.clone()),
                 cfg,
@@ -263,8 +264,7 @@ impl FeNodeHandle {
                 draining: tokio::sync::watch::Sender::new(false),
                 guard: Default::default(),
                 nospace: Mutex::new(None),
-                _diskspace: CancelOnDrop(disk.abort_handle()),
-                _prober: CancelOnDrop(task.abort_handle()),
+                _background: Background(background),
                 _leader_work: leader_work,
                 _refresher: refresher,
             }
@@ -738,13 +738,16 @@ fn leader_hint(
 
 /// Every second, ask each other member who it is and how far it has applied: the source of
 /// SHOW FRONTENDS' Alive, LastHeartbeat and ReplayedJournalId, and of quorum checks.
-async fn prober_loop(weak: std::sync::Weak<Inner>) {
+async fn prober_loop(weak: std::sync::Weak<Inner>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
         // Not yet upgradable while `Arc::new_cyclic` is still building the FE (this task may
-        // already run then); once the FE is dropped, its `CancelOnDrop` aborts this task.
+        // already run then); once the FE is dropped, its `Background` cancels this loop.
         let Some(inner) = weak.upgrade() else {
             continue;
         };

@@ -8,6 +8,7 @@ use super::{FeNodeHandle, Inner};
 use std::path::Path;
 use std::sync::Weak;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Bytes free to unprivileged writers on the filesystem holding `dir`.
 pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
@@ -26,11 +27,14 @@ pub fn alarm(dir: &Path, free: u64, min: u64) -> Option<String> {
     })
 }
 
-pub(super) async fn watch_loop(weak: Weak<Inner>) {
+pub(super) async fn watch_loop(weak: Weak<Inner>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
         let Some(inner) = weak.upgrade() else {
             continue;
         };
