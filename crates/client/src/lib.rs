@@ -12,7 +12,7 @@ pub mod statement;
 pub use roster_proto::QueryResult;
 pub use roster_transport::tls::ClientTls;
 
-use rand::Rng;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use roster_proto::pb::v1::{self as pb, roster_client::RosterClient};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -152,11 +152,23 @@ impl Client {
         }
     }
 
-    async fn backoff(attempt: u32, deadline: Instant) {
-        let base = 50u64.saturating_mul(1 << attempt.min(5)).min(1000);
-        let jitter = rand::rng().random_range(0..=base / 2);
-        let d = Duration::from_millis(base / 2 + jitter)
-            .min(deadline.saturating_duration_since(Instant::now()));
+    /// The delays between attempts of one call: 25 ms doubling up to 500 ms, each with up to
+    /// as much again of random jitter (so clients that failed together do not retry together),
+    /// for as long as the caller's deadline lasts.
+    fn delays() -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(25))
+            .with_factor(2.0)
+            .with_max_delay(Duration::from_millis(500))
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    /// Sleep the next delay, cut short by the deadline.
+    async fn backoff(delays: &mut impl Iterator<Item = Duration>, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let d = delays.next().unwrap_or(left).min(left);
         tokio::time::sleep(d).await;
     }
 
@@ -164,7 +176,7 @@ impl Client {
     pub async fn execute(&self, sql: &str) -> Result<QueryResult, ClientError> {
         let read_only = crate::statement::is_read_only(sql);
         let deadline = Instant::now() + self.cfg.timeout;
-        let mut attempt = 0u32;
+        let mut delays = Self::delays();
         let mut last = String::from("no attempt made");
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -227,8 +239,7 @@ impl Client {
                     }
                 }
             }
-            Self::backoff(attempt, deadline).await;
-            attempt += 1;
+            Self::backoff(&mut delays, deadline).await;
         }
     }
 
@@ -251,7 +262,7 @@ impl Client {
         Fut: Future<Output = Result<(R, Option<pb::Error>, String), tonic::Status>>,
     {
         let deadline = Instant::now() + self.cfg.timeout;
-        let mut attempt = 0u32;
+        let mut delays = Self::delays();
         let mut last = String::from("no attempt made");
         while Instant::now() < deadline {
             let addr = self.pick();
@@ -280,8 +291,7 @@ impl Client {
                     last = format!("{addr}: no answer before the deadline");
                 }
             }
-            Self::backoff(attempt, deadline).await;
-            attempt += 1;
+            Self::backoff(&mut delays, deadline).await;
         }
         Err(ClientError::Unavailable(last))
     }
@@ -422,5 +432,27 @@ impl Client {
             }
         }
         Err(ClientError::Unavailable(last))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_with_jitter_and_stay_bounded() {
+        let ms = |d: Duration| d.as_millis() as u64;
+        let runs: Vec<Vec<u64>> = (0..20)
+            .map(|_| Client::delays().take(12).map(ms).collect())
+            .collect();
+        for r in &runs {
+            // Attempt k waits within [25 * 2^k, 2 * 25 * 2^k), capped at [500, 1000).
+            for (k, d) in r.iter().enumerate() {
+                let base = (25u64 << k.min(5)).min(500);
+                assert!((base..2 * base).contains(d), "attempt {k}: {d} ms in {r:?}");
+            }
+        }
+        // Jitter: clients that failed together do not all wait the same.
+        assert!(runs.iter().any(|r| r != &runs[0]), "{runs:?}");
     }
 }
