@@ -23,7 +23,7 @@ use roster_proto::pb::raft::Blob;
 use roster_raft_store::types::LogId;
 use roster_raft_store::{Cmd, FeNode, NodeId, Raft, Request, Response, StateMachineStore, codec};
 use roster_scheduler::leadership::LeaderWork;
-use roster_scheduler::refresher::Refresher;
+use roster_scheduler::task::Task;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -135,8 +135,8 @@ struct Inner {
     /// The actors of each term this FE leads (heartbeats, replica reconciler, move executor);
     /// dropping it cancels them.
     _leader_work: LeaderWork,
-    /// This FE's blacklist refresher (`roster_scheduler::refresher`).
-    _refresher: Refresher,
+    /// This FE's blacklist refresher (`roster_scheduler::refresher`); dropping it cancels it.
+    _refresher: Task,
 }
 
 /// A running FE. Cheap to clone.
@@ -242,7 +242,7 @@ impl FeNodeHandle {
                 source: cfg.backend_source_ip,
             };
             // Every FE's, leader or not: its own blacklist.
-            let refresher = Refresher::spawn(cluster.clone(), agents.clone());
+            let refresher = roster_scheduler::refresher::spawn(cluster.clone(), agents.clone());
             let quirks = roster_scheduler::mover::Quirks {
                 drop_draining_at_once: crate::bugs::on(crate::bugs::Bug::DecommissionNoRfCheck),
             };

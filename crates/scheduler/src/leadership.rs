@@ -5,8 +5,9 @@
 //! sent is fenced by its term at apply (`Cmd::Fenced`).
 
 use crate::cluster::Cluster;
+use crate::task::Task;
 use roster_membership::Term;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// The actors of one term, started by the supervisor: spawn each into `set`; each must end
@@ -22,33 +23,16 @@ impl<F: FnMut(Term, CancellationToken, &mut JoinSet<()>) + Send + 'static> Start
 }
 
 /// The running supervisor. Dropping it cancels the work without waiting; `stop` also joins.
-pub struct LeaderWork {
-    cancel: CancellationToken,
-    task: Option<JoinHandle<()>>,
-}
+pub struct LeaderWork(Task);
 
 impl LeaderWork {
     pub fn spawn<C: Cluster>(cluster: C, actors: impl StartTerm) -> LeaderWork {
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(supervise(cluster, actors, cancel.clone()));
-        LeaderWork {
-            cancel,
-            task: Some(task),
-        }
+        LeaderWork(Task::spawn(|cancel| supervise(cluster, actors, cancel)))
     }
 
     /// Cancel every term's actors and wait until they have ended.
-    pub async fn stop(mut self) {
-        self.cancel.cancel();
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
-    }
-}
-
-impl Drop for LeaderWork {
-    fn drop(&mut self) {
-        self.cancel.cancel();
+    pub async fn stop(self) {
+        self.0.stop().await
     }
 }
 

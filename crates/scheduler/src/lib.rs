@@ -11,6 +11,7 @@ pub mod mover;
 pub mod planner;
 pub mod reconciler;
 pub mod refresher;
+pub mod task;
 
 #[cfg(all(test, feature = "paused-time"))]
 mod testkit;

@@ -279,8 +279,7 @@ pub async fn run<C: Cluster, A: Agents>(
 ) {
     let mut applied = cluster.applied();
     let mut mover = Mover::new(cluster, agents, term, quirks);
-    let mut tick = tokio::time::interval(crate::reconciler::ROUND);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut tick = crate::task::ticker(crate::reconciler::ROUND);
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,

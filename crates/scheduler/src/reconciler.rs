@@ -263,17 +263,12 @@ pub async fn run<C: Cluster, A: Agents>(
     term: Term,
     cancel: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(ROUND);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut mem = Memory::default();
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = round(&cluster, &agents, term, &mut mem) => {}
+    let mut tick = crate::task::ticker(ROUND);
+    while cancel.run_until_cancelled(tick.tick()).await.is_some() {
+        let round = round(&cluster, &agents, term, &mut mem);
+        if cancel.run_until_cancelled(round).await.is_none() {
+            return;
         }
     }
 }

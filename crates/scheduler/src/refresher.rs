@@ -10,11 +10,11 @@
 //! kernel, so slowness never blacklists (StarRocks issue 18835).
 
 use crate::cluster::{Agents, Cluster};
+use crate::task::Task;
 use roster_membership::{BackendId, FrontendId, HostPort, model, query};
 use roster_raft_store::{Cmd, Reply, Response};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -169,49 +169,19 @@ async fn round<C: Cluster, A: Agents>(
 
 /// Run until `cancel` fires: a round each second (missed ticks skipped).
 pub async fn run<C: Cluster, A: Agents>(cluster: C, agents: A, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(ROUND);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut pending: BTreeMap<BackendId, Pending> = BTreeMap::new();
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = round(&cluster, &agents, &mut pending) => {}
+    let mut tick = crate::task::ticker(ROUND);
+    while cancel.run_until_cancelled(tick.tick()).await.is_some() {
+        let round = round(&cluster, &agents, &mut pending);
+        if cancel.run_until_cancelled(round).await.is_none() {
+            return;
         }
     }
 }
 
-/// The running refresher of one FE. Dropping it cancels it; `stop` also waits for it.
-pub struct Refresher {
-    cancel: CancellationToken,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Refresher {
-    pub fn spawn<C: Cluster, A: Agents>(cluster: C, agents: A) -> Refresher {
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(run(cluster, agents, cancel.clone()));
-        Refresher {
-            cancel,
-            task: Some(task),
-        }
-    }
-
-    pub async fn stop(mut self) {
-        self.cancel.cancel();
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
-    }
-}
-
-impl Drop for Refresher {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
+/// Start this FE's refresher; dropping the task cancels it.
+pub fn spawn<C: Cluster, A: Agents>(cluster: C, agents: A) -> Task {
+    Task::spawn(|cancel| run(cluster, agents, cancel))
 }
 
 // Under paused tokio time: `cargo test -p roster-scheduler --features paused-time`.
@@ -234,7 +204,7 @@ mod tests {
         let (s, addrs) = alive_backends(2, &agents);
         let cluster = FakeCluster::new(s, Term(1));
         let down = agents.up.lock().unwrap().remove(&addrs[1]).unwrap();
-        let refresher = Refresher::spawn(cluster.clone(), agents.clone());
+        let refresher = spawn(cluster.clone(), agents.clone());
         let secs = Duration::from_secs;
         cluster
             .wait_for(secs(2), |s| entry(s) == Some(BlacklistKind::Auto))
@@ -267,7 +237,7 @@ mod tests {
         let (mut s, _) = alive_backends(2, &agents);
         transition::blacklist::add_manual(&mut s, 0, FrontendId(1), &[B]).unwrap();
         let cluster = FakeCluster::new(s, Term(1));
-        let refresher = Refresher::spawn(cluster.clone(), agents.clone());
+        let refresher = spawn(cluster.clone(), agents.clone());
         tokio::time::sleep(ROUND * 5).await;
         refresher.stop().await;
         assert_eq!(cluster.read(entry), Some(BlacklistKind::Manual));
@@ -284,7 +254,7 @@ mod tests {
         };
         assert!(matches!(cluster.submit(off).await, Ok(Response::Ok(_))));
         agents.up.lock().unwrap().remove(&addrs[1]);
-        let refresher = Refresher::spawn(cluster.clone(), agents.clone());
+        let refresher = spawn(cluster.clone(), agents.clone());
         tokio::time::sleep(ROUND * 5).await;
         refresher.stop().await;
         assert_eq!(cluster.read(entry), None);
