@@ -97,14 +97,7 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 fn api_error(e: ApiError) -> Response {
-    let status = match &e {
-        ApiError::AccessDenied(_) => StatusCode::FORBIDDEN,
-        ApiError::Unavailable(_) | ApiError::NotLeader { .. } | ApiError::Unknown(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        ApiError::Parse(_) | ApiError::Invalid(_) | ApiError::Refused(_) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     error(status, e.to_string())
 }
 

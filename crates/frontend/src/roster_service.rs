@@ -23,19 +23,6 @@ pub struct RosterService {
     pub fe: FeNodeHandle,
 }
 
-pub fn error_to_pb(e: &ApiError) -> pb::Error {
-    pb::Error {
-        code: e.mysql_code().into(),
-        message: e.mysql_message(),
-        retryable: e.is_retryable(),
-        outcome: if e.outcome_unknown() {
-            pb::Outcome::Unknown
-        } else {
-            pb::Outcome::NotApplied
-        } as i32,
-    }
-}
-
 /// An empty user name means root, as in `roster sql`.
 fn user_or_root(user: &str) -> String {
     if user.is_empty() { "root" } else { user }.to_string()
@@ -114,7 +101,7 @@ impl Roster for RosterService {
         let user = user_or_root(&req.user);
         if let Err(e) = self.login(from, &user, &req.password).await {
             return Ok(Response::new(pb::ExecuteResponse {
-                error: Some(error_to_pb(&e)),
+                error: Some(e.to_pb()),
                 leader_rpc_addr: self.leader_rpc(),
                 ..Default::default()
             }));
@@ -124,7 +111,7 @@ impl Roster for RosterService {
         let mut resp = match statement::execute_sql(&self.fe, &mut session, &req.sql).await {
             Ok(r) => result_to_pb(r),
             Err(e) => pb::ExecuteResponse {
-                error: Some(error_to_pb(&e)),
+                error: Some(e.to_pb()),
                 ..Default::default()
             },
         };
@@ -158,7 +145,7 @@ impl Roster for RosterService {
             .await
         {
             return Ok(Response::new(pb::StatusResponse {
-                error: Some(error_to_pb(&e)),
+                error: Some(e.to_pb()),
                 ..hints
             }));
         }
@@ -193,7 +180,7 @@ impl Roster for RosterService {
             .and_then(|()| self.fe.authorize_here(&user, Privilege::NodePriv));
         if let Err(e) = checked {
             return Ok(Response::new(pb::DrainResponse {
-                error: Some(error_to_pb(&e)),
+                error: Some(e.to_pb()),
                 draining: self.fe.is_draining(),
                 node_id: self.fe.id().0,
                 ..Default::default()
@@ -243,7 +230,7 @@ impl Roster for RosterService {
             .await;
         if let Err(e) = checked {
             return Ok(Response::new(pb::ListBackendsResponse {
-                error: Some(error_to_pb(&e)),
+                error: Some(e.to_pb()),
                 leader_rpc_addr: self.leader_rpc(),
                 ..Default::default()
             }));
@@ -293,7 +280,7 @@ impl Roster for RosterService {
             Ok(r) => r,
             Err(e) => {
                 return Ok(Response::new(pb::TabletRoutesResponse {
-                    error: Some(error_to_pb(&e)),
+                    error: Some(e.to_pb()),
                     leader_rpc_addr: self.leader_rpc(),
                     frontend_id: self.fe.id().0,
                     ..Default::default()

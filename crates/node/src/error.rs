@@ -1,5 +1,6 @@
-//! The API's one error type. `is_retryable` and `outcome_unknown` drive the client library;
-//! `mysql_message` is the one place that renders Doris's error text.
+//! The FE's one error type, and the one place that maps it to each wire: `to_pb` for gRPC
+//! (whose `retryable` and `outcome` drive the client library), `mysql_code` and
+//! `mysql_message` for MySQL error packets (Doris's text), `http_status` for the HTTP API.
 
 use roster_membership::DomainError;
 use serde::{Deserialize, Serialize};
@@ -89,6 +90,36 @@ impl ApiError {
     /// Doris's form: `errCode = 2, detailMessage = ...` (sent with MySQL error 1105, HY000).
     pub fn mysql_message(&self) -> String {
         format!("errCode = 2, detailMessage = {self}")
+    }
+
+    /// The error as gRPC answers carry it: the MySQL code and text, whether it may be retried,
+    /// and whether its outcome is unknown.
+    pub fn to_pb(&self) -> roster_proto::pb::v1::Error {
+        use roster_proto::pb::v1::Outcome;
+        roster_proto::pb::v1::Error {
+            code: self.mysql_code().into(),
+            message: self.mysql_message(),
+            retryable: self.is_retryable(),
+            outcome: if self.outcome_unknown() {
+                Outcome::Unknown
+            } else {
+                Outcome::NotApplied
+            } as i32,
+        }
+    }
+
+    /// The HTTP API's status for this error (the login's own 401 is the HTTP door's).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ApiError::AccessDenied(_) => 403,
+            ApiError::Unavailable(_) | ApiError::NotLeader { .. } | ApiError::Unknown(_) => 503,
+            ApiError::Parse(_)
+            | ApiError::Invalid(_)
+            | ApiError::Refused(_)
+            | ApiError::TooLarge(_) => 400,
+            ApiError::Throttled(_) => 429,
+            ApiError::Internal(_) => 500,
+        }
     }
 }
 
