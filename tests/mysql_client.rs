@@ -46,7 +46,8 @@ fn mysql(port: u16, user: &str, password: &str, sql: &str) -> Out {
 }
 
 /// The MySQL column types the server declares for `sql`'s result, as the client reports them
-/// (`--column-type-info`: one `Type:` line per column, e.g. `LONGLONG`, `VAR_STRING`).
+/// (`--column-type-info`, which prints only with `--table` when not interactive: one `Type:`
+/// line per column, e.g. `LONGLONG`, `VAR_STRING`).
 fn column_types(port: u16, sql: &str) -> Vec<String> {
     let o = Command::new("mysql")
         .args([
@@ -55,6 +56,7 @@ fn column_types(port: u16, sql: &str) -> Vec<String> {
             "-uroot",
             &format!("-p{ROOT_PASSWORD}"),
             "--column-type-info",
+            "--table",
             "-e",
             sql,
         ])
