@@ -3,10 +3,10 @@
 //! (`liveness::Tracker`), and proposes only the changes, fenced by its term, on this FE alone:
 //! a deposed master cannot mark anything dead.
 
-use crate::cluster::{Agents, Cluster, Fence};
+use crate::cluster::{Agents, Cluster, Fence, propose};
 use crate::liveness::Tracker;
 use roster_membership::{BackendId, HostPort, Term};
-use roster_raft_store::{Cmd, Response};
+use roster_raft_store::Cmd;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -77,16 +77,13 @@ pub async fn run<C: Cluster, A: Agents>(
         let reports = cluster.read(|s| tracker.changes(s.backends.values(), round.tolerance));
         if !reports.is_empty() {
             // Cancelled meanwhile, the proposal may still commit: its fence decides.
-            let proposed = tokio::select! {
-                () = cancel.cancelled() => return,
-                r = cluster.propose(term, Cmd::RecordLiveness { reports }) => r,
-            };
-            match proposed {
-                Ok(Response::Ok(_)) => {}
-                Ok(Response::Refused(e)) => {
-                    tracing::warn!(term = term.0, "backend liveness refused at apply: {e}")
-                }
-                Err(e) => tracing::warn!(term = term.0, "recording backend liveness failed: {e}"),
+            let cmd = Cmd::RecordLiveness { reports };
+            if cancel
+                .run_until_cancelled(propose(&cluster, term, cmd))
+                .await
+                .is_none()
+            {
+                return;
             }
         }
         tokio::select! {
@@ -103,6 +100,7 @@ mod tests {
     use crate::testkit::{FakeAgents, FakeCluster};
     use roster_membership::model::liveness::HeartbeatInfo;
     use roster_membership::{ClusterState, DomainError, transition};
+    use roster_raft_store::Response;
 
     const A: (&str, u16) = ("127.0.9.1", 9050);
     const B: (&str, u16) = ("127.0.9.2", 9050);
