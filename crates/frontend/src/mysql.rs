@@ -81,8 +81,8 @@ pub async fn serve(fe: FeNodeHandle, listener: TcpListener, tls: MysqlTls) {
     let full_log =
         roster_transport::ratelog::RateLimit::new(roster_transport::ratelog::LOG_INTERVAL);
     loop {
+        // With TCP_NODELAY, as every accepted socket.
         let (stream, peer) = roster_transport::accept::accept(&listener, &backoff).await;
-        let _ = stream.set_nodelay(true);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             if let Some(suppressed) = full_log.check(()) {
                 tracing::warn!(
