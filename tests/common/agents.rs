@@ -118,16 +118,24 @@ pub fn start_agent(cluster: &Cluster, i: usize, extra_args: &[&str]) -> Agent {
 }
 
 /// A client of an insecure agent at `addr` (`host:port`) that sends `token` (none: no token).
+/// An agent just (re)started may not listen yet: connecting is retried for up to 10 s.
 pub async fn agent_client(
     addr: &str,
     token: Option<&str>,
 ) -> roster_transport::cluster_token::AgentClient {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .unwrap();
+        .connect_timeout(Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let channel = loop {
+        match endpoint.connect().await {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("agent at {addr} not listening after 10 s: {e}"),
+        }
+    };
     let token = token.map(|t| roster_transport::cluster_token::ClusterToken::new(t).unwrap());
     roster_transport::cluster_token::agent_client(channel, token.as_ref())
 }
