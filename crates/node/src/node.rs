@@ -739,13 +739,8 @@ fn leader_hint(
 /// Every second, ask each other member who it is and how far it has applied: the source of
 /// SHOW FRONTENDS' Alive, LastHeartbeat and ReplayedJournalId, and of quorum checks.
 async fn prober_loop(weak: std::sync::Weak<Inner>, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut tick = roster_scheduler::task::ticker(Duration::from_secs(1));
+    while cancel.run_until_cancelled(tick.tick()).await.is_some() {
         // Not yet upgradable while `Arc::new_cyclic` is still building the FE (this task may
         // already run then); once the FE is dropped, its `Background` cancels this loop.
         let Some(inner) = weak.upgrade() else {

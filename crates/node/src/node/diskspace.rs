@@ -28,13 +28,8 @@ pub fn alarm(dir: &Path, free: u64, min: u64) -> Option<String> {
 }
 
 pub(super) async fn watch_loop(weak: Weak<Inner>, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    let mut tick = roster_scheduler::task::ticker(Duration::from_secs(1));
+    while cancel.run_until_cancelled(tick.tick()).await.is_some() {
         let Some(inner) = weak.upgrade() else {
             continue;
         };
