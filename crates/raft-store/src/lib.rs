@@ -10,6 +10,7 @@ pub mod integrity;
 pub mod legacy;
 pub mod log_store;
 pub mod state_machine;
+pub mod stats;
 pub mod types;
 pub mod version;
 
@@ -35,10 +36,14 @@ pub fn skip_fsync() {
     SKIP_FSYNC.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
+fn skipping_fsync() -> bool {
+    SKIP_FSYNC.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Every write transaction of the log and the state machine starts here.
 fn begin_write(db: &redb::Database) -> std::io::Result<redb::WriteTransaction> {
     let mut w = db.begin_write().map_err(io_err)?;
-    if SKIP_FSYNC.load(std::sync::atomic::Ordering::Relaxed) {
+    if skipping_fsync() {
         w.set_durability(redb::Durability::None).map_err(io_err)?;
     }
     Ok(w)

@@ -396,7 +396,9 @@ fn write_batch(db: &Database, path: &Path, batch: &[Op]) -> io::Result<()> {
             }
         }
     }
-    w.commit().map_err(|e| at_file(path, e))
+    w.commit().map_err(|e| at_file(path, e))?;
+    crate::stats::durable_commit(crate::stats::File::Log);
+    Ok(())
 }
 
 /// A vote whose term is above `MAX_TERM` is refused: it is never persisted or used.

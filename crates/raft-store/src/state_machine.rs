@@ -256,7 +256,9 @@ fn write_rows(db: &Database, path: &Path, rows: RowWrites) -> io::Result<()> {
             }
         }
     }
-    w.commit().map_err(|e| at(e.into()))
+    w.commit().map_err(|e| at(e.into()))?;
+    crate::stats::durable_commit(crate::stats::File::StateMachine);
+    Ok(())
 }
 
 /// How a key is shown in a corruption report: text if it is, else hex.
