@@ -3,8 +3,14 @@
 //!
 //! One dedicated writer thread owns every redb write transaction (redb allows one writer, and
 //! `begin_write` blocks). It drains all queued operations into one `Immediate` (fsynced) commit,
-//! which is group commit, and only then acknowledges them, in submission order: `append` is
-//! readable and durable when its callback fires, `save_vote` is durable when it returns.
+//! which is group commit, and then reports them, in submission order. `append` does not wait
+//! for that commit: its entries go into the in-memory `Tail`, readable at once, and openraft
+//! hears they are durable through the `IOFlushed` callback, so a leader replicates while its
+//! own fsync runs (one fsync per batch on the critical path, as etcd overlaps its WAL write
+//! with replication). `save_vote`, `truncate_after` and `purge` still wait for their commit.
+//! The committed log id is queued without waiting and without an fsync of its own: it is on
+//! disk with the next durable commit, and a restart that finds an older one re-applies less
+//! and catches up from the leader (openraft's `save_committed` contract).
 //!
 //! Every value is sealed (`codec::seal`, a CRC-32 over the table, the key and the value) and
 //! checked on every read and, all of it, at open. A file written before seals existed is
@@ -14,18 +20,20 @@
 
 use crate::codec::{self, Unsealed};
 use crate::integrity::{Corruption, Fault, at_file, guarded};
-use crate::io_err;
 use crate::types::{Entry, LogId, MAX_TERM, TypeConfig, Vote};
 use crate::version::{self, DATA_VERSION, KEY_DATA_VERSION};
+use crate::{Sync, io_err};
 use openraft::OptionalSend;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::oneshot;
 
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
@@ -36,20 +44,24 @@ const KEY_COMMITTED: &str = "committed";
 /// Present once every value in the file is sealed: an unsealed value after that is damage.
 const KEY_SEALED: &str = "sealed";
 
-/// One queued write; `done` fires after the commit that contains it.
+/// One queued write; reported after the commit that contains it.
 enum Op {
     Append {
+        /// Tells the `Tail` which of its entries this commit made durable.
+        seq: u64,
         entries: Vec<(u64, Vec<u8>)>,
-        done: oneshot::Sender<io::Result<()>>,
         flushed: IOFlushed<TypeConfig>,
     },
     PutMeta {
         key: &'static str,
         value: Vec<u8>,
-        done: oneshot::Sender<io::Result<()>>,
+        /// Whether this write needs an fsync of its own (the committed log id does not).
+        sync: Sync,
+        done: Option<oneshot::Sender<io::Result<()>>>,
     },
     /// Delete log entries with index >= from.
     TruncateFrom {
+        seq: u64,
         from: u64,
         done: oneshot::Sender<io::Result<()>>,
     },
@@ -61,12 +73,54 @@ enum Op {
     },
 }
 
+impl Op {
+    fn sync(&self) -> Sync {
+        match self {
+            Op::PutMeta { sync, .. } => *sync,
+            _ => Sync::Durable,
+        }
+    }
+}
+
+/// What `append` handed over but the writer has not yet committed: entries readable before
+/// they are durable (openraft's `append` contract), and a truncation not yet committed. Readers
+/// copy from here first and read redb second, and the writer commits first and forgets here
+/// second, so an entry is always in one of the two for a reader.
+#[derive(Default)]
+struct Tail {
+    /// index -> (the `seq` of the append that brought it, the entry).
+    entries: BTreeMap<u64, (u64, Entry)>,
+    /// (seq, from): redb entries at or above `from` are truncated, their delete not committed.
+    cut: Option<(u64, u64)>,
+    next_seq: u64,
+}
+
+impl Tail {
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// What a reader of `[start, end)` takes from here, and where redb's entries stop counting.
+    fn read(&self, start: u64, end: Bound<u64>) -> (Vec<Entry>, Option<u64>) {
+        let entries = self
+            .entries
+            .range((Bound::Included(start), end))
+            .map(|(_, (_, e))| e.clone())
+            .collect();
+        (entries, self.cut.map(|(_, from)| from))
+    }
+}
+
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
     tx: mpsc::Sender<Op>,
+    tail: Arc<Mutex<Tail>>,
     path: Arc<PathBuf>,
     fault: Arc<Fault>,
+    /// Durable commits of this file (`stats`).
+    durable: Arc<AtomicU64>,
 }
 
 /// A log entry's seal context: its index, big-endian.
@@ -139,8 +193,10 @@ impl LogStore {
         let store = LogStore {
             db: Arc::new(db),
             tx: mpsc::channel().0,
+            tail: Arc::default(),
             path: Arc::new(path.to_path_buf()),
             fault,
+            durable: Arc::default(),
         };
         store.verify_all(sealed)?;
         if !sealed {
@@ -150,10 +206,16 @@ impl LogStore {
             store.stamp_data_version()?;
         }
         let (tx, rx) = mpsc::channel();
-        let (wdb, wpath) = (store.db.clone(), store.path.clone());
+        let writer = Writer {
+            db: store.db.clone(),
+            path: store.path.clone(),
+            tail: store.tail.clone(),
+            fault: store.fault.clone(),
+            durable: store.durable.clone(),
+        };
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || writer_loop(wdb, wpath, rx))?;
+            .spawn(move || writer.run(rx))?;
         Ok(LogStore { tx, ..store })
     }
 
@@ -289,6 +351,15 @@ impl LogStore {
         self.fatal(r)
     }
 
+    /// Durable (fsynced) commits of this log since it was opened.
+    pub fn durable_commits(&self) -> u64 {
+        self.durable.load(Ordering::Relaxed)
+    }
+
+    fn tail(&self) -> std::sync::MutexGuard<'_, Tail> {
+        self.tail.lock().expect("log tail lock poisoned")
+    }
+
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> io::Result<Option<T>> {
         let r = guarded(&self.path, || {
             let path = self.path.as_path();
@@ -307,11 +378,25 @@ impl LogStore {
     }
 
     fn last_entry(&self) -> io::Result<Option<LogId>> {
+        let (newest, cut) = {
+            let tail = self.tail();
+            let newest = tail.entries.last_key_value().map(|(_, (_, e))| e.log_id());
+            (newest, tail.cut.map(|(_, from)| from))
+        };
+        if newest.is_some() {
+            return Ok(newest);
+        }
         let r = guarded(&self.path, || {
             let path = self.path.as_path();
             let r = self.db.begin_read().map_err(|e| at_file(path, e))?;
             let t = r.open_table(LOGS).map_err(|e| at_file(path, e))?;
-            match t.last().map_err(|e| at_file(path, e))? {
+            let below_cut = t
+                .range::<u64>(..cut.unwrap_or(u64::MAX))
+                .map_err(|e| at_file(path, e))?
+                .next_back()
+                .transpose()
+                .map_err(|e| at_file(path, e))?;
+            match below_cut {
                 Some((k, v)) => {
                     let index = k.value();
                     let key = || format!("log index {index}");
@@ -325,49 +410,95 @@ impl LogStore {
     }
 }
 
-fn writer_loop(db: Arc<Database>, path: Arc<PathBuf>, rx: mpsc::Receiver<Op>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            batch.push(more);
-        }
-        let res = guarded(&path, || write_batch(&db, &path, &batch));
-        fail::fail_point!("raft-log-after-append", |_| crate::failpoints::crash(
-            "raft-log-after-append"
-        ));
-        for op in batch {
-            let r = res
-                .as_ref()
-                .map(|_| ())
-                .map_err(|e| io::Error::new(e.kind(), e.to_string()));
-            match op {
-                Op::Append { done, flushed, .. } => {
-                    let r2 = r
-                        .as_ref()
-                        .map(|_| ())
-                        .map_err(|e| io::Error::new(e.kind(), e.to_string()));
-                    let _ = done.send(r);
-                    flushed.io_completed(r2);
+/// The writer thread: owns every write transaction of the file.
+struct Writer {
+    db: Arc<Database>,
+    path: Arc<PathBuf>,
+    tail: Arc<Mutex<Tail>>,
+    fault: Arc<Fault>,
+    durable: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn run(self, rx: mpsc::Receiver<Op>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+            }
+            // One fsync for the batch unless nothing in it needs one.
+            let sync = if batch.iter().any(|op| op.sync() == Sync::Durable) {
+                Sync::Durable
+            } else {
+                Sync::Deferred
+            };
+            let res = guarded(&self.path, || {
+                write_batch(&self.db, &self.path, &batch, sync)
+            });
+            fail::fail_point!("raft-log-after-append", |_| crate::failpoints::crash(
+                "raft-log-after-append"
+            ));
+            if let Err(e) = &res {
+                // redb answers PreviousIo after an IO error; the fault stops the FE, and
+                // openraft stops on the error each caller gets.
+                self.fault.report("log.redb", e);
+                tracing::error!("raft log write failed: {e}");
+            } else {
+                if sync == Sync::Durable {
+                    crate::stats::durable_commit(crate::stats::File::Log, &self.durable);
                 }
-                Op::PutMeta { done, .. }
-                | Op::TruncateFrom { done, .. }
-                | Op::Purge { done, .. } => {
-                    let _ = done.send(r);
+                self.forget(&batch);
+            }
+            let copy = |r: &io::Result<()>| {
+                r.as_ref()
+                    .map(|_| ())
+                    .map_err(|e| io::Error::new(e.kind(), e.to_string()))
+            };
+            for op in batch {
+                match op {
+                    Op::Append { flushed, .. } => flushed.io_completed(copy(&res)),
+                    Op::PutMeta { done, .. } => {
+                        if let Some(done) = done {
+                            let _ = done.send(copy(&res));
+                        }
+                    }
+                    Op::TruncateFrom { done, .. } | Op::Purge { done, .. } => {
+                        let _ = done.send(copy(&res));
+                    }
                 }
             }
         }
-        if let Err(e) = res {
-            // redb answers PreviousIo after an IO error; openraft stops on the error we returned.
-            tracing::error!("raft log write failed: {e}");
+    }
+
+    /// After a commit: what it wrote is in redb now, so the tail lets go of it (unless a later
+    /// append or truncation replaced it meanwhile).
+    fn forget(&self, batch: &[Op]) {
+        let mut tail = self.tail.lock().expect("log tail lock poisoned");
+        for op in batch {
+            match op {
+                Op::Append { seq, entries, .. } => {
+                    for (index, _) in entries {
+                        if tail.entries.get(index).is_some_and(|(s, _)| s == seq) {
+                            tail.entries.remove(index);
+                        }
+                    }
+                }
+                Op::TruncateFrom { seq, .. } => {
+                    if tail.cut.is_some_and(|(s, _)| s == *seq) {
+                        tail.cut = None;
+                    }
+                }
+                Op::PutMeta { .. } | Op::Purge { .. } => {}
+            }
         }
     }
 }
 
-fn write_batch(db: &Database, path: &Path, batch: &[Op]) -> io::Result<()> {
+fn write_batch(db: &Database, path: &Path, batch: &[Op], sync: Sync) -> io::Result<()> {
     fail::fail_point!("raft-log-before-append", |_| crate::failpoints::crash(
         "raft-log-before-append"
     ));
-    let w = crate::begin_write(db).map_err(|e| at_file(path, e))?;
+    let w = crate::begin_write_as(db, sync).map_err(|e| at_file(path, e))?;
     {
         let mut logs = w.open_table(LOGS).map_err(|e| at_file(path, e))?;
         let mut meta = w.open_table(META).map_err(|e| at_file(path, e))?;
@@ -396,9 +527,7 @@ fn write_batch(db: &Database, path: &Path, batch: &[Op]) -> io::Result<()> {
             }
         }
     }
-    w.commit().map_err(|e| at_file(path, e))?;
-    crate::stats::durable_commit(crate::stats::File::Log);
-    Ok(())
+    w.commit().map_err(|e| at_file(path, e))
 }
 
 /// A vote whose term is above `MAX_TERM` is refused: it is never persisted or used.
@@ -430,6 +559,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(x) => Bound::Excluded(*x),
             Bound::Unbounded => Bound::Unbounded,
         };
+        // The tail first, redb second (see `Tail`).
+        let (newer, cut) = self.tail().read(start, end);
+        let consecutive = newer.windows(2).all(|w| w[1].index() == w[0].index() + 1);
+        if consecutive && newer.first().is_some_and(|e| e.index() == start) {
+            // All of it is in the tail (appends are consecutive), the usual case for a leader
+            // replicating what it has just appended.
+            return Ok(newer);
+        }
         let db = self.db.clone();
         let path = self.path.clone();
         let r = tokio::task::spawn_blocking(move || {
@@ -437,18 +574,22 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 let path = path.as_path();
                 let r = db.begin_read().map_err(|e| at_file(path, e))?;
                 let t = r.open_table(LOGS).map_err(|e| at_file(path, e))?;
-                let mut out = Vec::new();
+                let mut out = BTreeMap::new();
                 for item in t
                     .range::<u64>((Bound::Included(start), end))
                     .map_err(|e| at_file(path, e))?
                 {
                     let (k, v) = item.map_err(|e| at_file(path, e))?;
                     let index = k.value();
+                    if cut.is_some_and(|from| index >= from) {
+                        break;
+                    }
                     let key = || format!("log index {index}");
                     let blob = checked(path, "logs", &key, &entry_context(index), v.value(), true)?;
-                    out.push(decode_at::<Entry>(path, "logs", &key, blob)?);
+                    out.insert(index, decode_at::<Entry>(path, "logs", &key, blob)?);
                 }
-                Ok(out)
+                out.extend(newer.into_iter().map(|e| (e.index(), e)));
+                Ok(out.into_values().collect())
             })
         })
         .await
@@ -496,19 +637,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.submit(|done| Op::PutMeta {
             key: KEY_VOTE,
             value,
-            done,
+            sync: Sync::Durable,
+            done: Some(done),
         })
         .await
     }
 
+    /// Queued behind the appends it covers, not waited for, and not fsynced on its own: the
+    /// entries it names are durable on a quorum already, and a restart that finds an older
+    /// committed id re-applies less and learns the rest from the leader.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         let value = codec::seal(&meta_context(KEY_COMMITTED), &codec::encode(&committed)?);
-        self.submit(|done| Op::PutMeta {
-            key: KEY_COMMITTED,
-            value,
-            done,
-        })
-        .await
+        self.tx
+            .send(Op::PutMeta {
+                key: KEY_COMMITTED,
+                value,
+                sync: Sync::Deferred,
+                done: None,
+            })
+            .map_err(|_| io_err("log writer thread is gone"))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
@@ -524,32 +671,63 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
     {
         let mut encoded = Vec::new();
+        let mut kept = Vec::new();
         for e in entries {
             let index = e.index();
             encoded.push((
                 index,
                 codec::seal(&entry_context(index), &codec::encode(&e)?),
             ));
+            kept.push((index, e));
         }
-        // Returns once the batch is committed, so the entries are readable; the callback has
-        // fired by then too.
-        self.submit(|done| Op::Append {
-            entries: encoded,
-            done,
-            flushed: callback,
-        })
-        .await
+        // Readable from the tail once this returns; durable when the callback fires. The tail
+        // is updated and the op queued under one lock, so tail order is queue order.
+        let mut tail = self.tail();
+        let seq = tail.seq();
+        for (index, entry) in kept {
+            tail.entries.insert(index, (seq, entry));
+        }
+        self.tx
+            .send(Op::Append {
+                seq,
+                entries: encoded,
+                flushed: callback,
+            })
+            .map_err(|_| io_err("log writer thread is gone"))
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map(|l| l.index() + 1).unwrap_or(0);
-        self.submit(|done| Op::TruncateFrom { from, done }).await
+        let rx = {
+            let mut tail = self.tail();
+            let seq = tail.seq();
+            tail.entries.retain(|&i, _| i < from);
+            let from = tail.cut.map_or(from, |(_, earlier)| earlier.min(from));
+            tail.cut = Some((seq, from));
+            let (done, rx) = oneshot::channel();
+            self.tx
+                .send(Op::TruncateFrom { seq, from, done })
+                .map_err(|_| io_err("log writer thread is gone"))?;
+            rx
+        };
+        let r = rx.await.map_err(|_| io_err("log writer thread is gone"))?;
+        self.fatal(r)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let purged = codec::seal(&meta_context(KEY_PURGED), &codec::encode(&log_id)?);
         let upto = log_id.index();
-        self.submit(|done| Op::Purge { purged, upto, done }).await
+        let rx = {
+            let mut tail = self.tail();
+            tail.entries.retain(|&i, _| i > upto);
+            let (done, rx) = oneshot::channel();
+            self.tx
+                .send(Op::Purge { purged, upto, done })
+                .map_err(|_| io_err("log writer thread is gone"))?;
+            rx
+        };
+        let r = rx.await.map_err(|_| io_err("log writer thread is gone"))?;
+        self.fatal(r)
     }
 }
 
@@ -557,6 +735,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 mod tests {
     use super::*;
     use openraft::testing::blank_ent;
+    use openraft::type_config::TypeConfigExt;
 
     fn write_legacy(path: &Path) {
         let db = Database::create(path).unwrap();
@@ -670,6 +849,119 @@ mod tests {
             f.contains("log index 2") && f.contains("checksum mismatch"),
             "{f}"
         );
+    }
+
+    /// `append` returns while the writer still waits to commit (here: for a write transaction
+    /// the test holds), its entries readable at once; the callback fires only after the commit,
+    /// which is one fsync; the committed log id adds none.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn append_returns_before_its_fsync_and_reports_it_through_the_callback() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(&dir.path().join("log.redb"), Fault::new()).unwrap();
+        let held = log.db.begin_write().unwrap();
+        let (tx, mut flushed) = TypeConfig::oneshot();
+        let entries: Vec<Entry> = (1..=3).map(|i| blank_ent::<TypeConfig>(1, 1, i)).collect();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            log.append(entries, IOFlushed::signal(tx)),
+        )
+        .await
+        .expect("append waited for the commit")
+        .unwrap();
+        let read = log.try_get_log_entries(1..4).await.unwrap();
+        assert_eq!(
+            read.iter().map(|e| e.index()).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert_eq!(
+            log.get_log_state()
+                .await
+                .unwrap()
+                .last_log_id
+                .unwrap()
+                .index(),
+            3
+        );
+        assert!(flushed.try_recv().is_err(), "flushed before the commit");
+        assert_eq!(log.durable_commits(), 0);
+
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(10), &mut flushed)
+            .await
+            .expect("no callback after the commit")
+            .unwrap()
+            .unwrap();
+        assert_eq!(log.durable_commits(), 1, "one fsync for the batch");
+        assert!(log.tail().entries.is_empty(), "the tail let go of them");
+        assert_eq!(log.try_get_log_entries(2..4).await.unwrap().len(), 2);
+
+        let committed = Some(blank_ent::<TypeConfig>(1, 1, 3).log_id());
+        log.save_committed(committed).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while log.read_committed().await.unwrap() != committed {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "committed never written"
+            );
+            tokio::task::yield_now().await;
+        }
+        // A vote is durable when saved; the writer counts before it answers.
+        log.save_vote(&vote(1)).await.unwrap();
+        assert_eq!(log.durable_commits(), 2, "the committed id took an fsync");
+    }
+
+    /// A truncation not yet committed hides what it cuts from redb, and entries appended after
+    /// it are read from the tail, before and after the commit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn entries_past_a_truncation_read_from_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(&dir.path().join("log.redb"), Fault::new()).unwrap();
+        let (tx, rx) = TypeConfig::oneshot();
+        let first: Vec<Entry> = (1..=4).map(|i| blank_ent::<TypeConfig>(1, 1, i)).collect();
+        log.append(first, IOFlushed::signal(tx)).await.unwrap();
+        rx.await.unwrap().unwrap();
+
+        let held = log.db.begin_write().unwrap();
+        let mut other = log.clone();
+        let truncating = tokio::spawn(async move {
+            other
+                .truncate_after(Some(blank_ent::<TypeConfig>(1, 1, 2).log_id()))
+                .await
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while log.tail().cut.is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "truncation never queued"
+            );
+            tokio::task::yield_now().await;
+        }
+        let (tx, flushed) = TypeConfig::oneshot();
+        let second = vec![blank_ent::<TypeConfig>(2, 1, 3)];
+        log.append(second, IOFlushed::signal(tx)).await.unwrap();
+        let ids = |read: Vec<Entry>| -> Vec<(u64, u64)> {
+            read.iter()
+                .map(|e| (e.log_id().leader_id.term, e.index()))
+                .collect()
+        };
+        let want = [(1, 1), (1, 2), (2, 3)];
+        assert_eq!(ids(log.try_get_log_entries(1..10).await.unwrap()), want);
+        assert_eq!(
+            log.get_log_state()
+                .await
+                .unwrap()
+                .last_log_id
+                .unwrap()
+                .index(),
+            3
+        );
+
+        drop(held);
+        truncating.await.unwrap().unwrap();
+        flushed.await.unwrap().unwrap();
+        assert_eq!(ids(log.try_get_log_entries(1..10).await.unwrap()), want);
+        assert!(log.tail().cut.is_none() && log.tail().entries.is_empty());
     }
 
     fn vote(term: u64) -> Vote {

@@ -2,8 +2,13 @@
 //! last-applied log id, last membership, the current snapshot).
 //!
 //! Reads are served from an in-memory copy of the state behind a lock; every apply batch writes
-//! exactly the rows it changed, with last-applied and membership, in one fsynced transaction
-//! before any client is answered. Snapshots are built from one consistent view of
+//! exactly the rows it changed, with last-applied and membership, in one transaction before any
+//! client is answered. That transaction is not fsynced (the log already holds the entries on a
+//! quorum): at most once per `DURABLE_EVERY` an apply commits durably, which makes every earlier
+//! one durable too. After a crash the file is at its last durable commit, rows and last-applied
+//! together, and openraft re-applies the committed entries past it from the log at start
+//! (`get_initial_state`). Snapshots and their installs are always durable, so the log is never
+//! purged past what this file holds durably. Snapshots are built from one consistent view of
 //! (state, last-applied, membership), so a snapshot never holds entries past its log id.
 //!
 //! Every row is sealed (`codec::seal` over the table, the key and the value) and checked when
@@ -18,7 +23,7 @@ use crate::codec::{self, Unsealed};
 use crate::integrity::{Corruption, Fault, at_file, guarded};
 use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::version::{self, DATA_VERSION, KEY_DATA_VERSION};
-use crate::{applier, events, io_err, legacy};
+use crate::{Sync, applier, events, io_err, legacy};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
@@ -138,6 +143,21 @@ struct Shared {
     path: PathBuf,
     fault: Arc<Fault>,
     view: RwLock<View>,
+    /// When applied rows were last committed durably (see `DURABLE_EVERY`).
+    last_durable: std::sync::Mutex<std::time::Instant>,
+    /// Durable commits of this file (`stats`).
+    durable: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    /// `write_rows` to this file, counted when durable.
+    fn write(&self, rows: RowWrites, sync: Sync) -> io::Result<()> {
+        write_rows(&self.db, &self.path, rows, sync)?;
+        if sync == Sync::Durable {
+            crate::stats::durable_commit(crate::stats::File::StateMachine, &self.durable);
+        }
+        Ok(())
+    }
 }
 
 /// Cheap to clone; all clones share one database and one view.
@@ -228,10 +248,14 @@ fn entity_rows(state: &mut ClusterState, all: bool) -> io::Result<Vec<(&'static 
     })
 }
 
+/// At most this long between durable commits of applied rows: bounds what a restart re-applies
+/// from the log and how long redb keeps pages it cannot free before a durable commit.
+const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Write `rows` in one commit, each value sealed with its table and key.
-fn write_rows(db: &Database, path: &Path, rows: RowWrites) -> io::Result<()> {
+fn write_rows(db: &Database, path: &Path, rows: RowWrites, sync: Sync) -> io::Result<()> {
     let at = |e: redb::Error| at_file(path, e);
-    let w = crate::begin_write(db).map_err(|e| at_file(path, e))?;
+    let w = crate::begin_write_as(db, sync).map_err(|e| at_file(path, e))?;
     {
         let mut meta = w.open_table(META).map_err(|e| at(e.into()))?;
         for (k, v) in &rows.meta {
@@ -256,9 +280,7 @@ fn write_rows(db: &Database, path: &Path, rows: RowWrites) -> io::Result<()> {
             }
         }
     }
-    w.commit().map_err(|e| at(e.into()))?;
-    crate::stats::durable_commit(crate::stats::File::StateMachine);
-    Ok(())
+    w.commit().map_err(|e| at(e.into()))
 }
 
 /// How a key is shown in a corruption report: text if it is, else hex.
@@ -456,14 +478,14 @@ impl StateMachineStore {
                 tables: entity_rows(&mut view.state, true)?,
                 replace_all: true,
             };
-            write_rows(&db, path, rows)?;
+            write_rows(&db, path, rows, Sync::Durable)?;
         } else if data_version != Some(DATA_VERSION) {
             let rows = RowWrites {
                 meta: vec![(KEY_DATA_VERSION, version::encode()?)],
                 tables: vec![],
                 replace_all: false,
             };
-            write_rows(&db, path, rows)?;
+            write_rows(&db, path, rows, Sync::Durable)?;
         }
         Ok(StateMachineStore {
             inner: Arc::new(Shared {
@@ -471,8 +493,17 @@ impl StateMachineStore {
                 path: path.to_path_buf(),
                 fault,
                 view: RwLock::new(view),
+                last_durable: std::sync::Mutex::new(std::time::Instant::now()),
+                durable: Default::default(),
             }),
         })
+    }
+
+    /// Durable (fsynced) commits of this file since it was opened.
+    pub fn durable_commits(&self) -> u64 {
+        self.inner
+            .durable
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Where this FE's storage failures go (the FE stops on the first).
@@ -522,10 +553,21 @@ impl StateMachineStore {
         f(&v.state, &v.applied)
     }
 
+    /// Commit applied rows: durably when the last durable apply is `DURABLE_EVERY` old.
     async fn commit(&self, rows: RowWrites) -> io::Result<()> {
         let inner = self.inner.clone();
         let r = tokio::task::spawn_blocking(move || {
-            guarded(&inner.path, || write_rows(&inner.db, &inner.path, rows))
+            let mut last = inner.last_durable.lock().expect("sm flush lock poisoned");
+            let sync = if last.elapsed() >= DURABLE_EVERY {
+                Sync::Durable
+            } else {
+                Sync::Deferred
+            };
+            guarded(&inner.path, || inner.write(rows, sync))?;
+            if sync == Sync::Durable {
+                *last = std::time::Instant::now();
+            }
+            Ok(())
         })
         .await
         .map_err(io_err)?;
@@ -553,13 +595,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let r = tokio::task::spawn_blocking(move || -> io::Result<()> {
             // A damaged row found now stops the FE rather than waiting for its next start.
             this.scrub()?;
-            write_rows(
-                &this.inner.db,
-                &this.inner.path,
+            // Durable, and with it every apply before: the log may be purged up to it.
+            this.inner.write(
                 RowWrites {
                     meta: vec![(KEY_SNAPSHOT, blob)],
                     ..Default::default()
                 },
+                Sync::Durable,
             )
         })
         .await
@@ -592,7 +634,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             return Ok(());
         }
         let mut answers = Vec::with_capacity(batch.len());
-        // Logged once durable, so a crash before the commit does not log what it undoes.
+        // Logged once the rows are committed (an entry re-applied after a crash logs again).
         let mut events = Vec::new();
         let rows = {
             let mut v = self.inner.view.write().expect("state lock poisoned");
@@ -637,7 +679,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         fail::fail_point!("raft-sm-before-apply", |_| crate::failpoints::crash(
             "raft-sm-before-apply"
         ));
-        // Durable before anyone is answered.
+        // Committed before anyone is answered; durable through the log (see the module doc).
         self.commit(rows).await?;
         fail::fail_point!("raft-sm-after-apply", |_| crate::failpoints::crash(
             "raft-sm-after-apply"
@@ -685,7 +727,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let inner = self.inner.clone();
         let r = tokio::task::spawn_blocking(move || -> io::Result<()> {
             let mut v = inner.view.write().expect("state lock poisoned");
-            write_rows(&inner.db, &inner.path, rows)?;
+            inner.write(rows, Sync::Durable)?;
             tracing::info!(
                 "installed a snapshot up to {:?}",
                 applied.last_applied.map(|l| l.index)
@@ -878,5 +920,31 @@ mod tests {
                 "flip at byte {i} passed"
             );
         }
+    }
+
+    /// Applied rows are committed without an fsync of their own: at most one durable commit
+    /// per `DURABLE_EVERY`, however many batches are applied; a snapshot is always durable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn applies_fsync_at_most_once_a_second_and_snapshots_always() {
+        use openraft::testing::blank_ent;
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachineStore::open(&dir.path().join("sm.redb"), Fault::new()).unwrap();
+        let started = std::time::Instant::now();
+        for i in 1..=50u64 {
+            let entry = blank_ent::<TypeConfig>(1, 1, i);
+            sm.apply(futures::stream::iter([Ok((entry, None))]))
+                .await
+                .unwrap();
+        }
+        let most = started.elapsed().as_secs() + 1;
+        let fsyncs = sm.durable_commits();
+        assert!(
+            fsyncs <= most,
+            "{fsyncs} durable commits for 50 applies in {:?}",
+            started.elapsed()
+        );
+        assert_eq!(sm.applied_state().await.unwrap().0.unwrap().index, 50);
+        sm.build_snapshot().await.unwrap();
+        assert_eq!(sm.durable_commits(), fsyncs + 1, "the snapshot is durable");
     }
 }

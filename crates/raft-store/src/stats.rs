@@ -29,11 +29,13 @@ pub fn durable_commits() -> DurableCommits {
     }
 }
 
-/// Count one commit of `file` that was durable (not under the `skip-fsync` switch).
-pub(crate) fn durable_commit(file: File) {
+/// Count one commit of `file` that was durable (not under the `skip-fsync` switch), in the
+/// process's total and in the store's own `count` (which tests read).
+pub(crate) fn durable_commit(file: File, count: &AtomicU64) {
     if crate::skipping_fsync() {
         return;
     }
+    count.fetch_add(1, Ordering::Relaxed);
     match file {
         File::Log => LOG.fetch_add(1, Ordering::Relaxed),
         File::StateMachine => STATE_MACHINE.fetch_add(1, Ordering::Relaxed),
