@@ -72,8 +72,52 @@ pub fn open(dir: &std::path::Path) -> std::io::Result<(LogStore, StateMachineSto
     let (log_path, sm_path) = (dir.join("log.redb"), dir.join("sm.redb"));
     let log = integrity::guarded(&log_path, || LogStore::open(&log_path, fault.clone()))?;
     let sm = integrity::guarded(&sm_path, || StateMachineStore::open(&sm_path, fault))?;
+    sm.gate_on(log.durable_index());
     Ok((log, sm))
 }
 
 #[cfg(test)]
 mod suite_test;
+
+#[cfg(test)]
+mod tests {
+    use openraft::storage::{IOFlushed, RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
+    use openraft::testing::blank_ent;
+    use openraft::type_config::TypeConfigExt;
+    use std::time::Duration;
+
+    /// A snapshot (which makes every apply before it durable) waits until the log holds the
+    /// applied entries on disk: a leader may apply what the other voters made durable before
+    /// its own fsync, and a crash must never leave `sm.redb` ahead of `log.redb`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_state_machine_is_never_durable_ahead_of_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, mut sm) = super::open(dir.path()).unwrap();
+        let entries: Vec<_> = (1..=3)
+            .map(|i| blank_ent::<super::TypeConfig>(1, 1, i))
+            .collect();
+        sm.apply(futures::stream::iter(
+            entries.clone().into_iter().map(|e| Ok((e, None))),
+        ))
+        .await
+        .unwrap();
+        let mut builder = sm.clone();
+        let mut snapshot = tokio::spawn(async move { builder.build_snapshot().await });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut snapshot)
+                .await
+                .is_err(),
+            "a snapshot was made durable before the log held its entries"
+        );
+        assert_eq!(sm.durable_commits(), 0);
+        let (tx, rx) = super::TypeConfig::oneshot();
+        log.append(entries, IOFlushed::signal(tx)).await.unwrap();
+        rx.await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), snapshot)
+            .await
+            .expect("the snapshot still waits once the log is durable")
+            .unwrap()
+            .unwrap();
+        assert_eq!(sm.durable_commits(), 1);
+    }
+}

@@ -34,7 +34,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -121,6 +121,8 @@ pub struct LogStore {
     fault: Arc<Fault>,
     /// Durable commits of this file (`stats`).
     durable: Arc<AtomicU64>,
+    /// The last index whose entry is on disk here (see `durable_index`).
+    durable_index: Arc<watch::Sender<u64>>,
 }
 
 /// A log entry's seal context: its index, big-endian.
@@ -197,6 +199,7 @@ impl LogStore {
             path: Arc::new(path.to_path_buf()),
             fault,
             durable: Arc::default(),
+            durable_index: Arc::new(watch::Sender::new(0)),
         };
         store.verify_all(sealed)?;
         if !sealed {
@@ -205,6 +208,11 @@ impl LogStore {
         if data_version != Some(DATA_VERSION) {
             store.stamp_data_version()?;
         }
+        let on_disk = store
+            .last_entry()?
+            .or(store.read_meta::<LogId>(KEY_PURGED)?)
+            .map_or(0, |l| l.index());
+        store.durable_index.send_replace(on_disk);
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             db: store.db.clone(),
@@ -212,6 +220,7 @@ impl LogStore {
             tail: store.tail.clone(),
             fault: store.fault.clone(),
             durable: store.durable.clone(),
+            durable_index: store.durable_index.clone(),
         };
         std::thread::Builder::new()
             .name("raft-log-writer".into())
@@ -351,6 +360,14 @@ impl LogStore {
         self.fatal(r)
     }
 
+    /// The last log index whose entry is on disk in this file, as it moves: the state machine
+    /// commits durably only what this covers (an entry can be committed by the other voters
+    /// and applied here before this FE's own fsync), so a crash never leaves `sm.redb` ahead of
+    /// the log.
+    pub fn durable_index(&self) -> watch::Receiver<u64> {
+        self.durable_index.subscribe()
+    }
+
     /// Durable (fsynced) commits of this log since it was opened.
     pub fn durable_commits(&self) -> u64 {
         self.durable.load(Ordering::Relaxed)
@@ -417,6 +434,7 @@ struct Writer {
     tail: Arc<Mutex<Tail>>,
     fault: Arc<Fault>,
     durable: Arc<AtomicU64>,
+    durable_index: Arc<watch::Sender<u64>>,
 }
 
 impl Writer {
@@ -443,12 +461,13 @@ impl Writer {
                 // openraft stops on the error each caller gets.
                 self.fault.report("log.redb", e);
                 tracing::error!("raft log write failed: {e}");
-            } else {
+            } else if let Ok(last) = &res {
                 if sync == Sync::Durable {
                     crate::stats::durable_commit(crate::stats::File::Log, &self.durable);
                 }
-                self.forget(&batch);
+                self.forget(&batch, sync, *last);
             }
+            let res = res.map(|_| ());
             let copy = |r: &io::Result<()>| {
                 r.as_ref()
                     .map(|_| ())
@@ -471,8 +490,9 @@ impl Writer {
     }
 
     /// After a commit: what it wrote is in redb now, so the tail lets go of it (unless a later
-    /// append or truncation replaced it meanwhile).
-    fn forget(&self, batch: &[Op]) {
+    /// append or truncation replaced it meanwhile); after a durable one, the durable index
+    /// moves to the log's last index, never past a truncation still pending.
+    fn forget(&self, batch: &[Op], sync: Sync, last: Option<u64>) {
         let mut tail = self.tail.lock().expect("log tail lock poisoned");
         for op in batch {
             match op {
@@ -491,14 +511,23 @@ impl Writer {
                 Op::PutMeta { .. } | Op::Purge { .. } => {}
             }
         }
+        if let (Sync::Durable, Some(mut last)) = (sync, last) {
+            if let Some((_, from)) = tail.cut {
+                last = last.min(from.saturating_sub(1));
+            }
+            self.durable_index.send_replace(last);
+        }
     }
 }
 
-fn write_batch(db: &Database, path: &Path, batch: &[Op], sync: Sync) -> io::Result<()> {
+/// Returns the log's last index after the batch (the last purged one when no entry is left),
+/// `None` when it has neither.
+fn write_batch(db: &Database, path: &Path, batch: &[Op], sync: Sync) -> io::Result<Option<u64>> {
     fail::fail_point!("raft-log-before-append", |_| crate::failpoints::crash(
         "raft-log-before-append"
     ));
     let w = crate::begin_write_as(db, sync).map_err(|e| at_file(path, e))?;
+    let mut last = None;
     {
         let mut logs = w.open_table(LOGS).map_err(|e| at_file(path, e))?;
         let mut meta = w.open_table(META).map_err(|e| at_file(path, e))?;
@@ -523,11 +552,16 @@ fn write_batch(db: &Database, path: &Path, batch: &[Op], sync: Sync) -> io::Resu
                         .map_err(|e| at_file(path, e))?;
                     logs.retain_in(..=*upto, |_, _| false)
                         .map_err(|e| at_file(path, e))?;
+                    last = Some(*upto);
                 }
             }
         }
+        if let Some((k, _)) = logs.last().map_err(|e| at_file(path, e))? {
+            last = Some(k.value());
+        }
     }
-    w.commit().map_err(|e| at_file(path, e))
+    w.commit().map_err(|e| at_file(path, e))?;
+    Ok(last)
 }
 
 /// A vote whose term is above `MAX_TERM` is refused: it is never persisted or used.
@@ -704,6 +738,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             tail.entries.retain(|&i, _| i < from);
             let from = tail.cut.map_or(from, |(_, earlier)| earlier.min(from));
             tail.cut = Some((seq, from));
+            // The entries at `from` and after are about to be replaced: not durable ones.
+            self.durable_index
+                .send_modify(|d| *d = (*d).min(from.saturating_sub(1)));
             let (done, rx) = oneshot::channel();
             self.tx
                 .send(Op::TruncateFrom { seq, from, done })

@@ -147,9 +147,28 @@ struct Shared {
     last_durable: std::sync::Mutex<std::time::Instant>,
     /// Durable commits of this file (`stats`).
     durable: std::sync::atomic::AtomicU64,
+    /// The log's durable index (`LogStore::durable_index`): no durable commit of rows applied
+    /// past it. Unset for a state machine used without a log (storage tests).
+    log_durable: std::sync::OnceLock<tokio::sync::watch::Receiver<u64>>,
 }
 
+/// How long a snapshot waits for the log to be durable up to what it persists.
+const LOG_DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Shared {
+    /// Whether the log holds entries up to `index` on disk (always, without a log).
+    fn log_covers(&self, index: u64) -> bool {
+        self.log_durable
+            .get()
+            .is_none_or(|rx| *rx.borrow() >= index)
+    }
+
+    /// The applied index of the in-memory view: at least that of every committed row.
+    fn applied_index(&self) -> u64 {
+        let v = self.view.read().expect("state lock poisoned");
+        v.applied.last_applied.map_or(0, |l| l.index)
+    }
+
     /// `write_rows` to this file, counted when durable.
     fn write(&self, rows: RowWrites, sync: Sync) -> io::Result<()> {
         write_rows(&self.db, &self.path, rows, sync)?;
@@ -495,8 +514,15 @@ impl StateMachineStore {
                 view: RwLock::new(view),
                 last_durable: std::sync::Mutex::new(std::time::Instant::now()),
                 durable: Default::default(),
+                log_durable: Default::default(),
             }),
         })
+    }
+
+    /// Commit applied rows durably only once the log holds them on disk (`crate::open` wires
+    /// this; see `LogStore::durable_index`).
+    pub fn gate_on(&self, log_durable: tokio::sync::watch::Receiver<u64>) {
+        let _ = self.inner.log_durable.set(log_durable);
     }
 
     /// Durable (fsynced) commits of this file since it was opened.
@@ -553,12 +579,13 @@ impl StateMachineStore {
         f(&v.state, &v.applied)
     }
 
-    /// Commit applied rows: durably when the last durable apply is `DURABLE_EVERY` old.
-    async fn commit(&self, rows: RowWrites) -> io::Result<()> {
+    /// Commit applied rows up to `index`: durably when the last durable commit is
+    /// `DURABLE_EVERY` old and the log is durable up to `index` (else on the next chance).
+    async fn commit(&self, rows: RowWrites, index: u64) -> io::Result<()> {
         let inner = self.inner.clone();
         let r = tokio::task::spawn_blocking(move || {
             let mut last = inner.last_durable.lock().expect("sm flush lock poisoned");
-            let sync = if last.elapsed() >= DURABLE_EVERY {
+            let sync = if last.elapsed() >= DURABLE_EVERY && inner.log_covers(index) {
                 Sync::Durable
             } else {
                 Sync::Deferred
@@ -592,10 +619,32 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let (meta, data) = self.snapshot_of()?;
         let blob = codec::encode(&(&meta, &data))?;
         let this = self.clone();
+        let runtime = tokio::runtime::Handle::current();
         let r = tokio::task::spawn_blocking(move || -> io::Result<()> {
             // A damaged row found now stops the FE rather than waiting for its next start.
             this.scrub()?;
-            // Durable, and with it every apply before: the log may be purged up to it.
+            // Durable, and with it every apply before: the log may be purged up to it. No
+            // apply commits meanwhile, and the log must be durable up to all of them first.
+            let mut last = this
+                .inner
+                .last_durable
+                .lock()
+                .expect("sm flush lock poisoned");
+            if let Some(rx) = this.inner.log_durable.get() {
+                let need = this.inner.applied_index();
+                let mut rx = rx.clone();
+                runtime
+                    .block_on(async {
+                        tokio::time::timeout(LOG_DURABLE_WAIT, rx.wait_for(|d| *d >= need)).await
+                    })
+                    .map_err(|_| {
+                        io_err(format!(
+                            "the log was not durable up to index {need} within {LOG_DURABLE_WAIT:?}"
+                        ))
+                    })?
+                    .map_err(|_| io_err("the log store is gone"))?;
+            }
+            *last = std::time::Instant::now();
             this.inner.write(
                 RowWrites {
                     meta: vec![(KEY_SNAPSHOT, blob)],
@@ -633,6 +682,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if batch.is_empty() {
             return Ok(());
         }
+        let last_index = batch.last().map_or(0, |(e, _)| e.log_id.index);
         let mut answers = Vec::with_capacity(batch.len());
         // Logged once the rows are committed (an entry re-applied after a crash logs again).
         let mut events = Vec::new();
@@ -680,7 +730,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             "raft-sm-before-apply"
         ));
         // Committed before anyone is answered; durable through the log (see the module doc).
-        self.commit(rows).await?;
+        self.commit(rows, last_index).await?;
         fail::fail_point!("raft-sm-after-apply", |_| crate::failpoints::crash(
             "raft-sm-after-apply"
         ));
