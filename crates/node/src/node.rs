@@ -9,6 +9,7 @@ pub mod drain;
 mod frontends;
 mod leader_work;
 mod leadership;
+mod read_index;
 
 use crate::error::ApiError;
 use crate::network::{Channels, NetworkFactory};
@@ -17,6 +18,7 @@ use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::{ReadPolicy, linearizable_read::Linearizer, linearizable_read::ReadLogId};
 use openraft::{Config, SnapshotPolicy};
+use read_index::Rounds;
 use roster_membership::{FrontendId, model};
 use roster_proto::format::now_ms;
 use roster_proto::pb::raft::Blob;
@@ -137,6 +139,11 @@ struct Inner {
     _leader_work: LeaderWork,
     /// This FE's blacklist refresher (`roster_scheduler::refresher`); dropping it cancels it.
     _refresher: Task,
+    /// Read-index rounds of this FE's linearizable reads (`read_index`): the leader and the
+    /// index it answered.
+    read_rounds: Arc<Rounds<Result<(FrontendId, LogId), ApiError>>>,
+    /// Leadership checks of this FE as leader, shared by its own reads and its followers'.
+    leader_rounds: Arc<Rounds<Result<LogId, ApiError>>>,
 }
 
 /// A running FE. Cheap to clone.
@@ -267,6 +274,8 @@ impl FeNodeHandle {
                 _background: Background(background),
                 _leader_work: leader_work,
                 _refresher: refresher,
+                read_rounds: Rounds::new(),
+                leader_rounds: Rounds::new(),
             }
         });
         let fe = FeNodeHandle { inner };
@@ -595,8 +604,23 @@ impl FeNodeHandle {
         }
     }
 
-    /// The leader's read index, answered to a follower (`GetReadIndex`).
+    /// The leader's read index, answered to a follower (`GetReadIndex`) and to this FE's own
+    /// reads: concurrent calls share one leadership check (`read_index`).
     pub async fn read_index_as_leader(&self) -> Result<LogId, ApiError> {
+        let this = self.clone();
+        let round = move || {
+            let this = this.clone();
+            async move { this.leader_round().await }
+        };
+        self.inner
+            .leader_rounds
+            .join(round)
+            .await
+            .unwrap_or_else(|| Err(ApiError::Unavailable("this frontend is stopping".into())))
+    }
+
+    /// One leadership check: openraft confirms with a quorum that this FE still leads.
+    async fn leader_round(&self) -> Result<LogId, ApiError> {
         let t = self.inner.cfg.read_timeout;
         match tokio::time::timeout(
             t,
@@ -634,30 +658,43 @@ impl FeNodeHandle {
     }
 
     async fn linearize_once(&self, deadline: Instant) -> Result<(), ApiError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let this = self.clone();
+        let round = move || {
+            let this = this.clone();
+            async move { this.read_index_round().await }
+        };
+        let (leader_id, read_log_id) =
+            match tokio::time::timeout(left, self.inner.read_rounds.join(round)).await {
+                Ok(Some(answer)) => answer?,
+                Ok(None) => return Err(ApiError::Unavailable("this frontend is stopping".into())),
+                Err(_) => {
+                    return Err(ApiError::Unavailable(
+                        "no read index from the leader in time".into(),
+                    ));
+                }
+            };
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Built with the leader's id and no applied index, so the wait cannot be skipped.
+        let lin = Linearizer::new(leader_id.0, ReadLogId::from_log_id(read_log_id), None);
+        match lin.try_await_ready(&self.inner.raft, Some(left)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(state)) => Err(ApiError::Unavailable(format!(
+                "this frontend has not applied up to the read index {} in time",
+                state.read_log_id().index()
+            ))),
+            Err(f) => Err(ApiError::Unavailable(format!("raft stopped: {f}"))),
+        }
+    }
+
+    /// One read-index round of this FE: the leader, and the index it answered (a leadership
+    /// check of its own when this FE leads, else a `GetReadIndex` call to the leader).
+    async fn read_index_round(&self) -> Result<(FrontendId, LogId), ApiError> {
+        let deadline = Instant::now() + self.inner.cfg.read_timeout;
         let (leader_id, leader) = self.wait_for_leader(deadline).await?;
         let left = deadline.saturating_duration_since(Instant::now());
         let read_log_id = if leader_id == self.id() {
-            match tokio::time::timeout(
-                left,
-                self.inner.raft.get_read_linearizer(ReadPolicy::ReadIndex),
-            )
-            .await
-            {
-                Ok(Ok(lin)) => *lin.read_log_id().log_id(),
-                Ok(Err(RaftError::APIError(e))) => {
-                    return Err(ApiError::NotLeader {
-                        leader_rpc_addr: leader_hint(&e),
-                    });
-                }
-                Ok(Err(RaftError::Fatal(f))) => {
-                    return Err(ApiError::Unavailable(format!("raft stopped: {f}")));
-                }
-                Err(_) => {
-                    return Err(ApiError::Unavailable(
-                        "leadership not confirmed in time".into(),
-                    ));
-                }
-            }
+            self.read_index_as_leader().await?
         } else {
             let mut client = self
                 .inner
@@ -686,17 +723,7 @@ impl FeNodeHandle {
             };
             codec::decode::<Result<LogId, ApiError>>(&reply.data).map_err(raft_err)??
         };
-        let left = deadline.saturating_duration_since(Instant::now());
-        // Built with the leader's id and no applied index, so the wait cannot be skipped.
-        let lin = Linearizer::new(leader_id.0, ReadLogId::from_log_id(read_log_id), None);
-        match lin.try_await_ready(&self.inner.raft, Some(left)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(state)) => Err(ApiError::Unavailable(format!(
-                "this frontend has not applied up to the read index {} in time",
-                state.read_log_id().index()
-            ))),
-            Err(f) => Err(ApiError::Unavailable(format!("raft stopped: {f}"))),
-        }
+        Ok((leader_id, read_log_id))
     }
 
     /// FEs that were members once and are not now, as this FE's applied state has them.
