@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "../../proto/raft.proto",
             "../../proto/roster.proto",
             "../../proto/backend.proto",
+            // etcd's client API, for `roster bench quorum` only.
+            "../../proto/etcd_kv.proto",
         ],
         &["../../proto"],
     )?;

@@ -1,4 +1,4 @@
-//! The FE's HTTP port (`http_port`): `/api/health` is open; the JSON views need a login (HTTP
+//! The FE's HTTP port (`http_port`): `/api/health` and `/metrics` are open; the JSON views need a login (HTTP
 //! Basic, the same users and privileges as SQL) and run their SHOW statement through the
 //! executor, so privileges and the linearizable read barrier are those of MySQL and gRPC:
 //! `/api/backends`, `/api/frontends`, `/api/decommission`, `/api/decommission/blockers`,
@@ -170,9 +170,32 @@ async fn view(
     }
 }
 
+/// Prometheus text format, open like `/api/health` (and like etcd's `/metrics`): counters of
+/// this FE process. For now only the durable (fsynced) redb commits per file, which
+/// `roster bench quorum` reads from the leader for fsyncs per operation; issue 17 will grow it.
+async fn metrics() -> Response {
+    let c = roster_raft_store::stats::durable_commits();
+    let body = format!(
+        "# HELP roster_disk_durable_commits_total Durable (fsynced) redb commits by this process, per file.\n\
+         # TYPE roster_disk_durable_commits_total counter\n\
+         roster_disk_durable_commits_total{{file=\"log.redb\"}} {}\n\
+         roster_disk_durable_commits_total{{file=\"sm.redb\"}} {}\n",
+        c.log, c.state_machine
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
 pub fn router(fe: FeNodeHandle) -> Router {
     Router::new()
         .route("/api/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/api/{*view}", get(view))
         .with_state(fe)
 }

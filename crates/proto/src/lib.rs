@@ -23,4 +23,8 @@ pub mod pb {
     pub mod backend {
         tonic::include_proto!("roster.backend");
     }
+    /// The part of etcd's v3 API that `roster bench quorum` drives etcd with (its peer).
+    pub mod etcd {
+        tonic::include_proto!("etcdserverpb");
+    }
 }
