@@ -1,9 +1,11 @@
-//! The playground's nodes as child processes of this executable: started so that they die with
-//! the playground, their output relayed with the node's name in front, their exits reported.
+//! The playground's nodes (and `roster bench quorum`'s servers) as child processes: started so
+//! that they die with the playground, their output relayed with the node's name in front, their
+//! exits reported.
 
 use anyhow::Context;
 use std::ffi::OsString;
 use std::io::Write;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -46,10 +48,23 @@ impl Children {
     /// Run `roster <args>` as node `name`; returns its pid. Must be called on the playground's
     /// main thread (see `die_with_parent`).
     pub fn spawn(&mut self, name: &str, args: &[OsString]) -> anyhow::Result<u32> {
-        debug_assert_eq!(std::thread::current().name(), Some("main"));
         let exe = std::env::current_exe().context("finding the roster executable")?;
-        let mut cmd = Command::new(exe);
+        self.spawn_program(name, &exe, args, &[])
+    }
+
+    /// Run `program <args>` (with `envs` added to this process's environment) as node `name`;
+    /// returns its pid. `roster bench quorum` runs etcd members this way. Main thread only.
+    pub fn spawn_program(
+        &mut self,
+        name: &str,
+        program: &Path,
+        args: &[OsString],
+        envs: &[(&str, &str)],
+    ) -> anyhow::Result<u32> {
+        debug_assert_eq!(std::thread::current().name(), Some("main"));
+        let mut cmd = Command::new(program);
         cmd.args(args)
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -2,8 +2,8 @@
 //! process (`roster start`, `roster backend`), so that killing the leader shows a failover; a
 //! demo table with data; configs and data under one directory; until Ctrl-C.
 
-mod children;
-mod ports;
+pub(crate) mod children;
+pub(crate) mod ports;
 mod ready;
 
 use crate::backend::BackendConfig;
@@ -34,9 +34,9 @@ const CLUSTER_ID: &str = "roster-playground";
 const STEP_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// One node to run: its name (the prefix of its log lines) and `roster` arguments.
-struct NodeCmd {
-    name: String,
-    args: Vec<OsString>,
+pub(crate) struct NodeCmd {
+    pub name: String,
+    pub args: Vec<OsString>,
     ports: String,
 }
 
@@ -191,7 +191,7 @@ async fn set_up(client: &roster_client::Client, layout: &Layout) -> anyhow::Resu
 }
 
 /// Write feN.toml and beN.toml under `root`; return how to run each node.
-fn write_configs(root: &Path, layout: &Layout) -> anyhow::Result<Vec<NodeCmd>> {
+pub(crate) fn write_configs(root: &Path, layout: &Layout) -> anyhow::Result<Vec<NodeCmd>> {
     let members: Vec<MemberSection> = layout
         .fes
         .iter()

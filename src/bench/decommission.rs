@@ -20,12 +20,6 @@ use roster_transport::cluster_token::agent_client;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-#[derive(clap::Subcommand)]
-pub enum BenchCmd {
-    /// Drain one backend and compare with the lower bound.
-    Decommission(DecommissionBench),
-}
-
 #[derive(clap::Args)]
 pub struct DecommissionBench {
     /// Backend agents (the drain has N − 1 receivers).
@@ -55,13 +49,7 @@ fn col(r: &roster_client::QueryResult, row: usize, name: &str) -> String {
         .unwrap_or_default()
 }
 
-pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
-    match cmd {
-        BenchCmd::Decommission(b) => decommission(b).await,
-    }
-}
-
-async fn decommission(b: DecommissionBench) -> anyhow::Result<()> {
+pub async fn run(b: DecommissionBench) -> anyhow::Result<()> {
     anyhow::ensure!(
         b.agents >= 4,
         "--agents must be at least 4 (3 replicas + a receiver)"
