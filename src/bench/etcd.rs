@@ -62,7 +62,7 @@ impl EtcdCluster {
                 ("--heartbeat-interval", "100".into()),
                 ("--election-timeout", "1000".into()),
                 ("--logger", "zap".into()),
-                ("--log-level", "warn".into()),
+                ("--log-level", "error".into()),
             ];
             let args: Vec<OsString> = flags
                 .iter()

@@ -23,8 +23,8 @@ pub struct RosterCluster {
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// The FEs log warnings and errors only (their lines are relayed with the FE's name).
-const FE_LOG: (&str, &str) = ("RUST_LOG", "warn");
+/// The FEs log errors only (their lines are relayed with the FE's name).
+const FE_LOG: (&str, &str) = ("RUST_LOG", "error");
 
 impl RosterCluster {
     /// `n` FEs with data under `dir` (fresh). Returns once every FE knows the leader.
