@@ -20,6 +20,8 @@ pub struct RosterCluster {
     nodes: Vec<NodeCmd>,
     fes: Vec<FePorts>,
     pids: Vec<u32>,
+    /// The FEs' environment.
+    env: Vec<(String, String)>,
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -28,7 +30,13 @@ const FE_LOG: (&str, &str) = ("RUST_LOG", "error");
 
 impl RosterCluster {
     /// `n` FEs with data under `dir` (fresh). Returns once every FE knows the leader.
-    pub async fn start(dir: &Path, n: usize) -> anyhow::Result<RosterCluster> {
+    /// `timing`: the Raft timing (heartbeat, election min and max in ms) instead of the
+    /// shipped one, through the FEs' `ROSTER_RAFT__*` environment.
+    pub async fn start(
+        dir: &Path,
+        n: usize,
+        timing: Option<[u64; 3]>,
+    ) -> anyhow::Result<RosterCluster> {
         let ports = sys::free_ports(4 * n)?;
         let fes: Vec<FePorts> = (0..n)
             .map(|i| FePorts {
@@ -49,7 +57,17 @@ impl RosterCluster {
             nodes,
             fes,
             pids: vec![0; n],
+            env: vec![(FE_LOG.0.to_string(), FE_LOG.1.to_string())],
         };
+        if let Some([hb, min, max]) = timing {
+            for (k, v) in [
+                ("ROSTER_RAFT__HEARTBEAT_INTERVAL_MS", hb),
+                ("ROSTER_RAFT__ELECTION_TIMEOUT_MIN_MS", min),
+                ("ROSTER_RAFT__ELECTION_TIMEOUT_MAX_MS", max),
+            ] {
+                c.env.push((k.to_string(), v.to_string()));
+            }
+        }
         for i in 0..n {
             c.spawn(i)?;
         }
@@ -61,9 +79,14 @@ impl RosterCluster {
 
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         let node = &self.nodes[i];
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let pid = self
             .children
-            .spawn_program(&node.name, &self.exe, &node.args, &[FE_LOG])?;
+            .spawn_program(&node.name, &self.exe, &node.args, &env)?;
         sys::started(pid);
         self.pids[i] = pid;
         Ok(())

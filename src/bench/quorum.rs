@@ -45,9 +45,32 @@ pub struct QuorumBench {
     /// Skip the failover trials.
     #[arg(long)]
     no_failover: bool,
+    /// Roster's Raft timing for this run, `HEARTBEAT/ELECTION_MIN/ELECTION_MAX` in ms (as
+    /// `[raft]` in an FE's config); default: the shipped timing.
+    #[arg(long, value_name = "HB/MIN/MAX", value_parser = parse_timing)]
+    roster_timing: Option<[u64; 3]>,
     /// How Roster reads the backends: SHOW BACKENDS (issue 15's baseline) or ListBackends.
     #[arg(long, value_enum, default_value_t = RosterRead::Show)]
     roster_read: RosterRead,
+}
+
+fn parse_timing(s: &str) -> Result<[u64; 3], String> {
+    let parts: Vec<u64> = s
+        .split('/')
+        .map(|p| p.trim().parse::<u64>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{s:?}: {e} (want HEARTBEAT/ELECTION_MIN/ELECTION_MAX in ms)"))?;
+    parts.try_into().map_err(|_| {
+        format!("{s:?}: want three numbers, HEARTBEAT/ELECTION_MIN/ELECTION_MAX in ms")
+    })
+}
+
+/// What Roster's timing is called in the output.
+fn timing_name(t: Option<[u64; 3]>) -> String {
+    match t {
+        Some([hb, min, max]) => format!("{hb}/{min}/{max} ms"),
+        None => "shipped timing".into(),
+    }
 }
 
 const DEFAULT_CASES: &[&str] = &[
@@ -164,11 +187,12 @@ impl Servers {
         etcd_exe: &Path,
         dir: &Path,
         n: usize,
+        roster_timing: Option<[u64; 3]>,
     ) -> anyhow::Result<Servers> {
         std::fs::create_dir_all(dir)?;
         let s = match system {
             System::Etcd => Servers::Etcd(EtcdCluster::start(etcd_exe, dir, n).await?),
-            System::Roster => Servers::Roster(RosterCluster::start(dir, n).await?),
+            System::Roster => Servers::Roster(RosterCluster::start(dir, n, roster_timing).await?),
         };
         let set_up = match &s {
             Servers::Etcd(c) => c.set_up().await,
@@ -270,13 +294,14 @@ async fn bench(
     let n = b.members as usize;
     println!(
         "roster bench quorum: {n} members each, {} round(s), {} ops per case (1 client: {}), \
-         warm-up {:.0} %, etcd {} (heartbeat 100 ms, election 1000 ms), Roster's shipped \
-         timing; load average {}",
+         warm-up {:.0} %, etcd {} (heartbeat 100 ms, election 1000 ms), Roster's {}; load \
+         average {}",
         b.rounds,
         b.ops,
         (b.ops / 16).max(1),
         b.warmup * 100.0,
         etcd_exe.display(),
+        timing_name(b.roster_timing),
         sys::loadavg()
     );
     let mut rows = Vec::new();
@@ -288,7 +313,7 @@ async fn bench(
             for system in [System::Etcd, System::Roster] {
                 seq += 1;
                 let dir = scratch.join(format!("{seq:03}-{}-{}", case.name, system.name()));
-                let servers = Servers::start(system, etcd_exe, &dir, n).await?;
+                let servers = Servers::start(system, etcd_exe, &dir, n, b.roster_timing).await?;
                 let r = measure(&servers, case, b).await;
                 servers.stop().await;
                 let _ = std::fs::remove_dir_all(&dir);
@@ -322,7 +347,7 @@ async fn bench(
         for system in [System::Etcd, System::Roster] {
             seq += 1;
             let dir = scratch.join(format!("{seq:03}-failover-{}", system.name()));
-            let mut servers = Servers::start(system, etcd_exe, &dir, n).await?;
+            let mut servers = Servers::start(system, etcd_exe, &dir, n, b.roster_timing).await?;
             let r = failover_trials(&mut servers, system, b.failover_trials).await;
             servers.stop().await;
             let _ = std::fs::remove_dir_all(&dir);
@@ -547,10 +572,11 @@ fn print_table(
         let (e, r) = (median(etcd.clone()), median(roster.clone()));
         println!(
             "failover (kill -9 of the leader to the first acknowledged write, {} trials, probes \
-             of {} ms): etcd (100/1000 ms) median {e:.0} ms, Roster (shipped timing) median \
-             {r:.0} ms, Roster/etcd {:.2}x",
+             of {} ms): etcd (100/1000 ms) median {e:.0} ms, Roster ({}) median {r:.0} ms, \
+             Roster/etcd {:.2}x",
             etcd.len(),
             PROBE_TIMEOUT.as_millis(),
+            timing_name(b.roster_timing),
             r / e
         );
     }
