@@ -148,6 +148,21 @@ impl RosterCluster {
         }
     }
 
+    /// The highest Raft term any FE reports (an election raises it; a pre-vote does not).
+    pub async fn term(&self) -> anyhow::Result<u64> {
+        let mut term = None;
+        for i in 0..self.len() {
+            if let Ok(s) = self
+                .client(i, Duration::from_secs(1))?
+                .status_within(Duration::from_millis(500))
+                .await
+            {
+                term = term.max(Some(s.term));
+            }
+        }
+        term.context("no FE answered Status")
+    }
+
     /// Durable commits of FE `i`'s log.redb plus sm.redb since it started (its /metrics).
     pub async fn fsyncs(&self, i: usize) -> anyhow::Result<f64> {
         let page = sys::http_get(self.fes[i].http, "/metrics").await?;

@@ -49,6 +49,11 @@ pub struct QuorumBench {
     /// `[raft]` in an FE's config); default: the shipped timing.
     #[arg(long, value_name = "HB/MIN/MAX", value_parser = parse_timing)]
     roster_timing: Option<[u64; 3]>,
+    /// Instead of the table: write to Roster's leader from 64 clients for this many seconds and
+    /// count elections (term changes) and failed writes, to check a timing for spurious
+    /// elections under load (issue 15 asks for none in 600 s).
+    #[arg(long, value_name = "SECS")]
+    soak_secs: Option<u64>,
     /// How Roster reads the backends: SHOW BACKENDS (issue 15's baseline) or ListBackends.
     #[arg(long, value_enum, default_value_t = RosterRead::Show)]
     roster_read: RosterRead,
@@ -274,8 +279,14 @@ pub async fn run(b: QuorumBench) -> anyhow::Result<()> {
         .prefix("roster-bench-quorum-")
         .tempdir()?;
     let signal = crate::start::wait_for_signal();
+    let work = async {
+        match b.soak_secs {
+            Some(secs) => soak(&b, secs, scratch.path()).await,
+            None => bench(&b, &cases, &etcd_exe, scratch.path()).await,
+        }
+    };
     let result = tokio::select! {
-        r = bench(&b, &cases, &etcd_exe, scratch.path()) => r,
+        r = work => r,
         _ = signal => Err(anyhow::anyhow!("interrupted")),
     };
     // On an error or Ctrl-C the clusters were dropped, not stopped: their children got SIGKILL
@@ -356,6 +367,47 @@ async fn bench(
         failover = Some(both);
     }
     print_table(n, b, &rows, failover.as_deref());
+    Ok(())
+}
+
+/// 64 clients writing to Roster's leader for `secs`: the elections (term changes) and the
+/// writes that failed meanwhile.
+async fn soak(b: &QuorumBench, secs: u64, scratch: &Path) -> anyhow::Result<()> {
+    let n = b.members as usize;
+    let dir = scratch.join("soak-Roster");
+    std::fs::create_dir_all(&dir)?;
+    let c = RosterCluster::start(&dir, n, b.roster_timing).await?;
+    c.set_up().await?;
+    let case = Case::parse("write-64")?;
+    let leader = c.leader(None).await?;
+    let conns = (0..case.channels())
+        .map(|_| Conn::roster(&c.addr(leader), false, b.roster_read, OP_TIMEOUT))
+        .collect::<anyhow::Result<Vec<Conn>>>()?;
+    let term0 = c.term().await?;
+    let started = Instant::now();
+    let until = started + Duration::from_secs(secs);
+    let (mut ops, mut errors, mut first_error, mut next) = (0u64, 0u64, None, 0u64);
+    while Instant::now() < until {
+        // Chunks of about a second, so the run ends near `secs`.
+        let phase = load::drive(&conns, case.clients, case.op, next, 8_000).await;
+        next += 8_000;
+        ops += phase.ops;
+        errors += phase.errors;
+        first_error = first_error.or(phase.first_error);
+    }
+    let term1 = c.term().await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "soak: {n} members, Roster's {}, 64 clients writing to the leader for {elapsed:.0} s:          {ops} writes ({:.0}/s), {errors} failed{}, elections (term changes): {}; load average          {}",
+        timing_name(b.roster_timing),
+        ops as f64 / elapsed,
+        first_error
+            .map(|e| format!(" (the first: {e})"))
+            .unwrap_or_default(),
+        term1 - term0,
+        sys::loadavg()
+    );
+    c.stop().await;
     Ok(())
 }
 
