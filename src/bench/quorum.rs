@@ -661,6 +661,13 @@ mod tests {
     }
 
     #[test]
+    fn roster_timing_is_three_numbers() {
+        assert_eq!(parse_timing("100/400/700"), Ok([100, 400, 700]));
+        assert!(parse_timing("100/400").unwrap_err().contains("three numbers"));
+        assert!(parse_timing("100/x/700").unwrap_err().contains("HEARTBEAT"));
+    }
+
+    #[test]
     fn median_of_odd_and_even() {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
