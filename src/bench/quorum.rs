@@ -663,7 +663,11 @@ mod tests {
     #[test]
     fn roster_timing_is_three_numbers() {
         assert_eq!(parse_timing("100/400/700"), Ok([100, 400, 700]));
-        assert!(parse_timing("100/400").unwrap_err().contains("three numbers"));
+        assert!(
+            parse_timing("100/400")
+                .unwrap_err()
+                .contains("three numbers")
+        );
         assert!(parse_timing("100/x/700").unwrap_err().contains("HEARTBEAT"));
     }
 
