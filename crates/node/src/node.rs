@@ -171,6 +171,11 @@ fn raft_config(cfg: &FeConfig) -> Result<Config, ApiError> {
         election_timeout_max: cfg.raft.election_timeout_max_ms,
         install_snapshot_timeout: 10_000,
         enable_pre_vote: Some(true),
+        // A restarted leader must win a new election, never resume its old term: its log may
+        // have lost entries it had replicated and committed through the other voters before
+        // its own fsync (appends return before their fsync), and resuming would write other
+        // entries under the same log ids (the storage-crashes scenario caught it).
+        enable_leader_restore: Some(false),
         snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs_since_last),
         max_in_snapshot_log_to_keep: cfg.max_in_snapshot_log_to_keep,
         replication_lag_threshold: 10_000,
