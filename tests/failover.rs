@@ -106,3 +106,37 @@ async fn kill_leader_and_restart_loses_nothing() {
         r.message
     );
 }
+
+/// A leader killed and started again at once never resumes its old term: it must win a new
+/// election. Its log may lack entries it had committed through the followers before its own
+/// fsync (appends return before their fsync), so resuming would write other entries under the
+/// same log ids (openraft's `enable_leader_restore`, off in `roster_node`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_leader_does_not_resume_its_term() {
+    let mut cluster = Cluster::start(3, 0);
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await;
+    let term = cluster.client(leader).status().await.expect("status").term;
+    cluster.kill9(leader);
+    // Back well within the followers' lease, so they have not elected anyone yet.
+    cluster.spawn(leader);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let l = cluster.wait_leader(Duration::from_secs(20)).await;
+        if let Ok(s) = cluster
+            .client(l)
+            .status_within(Duration::from_millis(500))
+            .await
+            && s.is_leader
+        {
+            assert!(
+                s.term > term,
+                "fe{} leads term {} again (the term it led before fe{} was killed)",
+                l + 1,
+                s.term,
+                leader + 1
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no leader answered within 30 s");
+    }
+}
