@@ -398,7 +398,9 @@ async fn soak(b: &QuorumBench, secs: u64, scratch: &Path) -> anyhow::Result<()> 
     let term1 = c.term().await?;
     let elapsed = started.elapsed().as_secs_f64();
     println!(
-        "soak: {n} members, Roster's {}, 64 clients writing to the leader for {elapsed:.0} s:          {ops} writes ({:.0}/s), {errors} failed{}, elections (term changes): {}; load average          {}",
+        "soak: {n} members, Roster's {}, 64 clients writing to the leader for {elapsed:.0} s: \
+         {ops} writes ({:.0}/s), {errors} failed{}, elections (term changes): {}; load \
+         average {}",
         timing_name(b.roster_timing),
         ops as f64 / elapsed,
         first_error
