@@ -348,16 +348,36 @@ impl LogStore {
         r
     }
 
+    /// Queue `op` for the writer thread.
+    fn queue(&self, op: Op) -> io::Result<()> {
+        self.tx
+            .send(op)
+            .map_err(|_| io_err("log writer thread is gone"))
+    }
+
+    /// Queue the op `make` builds; the receiver answers after the commit that contains it.
+    fn queue_answered(
+        &self,
+        make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Op,
+    ) -> io::Result<oneshot::Receiver<io::Result<()>>> {
+        let (done, rx) = oneshot::channel();
+        self.queue(make(done))?;
+        Ok(rx)
+    }
+
+    /// Wait for a queued op's commit (a failure is a fault).
+    async fn answer(&self, rx: oneshot::Receiver<io::Result<()>>) -> io::Result<()> {
+        let r = rx.await.map_err(|_| io_err("log writer thread is gone"))?;
+        self.fatal(r)
+    }
+
+    /// Queue the op `make` builds and wait for its commit.
     async fn submit(
         &self,
         make: impl FnOnce(oneshot::Sender<io::Result<()>>) -> Op,
     ) -> io::Result<()> {
-        let (done, rx) = oneshot::channel();
-        self.tx
-            .send(make(done))
-            .map_err(|_| io_err("log writer thread is gone"))?;
-        let r = rx.await.map_err(|_| io_err("log writer thread is gone"))?;
-        self.fatal(r)
+        let rx = self.queue_answered(make)?;
+        self.answer(rx).await
     }
 
     /// The last log index whose entry is on disk in this file, as it moves: the state machine
@@ -682,14 +702,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// committed id re-applies less and learns the rest from the leader.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         let value = codec::seal(&meta_context(KEY_COMMITTED), &codec::encode(&committed)?);
-        self.tx
-            .send(Op::PutMeta {
-                key: KEY_COMMITTED,
-                value,
-                sync: Sync::Deferred,
-                done: None,
-            })
-            .map_err(|_| io_err("log writer thread is gone"))
+        self.queue(Op::PutMeta {
+            key: KEY_COMMITTED,
+            value,
+            sync: Sync::Deferred,
+            done: None,
+        })
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
@@ -721,13 +739,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for (index, entry) in kept {
             tail.entries.insert(index, (seq, entry));
         }
-        self.tx
-            .send(Op::Append {
-                seq,
-                entries: encoded,
-                flushed: callback,
-            })
-            .map_err(|_| io_err("log writer thread is gone"))
+        self.queue(Op::Append {
+            seq,
+            entries: encoded,
+            flushed: callback,
+        })
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
@@ -741,14 +757,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             // The entries at `from` and after are about to be replaced: not durable ones.
             self.durable_index
                 .send_modify(|d| *d = (*d).min(from.saturating_sub(1)));
-            let (done, rx) = oneshot::channel();
-            self.tx
-                .send(Op::TruncateFrom { seq, from, done })
-                .map_err(|_| io_err("log writer thread is gone"))?;
-            rx
+            self.queue_answered(|done| Op::TruncateFrom { seq, from, done })?
         };
-        let r = rx.await.map_err(|_| io_err("log writer thread is gone"))?;
-        self.fatal(r)
+        self.answer(rx).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
@@ -757,14 +768,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let rx = {
             let mut tail = self.tail();
             tail.entries.retain(|&i, _| i > upto);
-            let (done, rx) = oneshot::channel();
-            self.tx
-                .send(Op::Purge { purged, upto, done })
-                .map_err(|_| io_err("log writer thread is gone"))?;
-            rx
+            self.queue_answered(|done| Op::Purge { purged, upto, done })?
         };
-        let r = rx.await.map_err(|_| io_err("log writer thread is gone"))?;
-        self.fatal(r)
+        self.answer(rx).await
     }
 }
 
