@@ -76,12 +76,42 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::Relaxed);
 }
 
-fn run_many(names: &[&str], args: &RunArgs) -> anyhow::Result<bool> {
+/// What went wrong in a gate, repeated at its end: CI shows only the tail of a long output.
+#[derive(Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    /// A scenario that should have passed: its failed checks, cut to one short line each.
+    fn scenario(&mut self, name: &str, o: &scenario::Outcome) {
+        for l in o.summary.iter().filter(|l| l.starts_with("FAIL")) {
+            self.0.push(format!("{name}: {}", short(l)));
+        }
+    }
+
+    fn print(&self) {
+        for l in &self.0 {
+            eprintln!("   failed: {l}");
+        }
+    }
+}
+
+fn short(l: &str) -> String {
+    const MAX: usize = 240;
+    match l.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{} ...", &l[..i]),
+        None => l.to_string(),
+    }
+}
+
+fn run_many(names: &[&str], args: &RunArgs, failures: &mut Failures) -> anyhow::Result<bool> {
     let mut ok = true;
     for name in names {
         let s = scenario::find(name)?;
-        let o = run_one(&s, args, None)?;
-        ok &= o;
+        let o = run_scenario(&s, args, None)?;
+        if !o.valid {
+            failures.scenario(name, &o);
+        }
+        ok &= o.valid;
         if STOP.load(Ordering::Relaxed) {
             anyhow::bail!("interrupted");
         }
@@ -90,23 +120,25 @@ fn run_many(names: &[&str], args: &RunArgs) -> anyhow::Result<bool> {
 }
 
 /// Run every twin; true when each failed its own check.
-fn run_twins(args: &RunArgs) -> anyhow::Result<bool> {
+fn run_twins(args: &RunArgs, failures: &mut Failures) -> anyhow::Result<bool> {
     let mut ok = true;
     for t in scenario::TWINS {
         let o = run_scenario(&scenario::find(t.scenario)?, args, Some(t.bug.to_string()))?;
         let caught = t.caught(&o);
-        eprintln!(
-            "   twin {} with {}: {}",
-            t.scenario,
-            t.bug,
-            if caught {
-                format!("failed its {} check, as it must", t.anomaly)
-            } else if o.valid {
-                "PASSED: the bug went unseen".to_string()
-            } else {
-                format!("failed, but not its {} check", t.anomaly)
-            }
-        );
+        let verdict = if caught {
+            format!("failed its {} check, as it must", t.anomaly)
+        } else if o.valid {
+            "PASSED: the bug went unseen".to_string()
+        } else {
+            format!("failed, but not its {} check", t.anomaly)
+        };
+        eprintln!("   twin {} with {}: {verdict}", t.scenario, t.bug);
+        if !caught {
+            failures
+                .0
+                .push(format!("twin {} with {}: {verdict}", t.scenario, t.bug));
+            failures.scenario(&format!("  {}", t.scenario), &o);
+        }
         ok &= caught;
         if STOP.load(Ordering::Relaxed) {
             anyhow::bail!("interrupted");
@@ -170,19 +202,24 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Run { name, args, bug } => run_one(&scenario::find(&name)?, &args, bug)?,
         Cmd::Gate { args } => {
-            let mut ok = run_many(scenario::GATE, &args)?;
+            let mut failures = Failures::default();
+            let mut ok = run_many(scenario::GATE, &args, &mut failures)?;
             let twins = RunArgs {
                 secs: args.secs.or(Some(scenario::TWIN_DURATION.as_secs())),
                 ..args.clone()
             };
-            ok &= run_twins(&twins)?;
+            ok &= run_twins(&twins, &mut failures)?;
+            failures.print();
             eprintln!("gate: {}", if ok { "ok" } else { "FAILED" });
             ok
         }
         Cmd::All { args } => {
+            let mut failures = Failures::default();
             let names: Vec<&str> = scenario::all().iter().map(|s| s.name).collect();
-            let ok = run_many(&names, &args)?;
-            run_twins(&args)? && ok
+            let ok = run_many(&names, &args, &mut failures)?;
+            let ok = run_twins(&args, &mut failures)? && ok;
+            failures.print();
+            ok
         }
         Cmd::Check {
             history: path,
