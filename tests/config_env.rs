@@ -49,7 +49,7 @@ fn environment_overrides_reach_roster_start() {
         base["root_password"], "",
         "fe1.toml ships without a password"
     );
-    assert_eq!(base["raft"]["heartbeat_interval_ms"], 200);
+    assert_eq!(base["raft"]["heartbeat_interval_ms"], 100);
     assert_eq!(base["read_timeout_ms"], 5000);
 
     let v = merged(

@@ -37,6 +37,20 @@ fn blob<T: serde::Serialize>(v: &T) -> Blob {
     }
 }
 
+/// The same message over AppendStream (the replication stream): its first answer, which must be
+/// the refusal, with the same code and words as the unary call's.
+async fn stream_refusal(rc: &mut RaftServiceClient<Channel>, b: Blob) -> tonic::Status {
+    let mut answers = rc
+        .append_stream(futures::stream::iter(vec![b]))
+        .await
+        .expect("AppendStream opens; its messages are judged one by one")
+        .into_inner();
+    match answers.message().await {
+        Err(s) => s,
+        Ok(m) => panic!("AppendStream accepted the message: {m:?}"),
+    }
+}
+
 async fn term_of(c: &Cluster, i: usize) -> u64 {
     c.client(i).status().await.expect("status").term
 }
@@ -103,6 +117,12 @@ async fn terms_that_overflow_or_jump_change_nothing() {
                 "the refusal says what: {}",
                 s.message()
             );
+            let s = stream_refusal(&mut rc, blob(&ae)).await;
+            assert!(
+                s.message().contains("term"),
+                "the stream's refusal says what: {}",
+                s.message()
+            );
         }
         // Nothing changed: the terms are where they were (give or take a real election), a
         // leader is kept or elected, and writes go on.
@@ -149,6 +169,10 @@ async fn entries_from_a_non_member_are_refused() {
         .append_entries(blob(&ae))
         .await;
     let s = r.expect_err("AppendEntries from node 99 was accepted");
+    assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
+    assert!(s.message().contains("FE 99"), "{}", s.message());
+    let mut rc = raft_client(&cluster, follower).await;
+    let s = stream_refusal(&mut rc, blob(&ae)).await;
     assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
     assert!(s.message().contains("FE 99"), "{}", s.message());
     let after = cluster.client(follower).status().await.unwrap();

@@ -187,6 +187,13 @@ async fn every_raft_call(ep: Endpoint) -> Vec<(&'static str, Result<(), String>)
         ("Vote", done(c.vote(junk()).await)),
         ("PreVote", done(c.pre_vote(junk()).await)),
         ("AppendEntries", done(c.append_entries(junk()).await)),
+        (
+            "AppendStream",
+            c.append_stream(futures::stream::iter(vec![junk()]))
+                .await
+                .map(|_| ())
+                .map_err(|s| format!("{s:?}")),
+        ),
         ("TransferLeader", done(c.transfer_leader(junk()).await)),
         ("Forward", done(c.forward(junk()).await)),
         (

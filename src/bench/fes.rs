@@ -1,5 +1,5 @@
 //! Roster under test: 3 or 5 FEs as child processes (`roster start`, configs written by the
-//! playground's `write_configs`, so at the shipped Raft timing 200/1000/2000 ms) on 127.0.0.1,
+//! playground's `write_configs`, so at the shipped Raft timing 100/400/700 ms) on 127.0.0.1,
 //! with 8 fake loopback backends registered; who leads (each FE's Status) and the leader's
 //! durable redb commits (its /metrics).
 

@@ -1,24 +1,28 @@
 //! The Raft network over tonic: one cached, lazily connected channel per peer; openraft's
-//! messages travel as versioned bincode blobs. A peer's answer that carries a term beyond
+//! messages travel as versioned bincode blobs. Replication runs over one bidirectional
+//! AppendStream per session, so the leader pipelines batches instead of waiting for each
+//! answer (and a batch costs an HTTP/2 data frame, not a new call with its headers). A peer's answer that carries a term beyond
 //! `raft.max_term_jump` above the request's (or one that cannot be incremented) is dropped as
 //! a network error, as the server side refuses such requests (see `raft_guard`).
 
 use crate::raft_guard::RaftLimits;
+use futures::{Stream, StreamExt};
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendError,
+    StreamAppendResult, TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{AnyError, OptionalSend};
 use roster_proto::pb::raft::{Blob, raft_service_client::RaftServiceClient};
 use roster_raft_store::types::{Snapshot, Vote};
 use roster_raft_store::{FeNode, NodeId, TypeConfig, codec};
 use roster_transport::ratelog::{LOG_INTERVAL, RateLimit};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 /// Largest message between FEs (AppendEntries batches, snapshot chunks).
@@ -87,6 +91,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.edit_log_addr(),
             channels: self.channels.clone(),
             limits: self.limits,
+            unary_until: None,
         }
     }
 }
@@ -96,6 +101,9 @@ pub struct PeerClient {
     addr: String,
     channels: Channels,
     limits: RaftLimits,
+    /// Set when the peer answered AppendStream with Unimplemented (an FE of an older version):
+    /// until then replication to it goes over unary AppendEntries.
+    unary_until: Option<std::time::Instant>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,15 +129,23 @@ fn status_to_rpc(s: tonic::Status) -> RPCError<TypeConfig> {
 /// about it are dropped by the binary's log filter, see `src/logging.rs`).
 static UNREACHABLE: RateLimit<NodeId> = RateLimit::new(LOG_INTERVAL);
 
+/// Refuse an answer from `target` whose vote's term is not sane next to `sent`, the term this
+/// FE sent (openraft would adopt a higher one). Logged like the server side's refusals.
+fn check_answer_term(
+    target: NodeId,
+    limits: &RaftLimits,
+    sent: u64,
+    answer: &Vote,
+) -> Result<(), RPCError<TypeConfig>> {
+    crate::raft_guard::check_term(target, answer.leader_id.term, sent, limits).map_err(|r| {
+        let status = crate::raft_guard::refuse(r);
+        RPCError::Network(net_err(format!("answer refused: {}", status.message())))
+    })
+}
+
 impl PeerClient {
-    /// Refuse an answer whose vote's term is not sane next to `sent`, the term this FE sent
-    /// (openraft would adopt a higher one). Logged like the server side's refusals.
     fn check_answer_term(&self, sent: u64, answer: &Vote) -> Result<(), RPCError<TypeConfig>> {
-        crate::raft_guard::check_term(self.target, answer.leader_id.term, sent, &self.limits)
-            .map_err(|r| {
-                let status = crate::raft_guard::refuse(r);
-                RPCError::Network(net_err(format!("answer refused: {}", status.message())))
-            })
+        check_answer_term(self.target, &self.limits, sent, answer)
     }
 
     /// Log (rate-limited) a failure to reach this peer; forget it once the peer answers.
@@ -191,6 +207,29 @@ impl PeerClient {
 
 impl RaftNetworkV2<TypeConfig> for PeerClient {
     type SnapshotData = Vec<u8>;
+
+    /// Over one AppendStream per replication session (see `append_stream`), or over unary
+    /// AppendEntries to a peer that lacks it.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, AppendAnswer>, RPCError<TypeConfig>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        if let Some(until) = self.unary_until {
+            if std::time::Instant::now() < until {
+                return openraft::network::stream_append_sequential(self, input, option);
+            }
+            self.unary_until = None;
+        }
+        Box::pin(async move {
+            let r = self.open_append_stream(input, option).await;
+            self.note(&r, &"append_stream");
+            r
+        })
+    }
 
     async fn append_entries(
         &mut self,
@@ -270,6 +309,114 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 Ok(r)
             }
         }
+    }
+}
+
+/// One answer of a replication stream, as openraft's replication expects it.
+type AppendAnswer = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
+
+/// How long a peer that lacks AppendStream is served over unary AppendEntries before the
+/// stream is tried again (it may have been upgraded).
+const UNARY_FALLBACK: Duration = Duration::from_secs(60);
+
+impl PeerClient {
+    /// Open an AppendStream carrying `input`; its answers come back in order, one per request.
+    /// A request left unanswered for the RPC's time to live fails the stream with a timeout
+    /// (as a unary AppendEntries would), and openraft starts a new session.
+    async fn open_append_stream<S>(
+        &mut self,
+        input: S,
+        option: RPCOption,
+    ) -> Result<BoxStream<'static, AppendAnswer>, RPCError<TypeConfig>>
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        let mut client = self
+            .channels
+            .raft_client(&self.addr)
+            .map_err(|e| RPCError::Network(net_err(e)))?;
+        let ttl = option.hard_ttl();
+        let target = self.target;
+        let timeout = move || {
+            RPCError::Timeout(openraft::error::Timeout {
+                action: openraft::network::RPCTypes::AppendEntries,
+                id: 0,
+                target,
+                timeout: ttl,
+            })
+        };
+        // The send time and term of each request not yet answered, oldest first.
+        let inflight = Arc::new(Mutex::new(VecDeque::<(Instant, u64)>::new()));
+        let sent = inflight.clone();
+        let requests = input.scan((), move |_, req| {
+            let blob = match codec::encode(&req) {
+                Ok(data) => Some(Blob { data }),
+                Err(e) => {
+                    // Nothing more is sent: the answers end short and openraft starts over.
+                    tracing::error!(peer = target, "encoding an AppendEntries request: {e}");
+                    None
+                }
+            };
+            if blob.is_some() {
+                let mut q = sent.lock().expect("inflight lock");
+                q.push_back((Instant::now(), req.vote.leader_id.term));
+            }
+            std::future::ready(blob)
+        });
+        let answers = match tokio::time::timeout(ttl, client.append_stream(requests)).await {
+            Err(_) => return Err(timeout()),
+            Ok(Err(s)) if s.code() == tonic::Code::Unimplemented => {
+                tracing::info!(
+                    peer = target,
+                    "FE {target} has no AppendStream (an older version): replicating to it over AppendEntries"
+                );
+                self.unary_until = Some(std::time::Instant::now() + UNARY_FALLBACK);
+                return Err(RPCError::Unreachable(Unreachable::new(&Msg(
+                    "peer has no AppendStream".into(),
+                ))));
+            }
+            Ok(Err(s)) => return Err(status_to_rpc(s)),
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        let limits = self.limits;
+        let answers = futures::stream::unfold(Some(answers), move |state| {
+            let inflight = inflight.clone();
+            async move {
+                let mut answers = state?;
+                loop {
+                    // Wake at least every ttl to look at the oldest unanswered request.
+                    let wait = inflight
+                        .lock()
+                        .expect("inflight lock")
+                        .front()
+                        .map_or(ttl, |(at, _)| ttl.saturating_sub(at.elapsed()));
+                    let msg = match tokio::time::timeout(wait, answers.message()).await {
+                        Err(_) => {
+                            let q = inflight.lock().expect("inflight lock");
+                            if q.front().is_some_and(|(at, _)| at.elapsed() >= ttl) {
+                                return Some((Err(timeout()), None));
+                            }
+                            continue;
+                        }
+                        Ok(Err(s)) => return Some((Err(status_to_rpc(s)), None)),
+                        Ok(Ok(None)) => return None,
+                        Ok(Ok(Some(msg))) => msg,
+                    };
+                    let sent = inflight.lock().expect("inflight lock").pop_front();
+                    let answer = codec::decode::<StreamAppendResult<TypeConfig>>(&msg.data)
+                        .map_err(|e| RPCError::Network(net_err(e)))
+                        .and_then(|r| match (&r, sent) {
+                            (Err(StreamAppendError::HigherVote(v)), Some((_, term))) => {
+                                check_answer_term(target, &limits, term, v).map(|()| r)
+                            }
+                            _ => Ok(r),
+                        });
+                    let go_on = matches!(answer, Ok(Ok(_)));
+                    return Some((answer, go_on.then_some(answers)));
+                }
+            }
+        });
+        Ok(Box::pin(answers))
     }
 }
 

@@ -42,12 +42,16 @@ pub struct RaftTiming {
 
 impl Default for RaftTiming {
     fn default() -> Self {
-        // Measured on loaded 2-core machines: the openraft defaults (50/150-300) cause spurious
-        // elections; 200/1000-2000 caused none (see reference/openraft.md section 5).
+        // etcd's heartbeat (100 ms) with the shortest timeouts that stay quiet under load:
+        // openraft's leader lease is election_timeout_max and a follower votes only once its
+        // lease has expired, so failover takes about max + part of [min, max). Measured on a
+        // loaded 2-core machine (BENCHMARKS.md, `roster bench quorum`): 100/400/700 fails over
+        // faster than etcd at its 100/1000 defaults and saw no election in a 600 s 64-client
+        // write soak at load average 6.2; openraft's own 50/150-300 elects spuriously there.
         RaftTiming {
-            heartbeat_interval_ms: 200,
-            election_timeout_min_ms: 1000,
-            election_timeout_max_ms: 2000,
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 700,
         }
     }
 }

@@ -122,15 +122,63 @@ pub fn incoming_dir(fe: &FeNodeHandle) -> PathBuf {
     fe.config().data_dir.join("raft").join("incoming")
 }
 
-#[tonic::async_trait]
-impl RaftService for RaftServiceImpl {
-    async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> =
-            codec::decode(&req.into_inner().data).map_err(bad)?;
+impl RaftServiceImpl {
+    /// An AppendEntries request that survived the checks.
+    fn checked_append(&self, data: &[u8]) -> Result<AppendEntriesRequest<TypeConfig>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = codec::decode(data).map_err(bad)?;
         self.view(rpc.vote.leader_id.node_id)
             .check_append(&rpc, &self.limits())
             .map_err(refuse)?;
+        Ok(rpc)
+    }
+}
+
+/// The answers of an AppendStream: one encoded `StreamAppendResult` per request.
+type AnswerStream = futures::stream::BoxStream<'static, Result<Blob, Status>>;
+
+#[tonic::async_trait]
+impl RaftService for RaftServiceImpl {
+    async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+        let rpc = self.checked_append(&req.into_inner().data)?;
         answer(self.fe.raft().append_entries(rpc).await)
+    }
+
+    type AppendStreamStream = AnswerStream;
+
+    /// Each request passes the same checks as a unary AppendEntries. The first refused one
+    /// ends the input: the requests before it are still answered, then the refusal ends the
+    /// stream, so nothing after a bad message reaches openraft.
+    async fn append_stream(
+        &self,
+        req: Request<Streaming<Blob>>,
+    ) -> Result<Response<AnswerStream>, Status> {
+        let checker = RaftServiceImpl {
+            fe: self.fe.clone(),
+        };
+        let refused = std::sync::Arc::new(std::sync::Mutex::new(None::<Status>));
+        let slot = refused.clone();
+        let input = req.into_inner().scan((), move |_, msg| {
+            let rpc = msg.and_then(|b| checker.checked_append(&b.data));
+            std::future::ready(match rpc {
+                Ok(rpc) => Some(rpc),
+                Err(status) => {
+                    *slot.lock().expect("refusal slot") = Some(status);
+                    None
+                }
+            })
+        });
+        let answers = self.fe.raft().stream_append(input).map(|r| match r {
+            Ok(result) => Ok(Blob {
+                data: codec::encode(&result).map_err(bad)?,
+            }),
+            Err(fatal) => Err(Status::unavailable(format!("raft stopped: {fatal}"))),
+        });
+        let refusal =
+            futures::stream::once(
+                async move { refused.lock().expect("refusal slot").take().map(Err) },
+            )
+            .filter_map(std::future::ready);
+        Ok(Response::new(answers.chain(refusal).boxed()))
     }
 
     async fn vote(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
