@@ -424,3 +424,120 @@ impl PeerClient {
 pub fn any_error(msg: impl std::fmt::Display) -> AnyError {
     AnyError::error(msg.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roster_proto::pb::raft::raft_service_server::{RaftService, RaftServiceServer};
+    use tonic::{Request, Response, Status, Streaming};
+
+    /// An FE of a version before AppendStream: it has unary AppendEntries only (a server
+    /// without the route answers Unimplemented, as this one does).
+    struct OldFe;
+
+    fn unimplemented<T>() -> Result<Response<T>, Status> {
+        Err(Status::unimplemented("not in this version"))
+    }
+
+    #[tonic::async_trait]
+    impl RaftService for OldFe {
+        async fn append_entries(&self, req: Request<Blob>) -> Result<Response<Blob>, Status> {
+            let _: AppendEntriesRequest<TypeConfig> = codec::decode(&req.into_inner().data)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let r: Result<AppendEntriesResponse<TypeConfig>, String> =
+                Ok(AppendEntriesResponse::Success);
+            Ok(Response::new(Blob {
+                data: codec::encode(&r).expect("encodes"),
+            }))
+        }
+        type AppendStreamStream = futures::stream::BoxStream<'static, Result<Blob, Status>>;
+        async fn append_stream(
+            &self,
+            _: Request<Streaming<Blob>>,
+        ) -> Result<Response<Self::AppendStreamStream>, Status> {
+            unimplemented()
+        }
+        async fn vote(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {
+            unimplemented()
+        }
+        async fn pre_vote(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {
+            unimplemented()
+        }
+        async fn install_snapshot(
+            &self,
+            _: Request<Streaming<Blob>>,
+        ) -> Result<Response<Blob>, Status> {
+            unimplemented()
+        }
+        async fn transfer_leader(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {
+            unimplemented()
+        }
+        async fn get_read_index(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {
+            unimplemented()
+        }
+        async fn forward(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {
+            unimplemented()
+        }
+        async fn node_info(&self, _: Request<Blob>) -> Result<Response<Blob>, Status> {
+            unimplemented()
+        }
+    }
+
+    fn heartbeat() -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: None,
+            entries: vec![],
+            leader_commit: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_without_append_stream_is_served_over_append_entries() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(RaftServiceServer::new(OldFe))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let mut factory = NetworkFactory {
+            channels: Channels::default(),
+            limits: RaftLimits::default(),
+        };
+        let node = FeNode {
+            host: "127.0.0.1".into(),
+            edit_log_port: port,
+            rpc_port: 0,
+            query_port: 0,
+            http_port: 0,
+        };
+        let mut peer = factory.new_client(2, &node).await;
+        let opt = RPCOption::new(Duration::from_secs(5));
+
+        // The first session learns that the peer has no stream; openraft retries it.
+        let first = match peer
+            .stream_append(futures::stream::iter(vec![heartbeat()]), opt.clone())
+            .await
+        {
+            Ok(_) => "opened".to_string(),
+            Err(e) => format!("{e:?}"),
+        };
+        assert!(
+            first.starts_with("Unreachable"),
+            "the first session fails as unreachable: {first}"
+        );
+        // The next one goes over AppendEntries, one answer per request, in order.
+        let answers: Vec<AppendAnswer> = peer
+            .stream_append(futures::stream::iter(vec![heartbeat(), heartbeat()]), opt)
+            .await
+            .expect("the fallback opens")
+            .collect()
+            .await;
+        assert_eq!(answers.len(), 2, "{answers:?}");
+        assert!(
+            answers.iter().all(|a| matches!(a, Ok(Ok(_)))),
+            "{answers:?}"
+        );
+    }
+}
