@@ -132,7 +132,8 @@ fn view(state: &ClusterState) -> Before {
 }
 
 /// The view before applying `cmd`, or `None` for the frequent commands that change none of it
-/// (replica reports, table DDL, users, settings): those skip the copy.
+/// (replica reports, table DDL, users, settings, a backend's tags and disables): those skip the
+/// copy of every backend, blacklist entry and move.
 pub fn before(state: &ClusterState, cmd: &Cmd) -> Option<Before> {
     let quiet = matches!(
         cmd,
@@ -148,6 +149,8 @@ pub fn before(state: &ClusterState, cmd: &Cmd) -> Option<Before> {
             | Cmd::CreateTableSpec(_)
             | Cmd::RecoverTable { .. }
             | Cmd::StartMoves { .. }
+            | Cmd::ModifyBackends { .. }
+            | Cmd::ChangeBackends { .. }
     );
     (!quiet).then(|| view(state))
 }
@@ -487,5 +490,52 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// The commands `before` skips really change nothing an event is about: with the views
+    /// taken anyway, they give no event.
+    #[test]
+    fn quiet_commands_give_no_event() {
+        use roster_membership::model::backend::BackendChange;
+        let mut s = ClusterState::default();
+        run(
+            &mut s,
+            Cmd::AddBackends {
+                addrs: vec![HostPort::new("127.0.9.1", 9050)],
+                properties: vec![],
+            },
+        );
+        run(&mut s, alive(10001, true));
+        let targets = vec![BackendRef::Id(BackendId(10001))];
+        for cmd in [
+            Cmd::ChangeBackends {
+                targets: targets.clone(),
+                changes: vec![
+                    BackendChange::Location("g2".into()),
+                    BackendChange::DisableQuery(true),
+                    BackendChange::DisableLoad(true),
+                    BackendChange::Draining(true),
+                ],
+            },
+            Cmd::ChangeBackends {
+                targets: targets.clone(),
+                changes: vec![BackendChange::Draining(false)],
+            },
+            Cmd::ModifyBackends {
+                targets: targets.clone(),
+                properties: vec![("tag.location".into(), "g3".into())],
+            },
+        ] {
+            assert!(before(&s, &cmd).is_none(), "{cmd:?} is quiet");
+            let req = Request {
+                time_ms: 1_000,
+                user: None,
+                cmd,
+            };
+            let b = view(&s);
+            let resp = apply(&mut s, &req);
+            assert!(matches!(resp, Response::Ok(_)), "{resp:?}");
+            assert_eq!(after(b, &s, &req.cmd, &resp), vec![], "{:?}", req.cmd);
+        }
     }
 }

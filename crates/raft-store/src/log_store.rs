@@ -8,9 +8,10 @@
 //! hears they are durable through the `IOFlushed` callback, so a leader replicates while its
 //! own fsync runs (one fsync per batch on the critical path, as etcd overlaps its WAL write
 //! with replication). `save_vote`, `truncate_after` and `purge` still wait for their commit.
-//! The committed log id is queued without waiting and without an fsync of its own: it is on
-//! disk with the next durable commit, and a restart that finds an older one re-applies less
-//! and catches up from the leader (openraft's `save_committed` contract).
+//! The committed log id is queued without waiting and without an fsync of its own: the writer
+//! holds it (up to `DEFERRED_WAIT`) to ride in the next durable commit rather than pay for a
+//! transaction of its own, and a restart that finds an older one re-applies less and catches
+//! up from the leader (openraft's `save_committed` contract).
 //!
 //! Every value is sealed (`codec::seal`, a CRC-32 over the table, the key and the value) and
 //! checked on every read and, all of it, at open. A file written before seals existed is
@@ -123,6 +124,8 @@ pub struct LogStore {
     durable: Arc<AtomicU64>,
     /// The last index whose entry is on disk here (see `durable_index`).
     durable_index: Arc<watch::Sender<u64>>,
+    /// The committed log id last saved: its write may wait in the writer for a durable batch.
+    committed: Arc<Mutex<Option<Option<LogId>>>>,
 }
 
 /// A log entry's seal context: its index, big-endian.
@@ -200,6 +203,7 @@ impl LogStore {
             fault,
             durable: Arc::default(),
             durable_index: Arc::new(watch::Sender::new(0)),
+            committed: Arc::default(),
         };
         store.verify_all(sealed)?;
         if !sealed {
@@ -457,53 +461,90 @@ struct Writer {
     durable_index: Arc<watch::Sender<u64>>,
 }
 
+/// A batch of nothing but writes that need no fsync (the committed log id) waits up to this
+/// long for a batch that needs one, to ride in its transaction, before it is committed alone:
+/// a redb commit costs CPU even without an fsync.
+const DEFERRED_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Writer {
     fn run(self, rx: mpsc::Receiver<Op>) {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
+        // Deferred writes waiting for a durable batch, and since when.
+        let mut held: Vec<Op> = Vec::new();
+        let mut held_since = std::time::Instant::now();
+        loop {
+            let next = if held.is_empty() {
+                rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+            } else {
+                rx.recv_timeout(DEFERRED_WAIT.saturating_sub(held_since.elapsed()))
+            };
+            let was_holding = !held.is_empty();
+            let mut batch = std::mem::take(&mut held);
+            match next {
+                Ok(op) => batch.push(op),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if !batch.is_empty() {
+                        self.commit(batch);
+                    }
+                    return;
+                }
+            }
             while let Ok(more) = rx.try_recv() {
                 batch.push(more);
             }
-            // One fsync for the batch unless nothing in it needs one.
-            let sync = if batch.iter().any(|op| op.sync() == Sync::Durable) {
-                Sync::Durable
-            } else {
-                Sync::Deferred
-            };
-            let res = guarded(&self.path, || {
-                write_batch(&self.db, &self.path, &batch, sync)
-            });
-            fail::fail_point!("raft-log-after-append", |_| crate::failpoints::crash(
-                "raft-log-after-append"
-            ));
-            if let Err(e) = &res {
-                // redb answers PreviousIo after an IO error; the fault stops the FE, and
-                // openraft stops on the error each caller gets.
-                self.fault.report("log.redb", e);
-                tracing::error!("raft log write failed: {e}");
-            } else if let Ok(last) = &res {
-                if sync == Sync::Durable {
-                    crate::stats::durable_commit(crate::stats::File::Log, &self.durable);
-                }
-                self.forget(&batch, sync, *last);
+            if !was_holding {
+                held_since = std::time::Instant::now();
             }
-            let res = res.map(|_| ());
-            let copy = |r: &io::Result<()>| {
-                r.as_ref()
-                    .map(|_| ())
-                    .map_err(|e| io::Error::new(e.kind(), e.to_string()))
-            };
-            for op in batch {
-                match op {
-                    Op::Append { flushed, .. } => flushed.io_completed(copy(&res)),
-                    Op::PutMeta { done, .. } => {
-                        if let Some(done) = done {
-                            let _ = done.send(copy(&res));
-                        }
-                    }
-                    Op::TruncateFrom { done, .. } | Op::Purge { done, .. } => {
+            let deferred_only = batch.iter().all(|op| op.sync() == Sync::Deferred);
+            if deferred_only && held_since.elapsed() < DEFERRED_WAIT {
+                held = batch;
+            } else {
+                self.commit(batch);
+            }
+        }
+    }
+
+    /// Commit `batch` in one transaction, with one fsync unless nothing in it needs one, and
+    /// answer each op.
+    fn commit(&self, batch: Vec<Op>) {
+        let sync = if batch.iter().any(|op| op.sync() == Sync::Durable) {
+            Sync::Durable
+        } else {
+            Sync::Deferred
+        };
+        let res = guarded(&self.path, || {
+            write_batch(&self.db, &self.path, &batch, sync)
+        });
+        fail::fail_point!("raft-log-after-append", |_| crate::failpoints::crash(
+            "raft-log-after-append"
+        ));
+        if let Err(e) = &res {
+            // redb answers PreviousIo after an IO error; the fault stops the FE, and
+            // openraft stops on the error each caller gets.
+            self.fault.report("log.redb", e);
+            tracing::error!("raft log write failed: {e}");
+        } else if let Ok(last) = &res {
+            if sync == Sync::Durable {
+                crate::stats::durable_commit(crate::stats::File::Log, &self.durable);
+            }
+            self.forget(&batch, sync, *last);
+        }
+        let res = res.map(|_| ());
+        let copy = |r: &io::Result<()>| {
+            r.as_ref()
+                .map(|_| ())
+                .map_err(|e| io::Error::new(e.kind(), e.to_string()))
+        };
+        for op in batch {
+            match op {
+                Op::Append { flushed, .. } => flushed.io_completed(copy(&res)),
+                Op::PutMeta { done, .. } => {
+                    if let Some(done) = done {
                         let _ = done.send(copy(&res));
                     }
+                }
+                Op::TruncateFrom { done, .. } | Op::Purge { done, .. } => {
+                    let _ = done.send(copy(&res));
                 }
             }
         }
@@ -701,6 +742,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// entries it names are durable on a quorum already, and a restart that finds an older
     /// committed id re-applies less and learns the rest from the leader.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        *self.committed.lock().expect("committed lock poisoned") = Some(committed);
         let value = codec::seal(&meta_context(KEY_COMMITTED), &codec::encode(&committed)?);
         self.queue(Op::PutMeta {
             key: KEY_COMMITTED,
@@ -711,6 +753,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        if let Some(saved) = *self.committed.lock().expect("committed lock poisoned") {
+            return Ok(saved);
+        }
         Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
