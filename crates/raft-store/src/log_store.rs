@@ -8,9 +8,9 @@
 //! hears they are durable through the `IOFlushed` callback, so a leader replicates while its
 //! own fsync runs (one fsync per batch on the critical path, as etcd overlaps its WAL write
 //! with replication). `save_vote`, `truncate_after` and `purge` still wait for their commit.
-//! The committed log id is queued without waiting and without an fsync of its own: the writer
-//! holds it (up to `DEFERRED_WAIT`) to ride in the next durable commit rather than pay for a
-//! transaction of its own, and a restart that finds an older one re-applies less and catches
+//! The committed log id is queued without waiting and without an fsync of its own, at most
+//! once per `DEFERRED_WAIT`: the writer holds it (up to that long) to ride in the next durable
+//! commit rather than pay for a transaction of its own, and a restart that finds an older one re-applies less and catches
 //! up from the leader (openraft's `save_committed` contract).
 //!
 //! Every value is sealed (`codec::seal`, a CRC-32 over the table, the key and the value) and
@@ -124,8 +124,16 @@ pub struct LogStore {
     durable: Arc<AtomicU64>,
     /// The last index whose entry is on disk here (see `durable_index`).
     durable_index: Arc<watch::Sender<u64>>,
-    /// The committed log id last saved: its write may wait in the writer for a durable batch.
-    committed: Arc<Mutex<Option<Option<LogId>>>>,
+    /// The committed log id last saved, and when it was last queued for writing: it is
+    /// written at most once per `DEFERRED_WAIT` (it only spares a restart some re-applying),
+    /// so most durable commits touch the entries' table alone.
+    committed: Arc<Mutex<Committed>>,
+}
+
+#[derive(Default)]
+struct Committed {
+    saved: Option<Option<LogId>>,
+    queued_at: Option<std::time::Instant>,
 }
 
 /// A log entry's seal context: its index, big-endian.
@@ -742,7 +750,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// entries it names are durable on a quorum already, and a restart that finds an older
     /// committed id re-applies less and learns the rest from the leader.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        *self.committed.lock().expect("committed lock poisoned") = Some(committed);
+        {
+            let mut c = self.committed.lock().expect("committed lock poisoned");
+            c.saved = Some(committed);
+            if c.queued_at.is_some_and(|at| at.elapsed() < DEFERRED_WAIT) {
+                return Ok(());
+            }
+            c.queued_at = Some(std::time::Instant::now());
+        }
         let value = codec::seal(&meta_context(KEY_COMMITTED), &codec::encode(&committed)?);
         self.queue(Op::PutMeta {
             key: KEY_COMMITTED,
@@ -753,7 +768,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        if let Some(saved) = *self.committed.lock().expect("committed lock poisoned") {
+        if let Some(saved) = self
+            .committed
+            .lock()
+            .expect("committed lock poisoned")
+            .saved
+        {
             return Ok(saved);
         }
         Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
