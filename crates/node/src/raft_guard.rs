@@ -130,12 +130,22 @@ static REFUSED: RateLimit<(NodeId, &'static str)> = RateLimit::new(LOG_INTERVAL)
 
 /// Log a refusal (rate-limited) and turn it into the gRPC answer.
 pub fn refuse(r: Refusal) -> tonic::Status {
+    // An FE that has no membership yet (it is starting, before the cluster's first entry
+    // reaches it) refuses every peer: expected while a cluster starts, so not an error.
+    let starting = matches!(&r, Refusal::NotMember { members, .. } if members.is_empty());
     if let Some(suppressed) = REFUSED.check((r.sender(), r.kind())) {
-        tracing::error!(
-            peer = r.sender(),
-            suppressed,
-            "{r} ({suppressed} more of this kind from this peer in the last {LOG_INTERVAL:?} not logged)"
-        );
+        if starting {
+            tracing::info!(
+                peer = r.sender(),
+                "{r}: this FE has no membership yet (it is starting)"
+            );
+        } else {
+            tracing::error!(
+                peer = r.sender(),
+                suppressed,
+                "{r} ({suppressed} more of this kind from this peer in the last {LOG_INTERVAL:?} not logged)"
+            );
+        }
     }
     r.status()
 }
