@@ -106,8 +106,9 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
     let max_request = cfg.to_fe_config().limits.grpc_max_request_bytes();
     let rpc_svc =
         RosterServer::new(RosterService { fe: fe.clone() }).max_decoding_message_size(max_request);
+    // require_client_cert is the Raft port's (FEs only): its keep-alive is the peers' one.
     let server = |require_client_cert: bool| -> anyhow::Result<tonic::transport::Server> {
-        let b = tonic::transport::Server::builder();
+        let b = roster_transport::http2::server(require_client_cert);
         Ok(match transport.server_tls(require_client_cert) {
             Some(t) => b.tls_config(t).context("TLS configuration")?,
             None => b,

@@ -123,9 +123,8 @@ impl Client {
             Some(tls) => tls.endpoint(addr),
             None => Endpoint::from_shared(format!("http://{addr}")),
         }
-        .map_err(|e| ClientError::Config(format!("bad endpoint {addr}: {e}")))?
-        .connect_timeout(Duration::from_millis(1000))
-        .tcp_nodelay(true);
+        .map_err(|e| ClientError::Config(format!("bad endpoint {addr}: {e}")))?;
+        let ep = roster_transport::http2::endpoint(ep).connect_timeout(Duration::from_millis(1000));
         let c = ep.connect_lazy();
         chans.push((addr.to_string(), c.clone()));
         Ok(c)

@@ -55,13 +55,11 @@ impl Channels {
         if let Some(c) = m.get(addr) {
             return Ok(c.clone());
         }
-        let ep = self
-            .transport
-            .endpoint(addr)?
+        use roster_transport::http2;
+        let ep = http2::endpoint(self.transport.endpoint(addr)?)
             .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(2))
-            .keep_alive_timeout(Duration::from_secs(2));
+            .http2_keep_alive_interval(http2::PEER_KEEPALIVE)
+            .keep_alive_timeout(http2::PEER_KEEPALIVE);
         let c = ep.connect_lazy();
         m.insert(addr.to_string(), c.clone());
         Ok(c)

@@ -4,6 +4,7 @@
 
 pub mod accept;
 pub mod cluster_token;
+pub mod http2;
 pub mod ratelog;
 pub mod tls;
 
