@@ -216,11 +216,16 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
     where
         S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
     {
+        // A stream of exactly one message (openraft's heartbeats, and the leadership checks of
+        // linearizable reads) is cheaper as one unary call than as a stream of its own.
+        let single = input.size_hint() == (1, Some(1));
         if let Some(until) = self.unary_until {
-            if std::time::Instant::now() < until {
-                return openraft::network::stream_append_sequential(self, input, option);
+            if std::time::Instant::now() >= until {
+                self.unary_until = None;
             }
-            self.unary_until = None;
+        }
+        if single || self.unary_until.is_some() {
+            return openraft::network::stream_append_sequential(self, input, option);
         }
         Box::pin(async move {
             let r = self.open_append_stream(input, option).await;
@@ -513,9 +518,20 @@ mod tests {
         let mut peer = factory.new_client(2, &node).await;
         let opt = RPCOption::new(Duration::from_secs(5));
 
+        // One message (a heartbeat) goes as a unary call: no stream is tried.
+        let one: Vec<AppendAnswer> = peer
+            .stream_append(futures::stream::iter(vec![heartbeat()]), opt.clone())
+            .await
+            .expect("a single message goes unary")
+            .collect()
+            .await;
+        assert!(matches!(one[..], [Ok(Ok(_))]), "{one:?}");
         // The first session learns that the peer has no stream; openraft retries it.
         let first = match peer
-            .stream_append(futures::stream::iter(vec![heartbeat()]), opt.clone())
+            .stream_append(
+                futures::stream::iter(vec![heartbeat(), heartbeat()]),
+                opt.clone(),
+            )
             .await
         {
             Ok(_) => "opened".to_string(),
