@@ -219,10 +219,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         // A stream of exactly one message (openraft's heartbeats, and the leadership checks of
         // linearizable reads) is cheaper as one unary call than as a stream of its own.
         let single = input.size_hint() == (1, Some(1));
-        if let Some(until) = self.unary_until {
-            if std::time::Instant::now() >= until {
-                self.unary_until = None;
-            }
+        if self
+            .unary_until
+            .is_some_and(|until| std::time::Instant::now() >= until)
+        {
+            self.unary_until = None;
         }
         if single || self.unary_until.is_some() {
             return openraft::network::stream_append_sequential(self, input, option);
