@@ -8,8 +8,9 @@
 //! in one durable commit, once the log is durable up to that applied index. After a crash the
 //! file is at its last durable commit, rows and last-applied together, and openraft re-applies
 //! the committed entries past it from the log at start (`get_initial_state`). Snapshots and
-//! their installs are always durable, so the log is never purged past what this file holds. Snapshots are built from one consistent view of
-//! (state, last-applied, membership), so a snapshot never holds entries past its log id.
+//! their installs are always durable, so the log is never purged past what this file holds.
+//! Snapshots are built from one consistent view of (state, last-applied, membership), so a
+//! snapshot never holds entries past its log id.
 //!
 //! Every row is sealed (`codec::seal` over the table, the key and the value) and checked when
 //! it is read: all of them at open, and again before a snapshot is built (a scrub of the file).
