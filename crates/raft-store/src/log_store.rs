@@ -8,10 +8,12 @@
 //! hears they are durable through the `IOFlushed` callback, so a leader replicates while its
 //! own fsync runs (one fsync per batch on the critical path, as etcd overlaps its WAL write
 //! with replication). `save_vote`, `truncate_after` and `purge` still wait for their commit.
-//! The committed log id is queued without waiting and without an fsync of its own, at most
-//! once per `DEFERRED_WAIT`: the writer holds it (up to that long) to ride in the next durable
-//! commit rather than pay for a transaction of its own, and a restart that finds an older one re-applies less and catches
-//! up from the leader (openraft's `save_committed` contract).
+//! The committed log id is queued without waiting and without an fsync of its own: it is
+//! written at once (so a process that is killed keeps it, in the page cache) and is on disk
+//! with the next durable commit. A restart that finds an older one re-applies less and catches
+//! up from the leader (openraft's `save_committed` contract). Holding it back to ride in the
+//! next durable commit saved CPU but left a killed FE that restarts alone short of entries it
+//! had seen committed (tests/storage_faults.rs's control copy).
 //!
 //! Every value is sealed (`codec::seal`, a CRC-32 over the table, the key and the value) and
 //! checked on every read and, all of it, at open. A file written before seals existed is
@@ -124,16 +126,8 @@ pub struct LogStore {
     durable: Arc<AtomicU64>,
     /// The last index whose entry is on disk here (see `durable_index`).
     durable_index: Arc<watch::Sender<u64>>,
-    /// The committed log id last saved, and when it was last queued for writing: it is
-    /// written at most once per `DEFERRED_WAIT` (it only spares a restart some re-applying),
-    /// so most durable commits touch the entries' table alone.
-    committed: Arc<Mutex<Committed>>,
-}
-
-#[derive(Default)]
-struct Committed {
-    saved: Option<Option<LogId>>,
-    queued_at: Option<std::time::Instant>,
+    /// The committed log id last saved (what `read_committed` answers while this store is open).
+    committed: Arc<Mutex<Option<Option<LogId>>>>,
 }
 
 /// A log entry's seal context: its index, big-endian.
@@ -469,46 +463,14 @@ struct Writer {
     durable_index: Arc<watch::Sender<u64>>,
 }
 
-/// A batch of nothing but writes that need no fsync (the committed log id) waits up to this
-/// long for a batch that needs one, to ride in its transaction, before it is committed alone:
-/// a redb commit costs CPU even without an fsync.
-const DEFERRED_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
-
 impl Writer {
     fn run(self, rx: mpsc::Receiver<Op>) {
-        // Deferred writes waiting for a durable batch, and since when.
-        let mut held: Vec<Op> = Vec::new();
-        let mut held_since = std::time::Instant::now();
-        loop {
-            let next = if held.is_empty() {
-                rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected)
-            } else {
-                rx.recv_timeout(DEFERRED_WAIT.saturating_sub(held_since.elapsed()))
-            };
-            let was_holding = !held.is_empty();
-            let mut batch = std::mem::take(&mut held);
-            match next {
-                Ok(op) => batch.push(op),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    if !batch.is_empty() {
-                        self.commit(batch);
-                    }
-                    return;
-                }
-            }
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
             while let Ok(more) = rx.try_recv() {
                 batch.push(more);
             }
-            if !was_holding {
-                held_since = std::time::Instant::now();
-            }
-            let deferred_only = batch.iter().all(|op| op.sync() == Sync::Deferred);
-            if deferred_only && held_since.elapsed() < DEFERRED_WAIT {
-                held = batch;
-            } else {
-                self.commit(batch);
-            }
+            self.commit(batch);
         }
     }
 
@@ -750,14 +712,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// entries it names are durable on a quorum already, and a restart that finds an older
     /// committed id re-applies less and learns the rest from the leader.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        {
-            let mut c = self.committed.lock().expect("committed lock poisoned");
-            c.saved = Some(committed);
-            if c.queued_at.is_some_and(|at| at.elapsed() < DEFERRED_WAIT) {
-                return Ok(());
-            }
-            c.queued_at = Some(std::time::Instant::now());
-        }
+        *self.committed.lock().expect("committed lock poisoned") = Some(committed);
         let value = codec::seal(&meta_context(KEY_COMMITTED), &codec::encode(&committed)?);
         self.queue(Op::PutMeta {
             key: KEY_COMMITTED,
@@ -768,12 +723,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        if let Some(saved) = self
-            .committed
-            .lock()
-            .expect("committed lock poisoned")
-            .saved
-        {
+        if let Some(saved) = *self.committed.lock().expect("committed lock poisoned") {
             return Ok(saved);
         }
         Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
