@@ -318,7 +318,7 @@ mod tests {
         let mut now = Instant::now();
         // 40 failures on "root" from many sources (each under its free allowance).
         for i in 0..40u8 {
-            let src = ip(&format!("10.0.{i}.1"));
+            let src = ip(&format!("127.0.{i}.1"));
             assert!(matches!(
                 t.admit(src, "root", now),
                 Admission::CheckAfter(w) if w <= cfg().user_max_delay

@@ -45,19 +45,19 @@ fn add_backends_all_quote_styles_and_multi_entry_strings() {
 #[test]
 fn add_backends_seed_examples() {
     assert_eq!(
-        ok(r#"ALTER SYSTEM ADD BACKEND "192.168.0.1:9050,192.168.0.2:9050";"#),
+        ok(r#"ALTER SYSTEM ADD BACKEND "127.0.9.1:9050,127.0.9.2:9050";"#),
         Statement::AddBackends {
-            addrs: vec![hp("192.168.0.1", 9050), hp("192.168.0.2", 9050)],
+            addrs: vec![hp("127.0.9.1", 9050), hp("127.0.9.2", 9050)],
             properties: vec![],
         }
     );
-    let sql = "ALTER SYSTEM ADD BACKEND \"192.168.1.1:9050\" PROPERTIES (\n    \
+    let sql = "ALTER SYSTEM ADD BACKEND \"127.0.9.3:9050\" PROPERTIES (\n    \
                \"tag.public_endpoint\" = \"11.10.20.12:8010\",\n    \
                'Tag.Private_Endpoint' = '10.10.10.9:8020'\n);";
     assert_eq!(
         ok(sql),
         Statement::AddBackends {
-            addrs: vec![hp("192.168.1.1", 9050)],
+            addrs: vec![hp("127.0.9.3", 9050)],
             properties: vec![
                 ("tag.public_endpoint".into(), "11.10.20.12:8010".into()),
                 ("Tag.Private_Endpoint".into(), "10.10.10.9:8020".into()),
