@@ -383,8 +383,15 @@ impl FeNodeHandle {
         self.inner.peers.lock().expect("peers lock").clone()
     }
 
+    /// Stops Raft, then persists what the state machine applied since its last persist, so a
+    /// clean stop restarts without re-applying from the log.
     pub async fn shutdown(&self) {
         let _ = self.inner.raft.shutdown().await;
+        if let Err(e) = self.inner.sm.persist_now().await {
+            tracing::warn!(
+                "the applied state was not persisted at stop ({e}); the next start re-applies it from the log"
+            );
+        }
     }
 
     /// Raft's progress as this FE sees it now, for status answers and stale reads.

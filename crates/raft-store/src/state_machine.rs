@@ -1,15 +1,18 @@
 //! The state machine in `sm.redb`: one table per entity plus a `meta` table (singletons,
 //! last-applied log id, last membership, the current snapshot).
 //!
-//! Reads are served from an in-memory copy of the state behind a lock; every apply batch writes
-//! exactly the rows it changed, with last-applied and membership, in one transaction before any
-//! client is answered. That transaction is not fsynced (the log already holds the entries on a
-//! quorum): at most once per `DURABLE_EVERY` an apply commits durably, which makes every earlier
-//! one durable too. After a crash the file is at its last durable commit, rows and last-applied
-//! together, and openraft re-applies the committed entries past it from the log at start
-//! (`get_initial_state`). Snapshots and their installs are always durable, so the log is never
-//! purged past what this file holds durably. Snapshots are built from one consistent view of
-//! (state, last-applied, membership), so a snapshot never holds entries past its log id.
+//! Reads are served from an in-memory copy of the state behind a lock. An apply batch changes
+//! that copy only (its maps mark the rows it changed), and clients are answered at once: the log
+//! already holds the entries on a quorum. At most once per `DURABLE_EVERY`, and with every
+//! snapshot, the rows changed since the last time are written with last-applied and membership
+//! in one durable commit, once the log is durable up to that applied index. After a crash the
+//! file is at its last durable commit, rows and last-applied together, and openraft re-applies
+//! the committed entries past it from the log at start (`get_initial_state`; the log store
+//! writes the committed log id at once, so a killed process keeps it). A clean stop persists
+//! (`persist_now`), so it re-applies nothing. Snapshots and
+//! their installs are always durable, so the log is never purged past what this file holds.
+//! Snapshots are built from one consistent view of (state, last-applied, membership), so a
+//! snapshot never holds entries past its log id.
 //!
 //! Every row is sealed (`codec::seal` over the table, the key and the value) and checked when
 //! it is read: all of them at open, and again before a snapshot is built (a scrub of the file).
@@ -167,6 +170,38 @@ impl Shared {
     fn applied_index(&self) -> u64 {
         let v = self.view.read().expect("state lock poisoned");
         v.applied.last_applied.map_or(0, |l| l.index)
+    }
+
+    /// Under the `last_durable` lock: take the rows changed since the last persist, with
+    /// last-applied, membership and `extra` meta rows, from the view and commit them durably,
+    /// unless the log is not yet durable up to that applied index (then nothing is taken and
+    /// false is returned: the rows stay marked dirty for the next try).
+    fn persist(
+        &self,
+        last: &mut std::time::Instant,
+        extra: Vec<(&'static str, Vec<u8>)>,
+    ) -> io::Result<bool> {
+        let rows = {
+            let mut v = self.view.write().expect("state lock poisoned");
+            let View { state, applied } = &mut *v;
+            if !self.log_covers(applied.last_applied.map_or(0, |l| l.index)) {
+                return Ok(false);
+            }
+            let mut meta = vec![
+                (KEY_META, codec::encode(&state.meta)?),
+                (KEY_APPLIED, codec::encode(&applied.last_applied)?),
+                (KEY_MEMBERSHIP, codec::encode(&applied.membership)?),
+            ];
+            meta.extend(extra);
+            RowWrites {
+                meta,
+                tables: entity_rows(state, false)?,
+                replace_all: false,
+            }
+        };
+        self.write(rows, Sync::Durable)?;
+        *last = std::time::Instant::now();
+        Ok(true)
     }
 
     /// `write_rows` to this file, counted when durable.
@@ -579,22 +614,33 @@ impl StateMachineStore {
         f(&v.state, &v.applied)
     }
 
-    /// Commit applied rows up to `index`: durably when the last durable commit is
-    /// `DURABLE_EVERY` old and the log is durable up to `index` (else on the next chance).
-    async fn commit(&self, rows: RowWrites, index: u64) -> io::Result<()> {
+    /// Persist what applies changed, at most once per `DURABLE_EVERY` (see `Shared::persist`);
+    /// in between an apply touches no file at all.
+    async fn maybe_persist(&self) -> io::Result<()> {
+        self.persist_if(false).await
+    }
+
+    /// Persist what applies changed now, if the log is durable that far (a clean stop: the
+    /// next start then re-applies nothing). Otherwise the next start re-applies from the log.
+    pub async fn persist_now(&self) -> io::Result<()> {
+        self.persist_if(true).await
+    }
+
+    async fn persist_if(&self, now: bool) -> io::Result<()> {
+        let due = |inner: &Shared| {
+            let last = inner.last_durable.lock().expect("sm flush lock poisoned");
+            now || last.elapsed() >= DURABLE_EVERY
+        };
+        if !due(&self.inner) || !self.inner.log_covers(self.inner.applied_index()) {
+            return Ok(());
+        }
         let inner = self.inner.clone();
         let r = tokio::task::spawn_blocking(move || {
             let mut last = inner.last_durable.lock().expect("sm flush lock poisoned");
-            let sync = if last.elapsed() >= DURABLE_EVERY && inner.log_covers(index) {
-                Sync::Durable
-            } else {
-                Sync::Deferred
-            };
-            guarded(&inner.path, || inner.write(rows, sync))?;
-            if sync == Sync::Durable {
-                *last = std::time::Instant::now();
+            if !now && last.elapsed() < DURABLE_EVERY {
+                return Ok(()); // a snapshot just did
             }
-            Ok(())
+            guarded(&inner.path, || inner.persist(&mut last, Vec::new())).map(drop)
         })
         .await
         .map_err(io_err)?;
@@ -623,35 +669,35 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let r = tokio::task::spawn_blocking(move || -> io::Result<()> {
             // A damaged row found now stops the FE rather than waiting for its next start.
             this.scrub()?;
-            // Durable, and with it every apply before: the log may be purged up to it. No
-            // apply commits meanwhile, and the log must be durable up to all of them first.
+            // Durable, with every row applied so far: the log may be purged up to it. No
+            // apply persists meanwhile, and the log must be durable up to what is persisted
+            // (applies go on, so the index to wait for may move on while we wait).
             let mut last = this
                 .inner
                 .last_durable
                 .lock()
                 .expect("sm flush lock poisoned");
-            if let Some(rx) = this.inner.log_durable.get() {
-                let need = this.inner.applied_index();
-                let mut rx = rx.clone();
-                runtime
-                    .block_on(async {
-                        tokio::time::timeout(LOG_DURABLE_WAIT, rx.wait_for(|d| *d >= need)).await
-                    })
-                    .map_err(|_| {
-                        io_err(format!(
-                            "the log was not durable up to index {need} within {LOG_DURABLE_WAIT:?}"
-                        ))
-                    })?
-                    .map_err(|_| io_err("the log store is gone"))?;
+            let deadline = std::time::Instant::now() + LOG_DURABLE_WAIT;
+            loop {
+                if let Some(rx) = this.inner.log_durable.get() {
+                    let need = this.inner.applied_index();
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    let mut rx = rx.clone();
+                    runtime
+                        .block_on(async {
+                            tokio::time::timeout(left, rx.wait_for(|d| *d >= need)).await
+                        })
+                        .map_err(|_| {
+                            io_err(format!(
+                                "the log was not durable up to index {need} within {LOG_DURABLE_WAIT:?}"
+                            ))
+                        })?
+                        .map_err(|_| io_err("the log store is gone"))?;
+                }
+                if this.inner.persist(&mut last, vec![(KEY_SNAPSHOT, blob.clone())])? {
+                    return Ok(());
+                }
             }
-            *last = std::time::Instant::now();
-            this.inner.write(
-                RowWrites {
-                    meta: vec![(KEY_SNAPSHOT, blob)],
-                    ..Default::default()
-                },
-                Sync::Durable,
-            )
         })
         .await
         .map_err(io_err)?;
@@ -682,11 +728,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let last_index = batch.last().map_or(0, |(e, _)| e.log_id.index);
         let mut answers = Vec::with_capacity(batch.len());
         // Logged once the rows are committed (an entry re-applied after a crash logs again).
         let mut events = Vec::new();
-        let rows = {
+        {
             let mut v = self.inner.view.write().expect("state lock poisoned");
             let View { state, applied } = &mut *v;
             for (entry, responder) in batch {
@@ -716,21 +761,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     answers.push((r, resp));
                 }
             }
-            RowWrites {
-                meta: vec![
-                    (KEY_META, codec::encode(&state.meta)?),
-                    (KEY_APPLIED, codec::encode(&applied.last_applied)?),
-                    (KEY_MEMBERSHIP, codec::encode(&applied.membership)?),
-                ],
-                tables: entity_rows(state, false)?,
-                replace_all: false,
-            }
-        };
+        }
         fail::fail_point!("raft-sm-before-apply", |_| crate::failpoints::crash(
             "raft-sm-before-apply"
         ));
-        // Committed before anyone is answered; durable through the log (see the module doc).
-        self.commit(rows, last_index).await?;
+        // The changed rows stay marked dirty in memory; durable through the log meanwhile (see
+        // the module doc).
+        self.maybe_persist().await?;
         fail::fail_point!("raft-sm-after-apply", |_| crate::failpoints::crash(
             "raft-sm-after-apply"
         ));
@@ -776,8 +813,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // one is durable, nor the new one before.
         let inner = self.inner.clone();
         let r = tokio::task::spawn_blocking(move || -> io::Result<()> {
+            // No persist in flight: it could write rows of the old state over the new one.
+            let mut last = inner.last_durable.lock().expect("sm flush lock poisoned");
             let mut v = inner.view.write().expect("state lock poisoned");
             inner.write(rows, Sync::Durable)?;
+            *last = std::time::Instant::now();
             tracing::info!(
                 "installed a snapshot up to {:?}",
                 applied.last_applied.map(|l| l.index)
@@ -970,6 +1010,62 @@ mod tests {
                 "flip at byte {i} passed"
             );
         }
+    }
+
+    /// An apply writes nothing: a file reopened after applies (a crash) is at its last durable
+    /// commit, and openraft re-applies the rest from the log. A snapshot persists every row
+    /// applied so far, with last-applied.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn applied_rows_reach_the_file_with_the_next_persist() {
+        use crate::cmd::{Cmd, Request};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sm.redb");
+        let create = |i: u64| {
+            let blank = openraft::testing::blank_ent::<TypeConfig>(1, 1, i);
+            let cmd = Cmd::CreateUser {
+                name: format!("u{i}"),
+                password: None,
+            };
+            crate::types::Entry {
+                log_id: blank.log_id,
+                payload: EntryPayload::Normal(Request {
+                    time_ms: 1,
+                    user: None,
+                    cmd,
+                }),
+            }
+        };
+        let users = |sm: &StateMachineStore| sm.read(|s, _| s.users.len());
+        let mut sm = StateMachineStore::open(&path, Fault::new()).unwrap();
+        let before = users(&sm);
+        for i in 1..=3u64 {
+            sm.apply(futures::stream::iter([Ok((create(i), None))]))
+                .await
+                .unwrap();
+        }
+        assert_eq!(users(&sm), before + 3, "applied in memory");
+        drop(sm);
+        let mut sm = StateMachineStore::open(&path, Fault::new()).unwrap();
+        assert_eq!(
+            users(&sm),
+            before,
+            "nothing persisted within the first second"
+        );
+        assert_eq!(sm.applied_state().await.unwrap().0, None);
+        for i in 1..=3u64 {
+            sm.apply(futures::stream::iter([Ok((create(i), None))]))
+                .await
+                .unwrap();
+        }
+        sm.build_snapshot().await.unwrap();
+        drop(sm);
+        let mut sm = StateMachineStore::open(&path, Fault::new()).unwrap();
+        assert_eq!(
+            users(&sm),
+            before + 3,
+            "the snapshot persisted every applied row"
+        );
+        assert_eq!(sm.applied_state().await.unwrap().0.unwrap().index, 3);
     }
 
     /// Applied rows are committed without an fsync of their own: at most one durable commit
