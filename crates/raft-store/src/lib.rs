@@ -4,6 +4,7 @@
 pub mod applier;
 pub mod cmd;
 pub mod codec;
+pub mod committed;
 pub mod events;
 pub mod failpoints;
 pub mod integrity;

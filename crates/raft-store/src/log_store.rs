@@ -8,12 +8,11 @@
 //! hears they are durable through the `IOFlushed` callback, so a leader replicates while its
 //! own fsync runs (one fsync per batch on the critical path, as etcd overlaps its WAL write
 //! with replication). `save_vote`, `truncate_after` and `purge` still wait for their commit.
-//! The committed log id is queued without waiting and without an fsync of its own: it is
-//! written at once (so a process that is killed keeps it, in the page cache) and is on disk
-//! with the next durable commit. A restart that finds an older one re-applies less and catches
-//! up from the leader (openraft's `save_committed` contract). Holding it back to ride in the
-//! next durable commit saved CPU but left a killed FE that restarts alone short of entries it
-//! had seen committed (tests/storage_faults.rs's control copy).
+//! The committed log id is not written here but to the `committed` file beside it (see
+//! `committed`): one `pwrite` per commit step, once this log is durable up to it. A restart
+//! that finds an older one (a power failure) re-applies less and catches up from the leader
+//! (openraft's `save_committed` contract). Files written before take their committed id from
+//! this file's `meta` table, where earlier builds kept it.
 //!
 //! Every value is sealed (`codec::seal`, a CRC-32 over the table, the key and the value) and
 //! checked on every read and, all of it, at open. A file written before seals existed is
@@ -22,10 +21,11 @@
 //! which stops the FE.
 
 use crate::codec::{self, Unsealed};
+use crate::committed::{CommittedFile, Found};
 use crate::integrity::{Corruption, Fault, at_file, guarded};
+use crate::io_err;
 use crate::types::{Entry, LogId, MAX_TERM, TypeConfig, Vote};
 use crate::version::{self, DATA_VERSION, KEY_DATA_VERSION};
-use crate::{Sync, io_err};
 use openraft::OptionalSend;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -43,6 +43,7 @@ const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("logs");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const KEY_VOTE: &str = "vote";
 const KEY_PURGED: &str = "last_purged";
+/// Where builds before the `committed` file kept the committed log id (read at open only).
 const KEY_COMMITTED: &str = "committed";
 /// Present once every value in the file is sealed: an unsealed value after that is damage.
 const KEY_SEALED: &str = "sealed";
@@ -58,9 +59,7 @@ enum Op {
     PutMeta {
         key: &'static str,
         value: Vec<u8>,
-        /// Whether this write needs an fsync of its own (the committed log id does not).
-        sync: Sync,
-        done: Option<oneshot::Sender<io::Result<()>>>,
+        done: oneshot::Sender<io::Result<()>>,
     },
     /// Delete log entries with index >= from.
     TruncateFrom {
@@ -74,15 +73,6 @@ enum Op {
         upto: u64,
         done: oneshot::Sender<io::Result<()>>,
     },
-}
-
-impl Op {
-    fn sync(&self) -> Sync {
-        match self {
-            Op::PutMeta { sync, .. } => *sync,
-            _ => Sync::Durable,
-        }
-    }
 }
 
 /// What `append` handed over but the writer has not yet committed: entries readable before
@@ -126,8 +116,29 @@ pub struct LogStore {
     durable: Arc<AtomicU64>,
     /// The last index whose entry is on disk here (see `durable_index`).
     durable_index: Arc<watch::Sender<u64>>,
-    /// The committed log id last saved (what `read_committed` answers while this store is open).
-    committed: Arc<Mutex<Option<Option<LogId>>>>,
+    committed: Arc<Mutex<Committed>>,
+}
+
+/// The committed log id: the latest saved, and the `committed` file it goes to.
+struct Committed {
+    /// What `read_committed` answers: the latest saved, or what the files held at open.
+    latest: Option<LogId>,
+    /// Saved but not yet written: the log is not yet durable up to it. The writer thread
+    /// writes it after the durable commit that covers it.
+    pending: Option<Option<LogId>>,
+    file: CommittedFile,
+}
+
+impl Committed {
+    /// Write `c` to the file now (the caller holds the lock: writes stay in order).
+    fn write(&mut self, c: Option<LogId>, fault: &Fault) -> io::Result<()> {
+        self.pending = None;
+        let r = self.file.write(c);
+        if let Err(e) = &r {
+            fault.report("committed", e);
+        }
+        r
+    }
 }
 
 /// A log entry's seal context: its index, big-endian.
@@ -197,6 +208,7 @@ impl LogStore {
             w.commit().map_err(|e| at_file(path, e))?;
             (sealed, data_version)
         };
+        let (file, found) = CommittedFile::open(&path.with_file_name("committed"))?;
         let store = LogStore {
             db: Arc::new(db),
             tx: mpsc::channel().0,
@@ -205,7 +217,11 @@ impl LogStore {
             fault,
             durable: Arc::default(),
             durable_index: Arc::new(watch::Sender::new(0)),
-            committed: Arc::default(),
+            committed: Arc::new(Mutex::new(Committed {
+                latest: None,
+                pending: None,
+                file,
+            })),
         };
         store.verify_all(sealed)?;
         if !sealed {
@@ -219,6 +235,12 @@ impl LogStore {
             .or(store.read_meta::<LogId>(KEY_PURGED)?)
             .map_or(0, |l| l.index());
         store.durable_index.send_replace(on_disk);
+        let latest = store.committed_at_open(found, on_disk)?;
+        store
+            .committed
+            .lock()
+            .expect("committed lock poisoned")
+            .latest = latest;
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             db: store.db.clone(),
@@ -227,11 +249,44 @@ impl LogStore {
             fault: store.fault.clone(),
             durable: store.durable.clone(),
             durable_index: store.durable_index.clone(),
+            committed: store.committed.clone(),
         };
         std::thread::Builder::new()
             .name("raft-log-writer".into())
             .spawn(move || writer.run(rx))?;
         Ok(LogStore { tx, ..store })
+    }
+
+    /// The committed log id to start from: the newer of the `committed` file's and the one
+    /// earlier builds kept in `meta`, never past the log's last entry on disk (`on_disk`).
+    fn committed_at_open(&self, found: Found, on_disk: u64) -> io::Result<Option<LogId>> {
+        let file = (self.committed.lock().expect("committed lock poisoned"))
+            .file
+            .path()
+            .display()
+            .to_string();
+        let in_file = match found {
+            Found::Nothing => None,
+            Found::Valid(c) => c,
+            Found::Torn(why) => {
+                tracing::warn!("{file}: {why}; starting from the committed id in the log");
+                None
+            }
+        };
+        let in_meta = self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten();
+        let within = |c: Option<LogId>, from: &str| {
+            c.filter(|l| {
+                let ok = l.index <= on_disk;
+                if !ok {
+                    tracing::warn!(
+                        "the committed id in {from} ({}) is past the log's last entry ({on_disk}); not used",
+                        l.index
+                    );
+                }
+                ok
+            })
+        };
+        Ok(within(in_file, &file).max(within(in_meta, "log.redb")))
     }
 
     /// Read and check every entry and meta value (at open).
@@ -461,6 +516,8 @@ struct Writer {
     fault: Arc<Fault>,
     durable: Arc<AtomicU64>,
     durable_index: Arc<watch::Sender<u64>>,
+    /// To write a committed id saved before the log was durable up to it.
+    committed: Arc<Mutex<Committed>>,
 }
 
 impl Writer {
@@ -474,17 +531,9 @@ impl Writer {
         }
     }
 
-    /// Commit `batch` in one transaction, with one fsync unless nothing in it needs one, and
-    /// answer each op.
+    /// Commit `batch` in one transaction with one fsync, and answer each op.
     fn commit(&self, batch: Vec<Op>) {
-        let sync = if batch.iter().any(|op| op.sync() == Sync::Durable) {
-            Sync::Durable
-        } else {
-            Sync::Deferred
-        };
-        let res = guarded(&self.path, || {
-            write_batch(&self.db, &self.path, &batch, sync)
-        });
+        let res = guarded(&self.path, || write_batch(&self.db, &self.path, &batch));
         fail::fail_point!("raft-log-after-append", |_| crate::failpoints::crash(
             "raft-log-after-append"
         ));
@@ -494,10 +543,8 @@ impl Writer {
             self.fault.report("log.redb", e);
             tracing::error!("raft log write failed: {e}");
         } else if let Ok(last) = &res {
-            if sync == Sync::Durable {
-                crate::stats::durable_commit(crate::stats::File::Log, &self.durable);
-            }
-            self.forget(&batch, sync, *last);
+            crate::stats::durable_commit(crate::stats::File::Log, &self.durable);
+            self.forget(&batch, *last);
         }
         let res = res.map(|_| ());
         let copy = |r: &io::Result<()>| {
@@ -508,12 +555,9 @@ impl Writer {
         for op in batch {
             match op {
                 Op::Append { flushed, .. } => flushed.io_completed(copy(&res)),
-                Op::PutMeta { done, .. } => {
-                    if let Some(done) = done {
-                        let _ = done.send(copy(&res));
-                    }
-                }
-                Op::TruncateFrom { done, .. } | Op::Purge { done, .. } => {
+                Op::PutMeta { done, .. }
+                | Op::TruncateFrom { done, .. }
+                | Op::Purge { done, .. } => {
                     let _ = done.send(copy(&res));
                 }
             }
@@ -521,9 +565,10 @@ impl Writer {
     }
 
     /// After a commit: what it wrote is in redb now, so the tail lets go of it (unless a later
-    /// append or truncation replaced it meanwhile); after a durable one, the durable index
-    /// moves to the log's last index, never past a truncation still pending.
-    fn forget(&self, batch: &[Op], sync: Sync, last: Option<u64>) {
+    /// append or truncation replaced it meanwhile), the durable index moves to the log's last
+    /// index (never past a truncation still pending), and a committed id waiting for it is
+    /// written.
+    fn forget(&self, batch: &[Op], last: Option<u64>) {
         let mut tail = self.tail.lock().expect("log tail lock poisoned");
         for op in batch {
             match op {
@@ -542,22 +587,30 @@ impl Writer {
                 Op::PutMeta { .. } | Op::Purge { .. } => {}
             }
         }
-        if let (Sync::Durable, Some(mut last)) = (sync, last) {
+        if let Some(mut last) = last {
             if let Some((_, from)) = tail.cut {
                 last = last.min(from.saturating_sub(1));
             }
             self.durable_index.send_replace(last);
+            // After the durable index moved (see `save_committed`).
+            let mut committed = self.committed.lock().expect("committed lock poisoned");
+            if let Some(c) = committed.pending
+                && c.map_or(0, |l| l.index) <= last
+            {
+                // A failure is reported to the fault, which stops the FE.
+                let _ = committed.write(c, &self.fault);
+            }
         }
     }
 }
 
 /// Returns the log's last index after the batch (the last purged one when no entry is left),
 /// `None` when it has neither.
-fn write_batch(db: &Database, path: &Path, batch: &[Op], sync: Sync) -> io::Result<Option<u64>> {
+fn write_batch(db: &Database, path: &Path, batch: &[Op]) -> io::Result<Option<u64>> {
     fail::fail_point!("raft-log-before-append", |_| crate::failpoints::crash(
         "raft-log-before-append"
     ));
-    let w = crate::begin_write_as(db, sync).map_err(|e| at_file(path, e))?;
+    let w = crate::begin_write(db).map_err(|e| at_file(path, e))?;
     let mut last = None;
     {
         let mut logs = w.open_table(LOGS).map_err(|e| at_file(path, e))?;
@@ -702,31 +755,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.submit(|done| Op::PutMeta {
             key: KEY_VOTE,
             value,
-            sync: Sync::Durable,
-            done: Some(done),
+            done,
         })
         .await
     }
 
-    /// Queued behind the appends it covers, not waited for, and not fsynced on its own: the
-    /// entries it names are durable on a quorum already, and a restart that finds an older
-    /// committed id re-applies less and learns the rest from the leader.
+    /// Written to the `committed` file at once when this log is durable up to it, else by the
+    /// writer after the commit that makes it so; never fsynced (see `committed`). The writer
+    /// moves the durable index before it looks at `pending`, and this reads the durable index
+    /// under the same lock, so a committed id is never left waiting for a commit already done.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        *self.committed.lock().expect("committed lock poisoned") = Some(committed);
-        let value = codec::seal(&meta_context(KEY_COMMITTED), &codec::encode(&committed)?);
-        self.queue(Op::PutMeta {
-            key: KEY_COMMITTED,
-            value,
-            sync: Sync::Deferred,
-            done: None,
-        })
+        let mut c = self.committed.lock().expect("committed lock poisoned");
+        c.latest = committed;
+        if committed.map_or(0, |l| l.index) <= *self.durable_index.borrow() {
+            c.write(committed, &self.fault)
+        } else {
+            c.pending = Some(committed);
+            Ok(())
+        }
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        if let Some(saved) = *self.committed.lock().expect("committed lock poisoned") {
-            return Ok(saved);
-        }
-        Ok(self.read_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+        Ok(self
+            .committed
+            .lock()
+            .expect("committed lock poisoned")
+            .latest)
     }
 
     async fn append<I>(
@@ -911,7 +965,7 @@ mod tests {
 
     /// `append` returns while the writer still waits to commit (here: for a write transaction
     /// the test holds), its entries readable at once; the callback fires only after the commit,
-    /// which is one fsync; the committed log id adds none.
+    /// which is one fsync; the committed log id adds no commit (it goes to its own file).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn append_returns_before_its_fsync_and_reports_it_through_the_callback() {
         use std::time::Duration;
@@ -956,17 +1010,75 @@ mod tests {
 
         let committed = Some(blank_ent::<TypeConfig>(1, 1, 3).log_id());
         log.save_committed(committed).await.unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while log.read_committed().await.unwrap() != committed {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "committed never written"
-            );
-            tokio::task::yield_now().await;
-        }
+        assert_eq!(log.read_committed().await.unwrap(), committed);
         // A vote is durable when saved; the writer counts before it answers.
         log.save_vote(&vote(1)).await.unwrap();
-        assert_eq!(log.durable_commits(), 2, "the committed id took an fsync");
+        assert_eq!(log.durable_commits(), 2, "the committed id took a commit");
+        let in_file = || {
+            crate::committed::CommittedFile::open(&dir.path().join("committed"))
+                .unwrap()
+                .1
+        };
+        assert_eq!(in_file(), Found::Valid(committed));
+    }
+
+    /// A committed id past the log's durable index waits for the commit that covers it, and a
+    /// reopened log starts from the newest one written, never past its last entry.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_committed_id_is_written_once_the_log_is_durable_up_to_it() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.redb");
+        let in_file = || {
+            crate::committed::CommittedFile::open(&dir.path().join("committed"))
+                .unwrap()
+                .1
+        };
+        let id = |i| Some(blank_ent::<TypeConfig>(1, 1, i).log_id());
+        let mut log = LogStore::open(&path, Fault::new()).unwrap();
+        let held = log.db.begin_write().unwrap();
+        let (tx, flushed) = TypeConfig::oneshot();
+        let entries: Vec<Entry> = (1..=2).map(|i| blank_ent::<TypeConfig>(1, 1, i)).collect();
+        log.append(entries, IOFlushed::signal(tx)).await.unwrap();
+        log.save_committed(id(2)).await.unwrap();
+        assert_eq!(log.read_committed().await.unwrap(), id(2));
+        assert_eq!(
+            in_file(),
+            Found::Nothing,
+            "written before the log is durable"
+        );
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(10), flushed)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while in_file() != Found::Valid(id(2)) {
+            assert!(std::time::Instant::now() < deadline, "never written");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The writer thread lets go of the file once it sees the store dropped.
+        let reopen = |log: LogStore| {
+            drop(log);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                match LogStore::open(&path, Fault::new()) {
+                    Ok(log) => return log,
+                    Err(e) if std::time::Instant::now() < deadline => {
+                        assert!(e.to_string().contains("already open"), "{e}");
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        };
+        let mut log = reopen(log);
+        assert_eq!(log.read_committed().await.unwrap(), id(2));
+        // A record past the log's last entry (a log restored from elsewhere) is not used.
+        log.committed.lock().unwrap().file.write(id(9)).unwrap();
+        let mut log = reopen(log);
+        assert_eq!(log.read_committed().await.unwrap(), None);
     }
 
     /// A truncation not yet committed hides what it cuts from redb, and entries appended after
