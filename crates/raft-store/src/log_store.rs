@@ -76,17 +76,25 @@ enum Op {
 }
 
 /// What `append` handed over but the writer has not yet committed: entries readable before
-/// they are durable (openraft's `append` contract), and a truncation not yet committed. Readers
-/// copy from here first and read redb second, and the writer commits first and forgets here
-/// second, so an entry is always in one of the two for a reader.
+/// they are durable (openraft's `append` contract), and a truncation not yet committed; and
+/// the last `RECENT` entries committed, so replication (which reads the entry before what it
+/// sends, for its log id) and a follower a little behind read memory, not redb on the blocking
+/// pool. Readers copy from here first and read redb second, and the writer commits first and
+/// forgets here second, so an entry is always in one of the two for a reader.
 #[derive(Default)]
 struct Tail {
-    /// index -> (the `seq` of the append that brought it, the entry).
+    /// index -> (the `seq` of the append that brought it, the entry). Seqs grow with the
+    /// index: a truncation drops every entry at or above where it cuts.
     entries: BTreeMap<u64, (u64, Entry)>,
     /// (seq, from): redb entries at or above `from` are truncated, their delete not committed.
     cut: Option<(u64, u64)>,
     next_seq: u64,
+    /// Every op up to this seq is committed to redb.
+    written: u64,
 }
+
+/// Committed entries kept in the tail (see `Tail`).
+const RECENT: usize = 256;
 
 impl Tail {
     fn seq(&mut self) -> u64 {
@@ -564,21 +572,14 @@ impl Writer {
         }
     }
 
-    /// After a commit: what it wrote is in redb now, so the tail lets go of it (unless a later
-    /// append or truncation replaced it meanwhile), the durable index moves to the log's last
-    /// index (never past a truncation still pending), and a committed id waiting for it is
-    /// written.
+    /// After a commit: what it wrote is in redb now, so the tail keeps only the last `RECENT`
+    /// committed entries, the durable index moves to the log's last index (never past a
+    /// truncation still pending), and a committed id waiting for it is written.
     fn forget(&self, batch: &[Op], last: Option<u64>) {
         let mut tail = self.tail.lock().expect("log tail lock poisoned");
         for op in batch {
             match op {
-                Op::Append { seq, entries, .. } => {
-                    for (index, _) in entries {
-                        if tail.entries.get(index).is_some_and(|(s, _)| s == seq) {
-                            tail.entries.remove(index);
-                        }
-                    }
-                }
+                Op::Append { seq, .. } => tail.written = tail.written.max(*seq),
                 Op::TruncateFrom { seq, .. } => {
                     if tail.cut.is_some_and(|(s, _)| s == *seq) {
                         tail.cut = None;
@@ -586,6 +587,13 @@ impl Writer {
                 }
                 Op::PutMeta { .. } | Op::Purge { .. } => {}
             }
+        }
+        // The oldest go first, and only committed ones (seqs grow with the index).
+        while tail.entries.len() > RECENT
+            && let Some((_, (seq, _))) = tail.entries.first_key_value()
+            && *seq <= tail.written
+        {
+            tail.entries.pop_first();
         }
         if let Some(mut last) = last {
             if let Some((_, from)) = tail.cut {
@@ -614,7 +622,8 @@ fn write_batch(db: &Database, path: &Path, batch: &[Op]) -> io::Result<Option<u6
     let mut last = None;
     {
         let mut logs = w.open_table(LOGS).map_err(|e| at_file(path, e))?;
-        let mut meta = w.open_table(META).map_err(|e| at_file(path, e))?;
+        // Opened only for a batch that writes it: an open table costs every commit.
+        let mut metas: Vec<(&str, &[u8])> = Vec::new();
         for op in batch {
             match op {
                 Op::Append { entries, .. } => {
@@ -623,17 +632,13 @@ fn write_batch(db: &Database, path: &Path, batch: &[Op]) -> io::Result<Option<u6
                             .map_err(|e| at_file(path, e))?;
                     }
                 }
-                Op::PutMeta { key, value, .. } => {
-                    meta.insert(*key, value.as_slice())
-                        .map_err(|e| at_file(path, e))?;
-                }
+                Op::PutMeta { key, value, .. } => metas.push((key, value)),
                 Op::TruncateFrom { from, .. } => {
                     logs.retain_in(*from.., |_, _| false)
                         .map_err(|e| at_file(path, e))?;
                 }
                 Op::Purge { purged, upto, .. } => {
-                    meta.insert(KEY_PURGED, purged.as_slice())
-                        .map_err(|e| at_file(path, e))?;
+                    metas.push((KEY_PURGED, purged));
                     logs.retain_in(..=*upto, |_, _| false)
                         .map_err(|e| at_file(path, e))?;
                     last = Some(*upto);
@@ -642,6 +647,12 @@ fn write_batch(db: &Database, path: &Path, batch: &[Op]) -> io::Result<Option<u6
         }
         if let Some((k, _)) = logs.last().map_err(|e| at_file(path, e))? {
             last = Some(k.value());
+        }
+        if !metas.is_empty() {
+            let mut meta = w.open_table(META).map_err(|e| at_file(path, e))?;
+            for (key, value) in metas {
+                meta.insert(key, value).map_err(|e| at_file(path, e))?;
+            }
         }
     }
     w.commit().map_err(|e| at_file(path, e))?;
@@ -1005,7 +1016,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(log.durable_commits(), 1, "one fsync for the batch");
-        assert!(log.tail().entries.is_empty(), "the tail let go of them");
+        assert_eq!(log.tail().written, 1, "the tail knows they are committed");
         assert_eq!(log.try_get_log_entries(2..4).await.unwrap().len(), 2);
 
         let committed = Some(blank_ent::<TypeConfig>(1, 1, 3).log_id());
@@ -1020,6 +1031,34 @@ mod tests {
                 .1
         };
         assert_eq!(in_file(), Found::Valid(committed));
+    }
+
+    /// The tail keeps the last `RECENT` committed entries (replication reads them from memory);
+    /// older ones are read from redb.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_tail_keeps_the_recent_committed_entries() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = LogStore::open(&dir.path().join("log.redb"), Fault::new()).unwrap();
+        let n = RECENT as u64 + 44;
+        for i in 1..=n {
+            let (tx, flushed) = TypeConfig::oneshot();
+            log.append([blank_ent::<TypeConfig>(1, 1, i)], IOFlushed::signal(tx))
+                .await
+                .unwrap();
+            tokio::time::timeout(Duration::from_secs(10), flushed)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+        }
+        let kept: Vec<u64> = log.tail().entries.keys().copied().collect();
+        assert_eq!(kept, (n - RECENT as u64 + 1..=n).collect::<Vec<_>>());
+        let all = log.try_get_log_entries(1..=n).await.unwrap();
+        assert_eq!(
+            all.iter().map(|e| e.index()).collect::<Vec<_>>(),
+            (1..=n).collect::<Vec<_>>()
+        );
     }
 
     /// A committed id past the log's durable index waits for the commit that covers it, and a
@@ -1131,7 +1170,11 @@ mod tests {
         truncating.await.unwrap().unwrap();
         flushed.await.unwrap().unwrap();
         assert_eq!(ids(log.try_get_log_entries(1..10).await.unwrap()), want);
-        assert!(log.tail().cut.is_none() && log.tail().entries.is_empty());
+        assert!(log.tail().cut.is_none());
+        // All committed: the tail keeps them as recent entries.
+        assert_eq!(log.tail().entries.len(), 3);
+        let tail = log.tail();
+        assert_eq!(tail.written, tail.next_seq);
     }
 
     fn vote(term: u64) -> Vote {
