@@ -216,7 +216,7 @@ pub fn all() -> Vec<Scenario> {
         },
         Scenario {
             name: "register-clocks",
-            about: "4: linearizable follower reads while wall clocks jump by minutes, the leader runs at half speed and a follower at double speed (libfaketime), and the leader is paused; reads use a read index, never a clock lease",
+            about: "4: linearizable follower reads while wall clocks jump by minutes, the leader runs at half speed and a follower at double speed (libfaketime), and the leader is paused; reads take a read index from the leader, which stands a quorum's acknowledgement younger than election_timeout_max / 5 for a heartbeat round (a lease read that a factor of 4 between clock rates must not break)",
             nodes: 3,
             spares: 0,
             snapshot_logs: None,

@@ -14,9 +14,10 @@ mod read_index;
 use crate::error::ApiError;
 use crate::network::{Channels, NetworkFactory};
 use crate::wire::{ForwardResult, LeaderOp, LeaderReply, NodeInfo};
+use openraft::LinearizerOption;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::raft::{ReadPolicy, linearizable_read::Linearizer, linearizable_read::ReadLogId};
+use openraft::raft::{linearizable_read::Linearizer, linearizable_read::ReadLogId};
 use openraft::{Config, SnapshotPolicy};
 use read_index::Rounds;
 use roster_membership::{FrontendId, model};
@@ -56,7 +57,25 @@ impl Default for RaftTiming {
     }
 }
 
+/// The clock drift a leader's lease reads tolerate: any two FEs' clocks run at rates less than
+/// this factor apart (see `RaftTiming::lease_read_age`).
+pub const LEASE_DRIFT_BOUND: u32 = 4;
+
 impl RaftTiming {
+    /// How old a quorum's acknowledgement may be (on the leader's clock, from when the
+    /// acknowledged message was sent) for a linearizable read to go without a heartbeat round.
+    ///
+    /// A follower that acknowledged a message grants no vote until openraft's leader lease
+    /// (`election_timeout_max`) has passed on its own clock since it received it, so no other
+    /// leader can exist within lease / rate(follower) of the send, in real time; the leader
+    /// sees age / rate(leader) pass meanwhile. With the rates less than `LEASE_DRIFT_BOUND`
+    /// apart, age = lease / (bound + 1) leaves a quarter of that bound to spare: 140 ms at the
+    /// shipped 700 ms. Jepsen's `register-clocks` runs the leader at half speed and a
+    /// follower at double (a factor of 4) and checks the reads.
+    pub fn lease_read_age(&self) -> Duration {
+        Duration::from_millis(self.election_timeout_max_ms) / (LEASE_DRIFT_BOUND + 1)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.heartbeat_interval_ms == 0 {
             return Err("raft.heartbeat_interval_ms must be positive".into());
@@ -635,15 +654,13 @@ impl FeNodeHandle {
             .unwrap_or_else(|| Err(ApiError::Unavailable("this frontend is stopping".into())))
     }
 
-    /// One leadership check: openraft confirms with a quorum that this FE still leads.
+    /// One leadership check: openraft confirms with a quorum that this FE still leads, or
+    /// finds a quorum's acknowledgement recent enough to stand for one (a lease read, see
+    /// `RaftTiming::lease_read_age`); when none is, it sends heartbeats at once and waits.
     async fn leader_round(&self) -> Result<LogId, ApiError> {
         let t = self.inner.cfg.read_timeout;
-        match tokio::time::timeout(
-            t,
-            self.inner.raft.get_read_linearizer(ReadPolicy::ReadIndex),
-        )
-        .await
-        {
+        let lease = LinearizerOption::new(Some(self.inner.cfg.raft.lease_read_age()), true);
+        match tokio::time::timeout(t, self.inner.raft.get_read_linearizer(lease)).await {
             Ok(Ok(lin)) => Ok(*lin.read_log_id().log_id()),
             Ok(Err(RaftError::APIError(e))) => Err(ApiError::NotLeader {
                 leader_rpc_addr: leader_hint(&e),
@@ -863,4 +880,32 @@ pub struct RaftView {
     /// The last index in this FE's snapshot, and the last one purged from its log.
     pub snapshot: u64,
     pub purged: u64,
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use super::*;
+
+    /// With clocks `LEASE_DRIFT_BOUND` apart (the leader slow, a follower fast), the real time
+    /// a leader serves lease reads after a send ends before the follower's lease does.
+    #[test]
+    fn a_lease_read_ends_before_any_follower_can_vote() {
+        for timing in [
+            RaftTiming::default(),
+            RaftTiming {
+                heartbeat_interval_ms: 200,
+                election_timeout_min_ms: 1000,
+                election_timeout_max_ms: 2000,
+            },
+        ] {
+            let bound = f64::from(LEASE_DRIFT_BOUND);
+            let (leader_rate, follower_rate) = (1.0 / bound.sqrt(), bound.sqrt());
+            let served_real = timing.lease_read_age().as_secs_f64() / leader_rate;
+            let lease_real = timing.election_timeout_max_ms as f64 / 1000.0 / follower_rate;
+            assert!(
+                served_real < lease_real * 0.9,
+                "{timing:?}: lease reads for {served_real} s, a follower's lease ends at {lease_real} s"
+            );
+        }
+    }
 }
