@@ -14,6 +14,7 @@ pub mod state_machine;
 pub mod stats;
 pub mod types;
 pub mod version;
+pub mod wal;
 
 pub use cmd::{Cmd, Reply, Request, Response};
 pub use log_store::LogStore;
@@ -30,14 +31,15 @@ fn io_err(e: impl std::fmt::Display) -> std::io::Error {
 /// Set by the test-only `skip-fsync` bug switch (see `skip_fsync`).
 static SKIP_FSYNC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Test-only, for the `skip-fsync` bug switch: every commit of this process from now on is
-/// `Durability::None`. redb then keeps it in this process's memory only, so killing the
-/// process loses it, as a power failure loses writes never fsynced. Call before `open`.
+/// Test-only, for the `skip-fsync` bug switch: every redb commit of this process from now on
+/// is `Durability::None`, and the log's entries stay in memory (`wal`). Both are then kept in
+/// this process's memory only, so killing the process loses them, as a power failure loses
+/// writes never fsynced. Call before `open`.
 pub fn skip_fsync() {
     SKIP_FSYNC.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
-fn skipping_fsync() -> bool {
+pub(crate) fn skipping_fsync() -> bool {
     SKIP_FSYNC.load(std::sync::atomic::Ordering::Relaxed)
 }
 

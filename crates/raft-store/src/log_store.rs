@@ -1,24 +1,25 @@
-//! The Raft log in `log.redb`: entries keyed by index, and a `meta` table for the vote, the last
-//! purged log id and the committed log id.
+//! The Raft log: its entries in the `wal` beside this file (`raft/wal/`, append-only segments),
+//! and in `log.redb` a `meta` table for the vote and the last purged log id. The committed log
+//! id goes to the `committed` file. Entries of a file written before the wal (data version 2)
+//! move there at open.
 //!
-//! One dedicated writer thread owns every redb write transaction (redb allows one writer, and
-//! `begin_write` blocks). It drains all queued operations into one `Immediate` (fsynced) commit,
-//! which is group commit, and then reports them, in submission order. `append` does not wait
-//! for that commit: its entries go into the in-memory `Tail`, readable at once, and openraft
-//! hears they are durable through the `IOFlushed` callback, so a leader replicates while its
-//! own fsync runs (one fsync per batch on the critical path, as etcd overlaps its WAL write
-//! with replication). `save_vote`, `truncate_after` and `purge` still wait for their commit.
-//! The committed log id is not written here but to the `committed` file beside it (see
-//! `committed`): one `pwrite` per commit step, once this log is durable up to it. A restart
-//! that finds an older one (a power failure) re-applies less and catches up from the leader
-//! (openraft's `save_committed` contract). Files written before take their committed id from
-//! this file's `meta` table, where earlier builds kept it.
+//! One dedicated writer thread owns every write: it drains all queued operations into one
+//! write of the segment and one fdatasync (group commit), with a durable redb commit first only
+//! when the batch holds a vote or a purge, and then reports them, in submission order. `append`
+//! does not wait for that: its entries go into the in-memory `Tail`, readable at once, and
+//! openraft hears they are durable through the `IOFlushed` callback, so a leader replicates
+//! while its own fsync runs (one fsync per batch on the critical path, as etcd overlaps its WAL
+//! write with replication). `save_vote`, `truncate_after` and `purge` still wait for theirs.
+//! The committed log id is not written here but to the `committed` file (see `committed`): one
+//! `pwrite` per commit step, once this log is durable up to it. A restart that finds an older
+//! one (a power failure) re-applies less and catches up from the leader (openraft's
+//! `save_committed` contract).
 //!
-//! Every value is sealed (`codec::seal`, a CRC-32 over the table, the key and the value) and
-//! checked on every read and, all of it, at open. A file written before seals existed is
-//! rewritten sealed once at open and then marked (`KEY_SEALED`); in a marked file an unsealed
-//! value is damage. Any storage error, or a failed check, is also reported to the `Fault`,
-//! which stops the FE.
+//! Every entry is sealed (`codec::seal`) inside its CRC-checked wal record, and every meta
+//! value is sealed; all are checked at open and on every read. A file written before seals
+//! existed is rewritten sealed once at open and then marked (`KEY_SEALED`); in a marked file an
+//! unsealed value is damage. Any storage error, or a failed check, is also reported to the
+//! `Fault`, which stops the FE.
 
 use crate::codec::{self, Unsealed};
 use crate::committed::{CommittedFile, Found};
@@ -26,6 +27,7 @@ use crate::integrity::{Corruption, Fault, at_file, guarded};
 use crate::io_err;
 use crate::types::{Entry, LogId, MAX_TERM, TypeConfig, Vote};
 use crate::version::{self, DATA_VERSION, KEY_DATA_VERSION};
+use crate::wal::Wal;
 use openraft::OptionalSend;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -78,18 +80,18 @@ enum Op {
 /// What `append` handed over but the writer has not yet committed: entries readable before
 /// they are durable (openraft's `append` contract), and a truncation not yet committed; and
 /// the last `RECENT` entries committed, so replication (which reads the entry before what it
-/// sends, for its log id) and a follower a little behind read memory, not redb on the blocking
-/// pool. Readers copy from here first and read redb second, and the writer commits first and
-/// forgets here second, so an entry is always in one of the two for a reader.
+/// sends, for its log id) and a follower a little behind read memory, not the segment file on
+/// the blocking pool. Readers copy from here first and read the wal second, and the writer
+/// commits first and forgets here second, so an entry is always in one of the two for a reader.
 #[derive(Default)]
 struct Tail {
     /// index -> (the `seq` of the append that brought it, the entry). Seqs grow with the
     /// index: a truncation drops every entry at or above where it cuts.
     entries: BTreeMap<u64, (u64, Entry)>,
-    /// (seq, from): redb entries at or above `from` are truncated, their delete not committed.
+    /// (seq, from): wal entries at or above `from` are truncated, their delete not committed.
     cut: Option<(u64, u64)>,
     next_seq: u64,
-    /// Every op up to this seq is committed to redb.
+    /// Every op up to this seq is written to the wal.
     written: u64,
 }
 
@@ -102,7 +104,7 @@ impl Tail {
         self.next_seq
     }
 
-    /// What a reader of `[start, end)` takes from here, and where redb's entries stop counting.
+    /// What a reader of `[start, end)` takes from here, and where the wal's entries stop counting.
     fn read(&self, start: u64, end: Bound<u64>) -> (Vec<Entry>, Option<u64>) {
         let entries = self
             .entries
@@ -113,9 +115,15 @@ impl Tail {
     }
 }
 
+/// Segment size of the entries' log (`wal`).
+const SEGMENT_BYTES: u64 = 64 << 20;
+
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    /// The entries (`raft/wal/`); `log.redb` keeps the vote and the purged id.
+    wal: Arc<Mutex<Wal>>,
+    wal_dir: Arc<PathBuf>,
     tx: mpsc::Sender<Op>,
     tail: Arc<Mutex<Tail>>,
     path: Arc<PathBuf>,
@@ -125,6 +133,9 @@ pub struct LogStore {
     /// The last index whose entry is on disk here (see `durable_index`).
     durable_index: Arc<watch::Sender<u64>>,
     committed: Arc<Mutex<Committed>>,
+    /// Tests hold it to keep the writer from committing.
+    #[cfg(test)]
+    gate: Arc<Mutex<()>>,
 }
 
 /// The committed log id: the latest saved, and the `committed` file it goes to.
@@ -217,8 +228,27 @@ impl LogStore {
             (sealed, data_version)
         };
         let (file, found) = CommittedFile::open(&path.with_file_name("committed"))?;
+        let wal_dir = path.with_file_name("wal");
+        let (wal, recovered) = Wal::open(&wal_dir, SEGMENT_BYTES)
+            .map_err(|e| match e.kind() {
+                // Damage: said the way every damaged file is, with the way out.
+                io::ErrorKind::InvalidData => {
+                    Corruption::new(&wal_dir, "logs", "segment", e).into()
+                }
+                _ => e,
+            })
+            .inspect_err(|e| fault.report("wal", e))?;
+        if recovered.torn_bytes > 0 {
+            tracing::warn!(
+                "{}: cut {} bytes of a write that never completed",
+                wal_dir.display(),
+                recovered.torn_bytes
+            );
+        }
         let store = LogStore {
             db: Arc::new(db),
+            wal: Arc::new(Mutex::new(wal)),
+            wal_dir: Arc::new(wal_dir),
             tx: mpsc::channel().0,
             tail: Arc::default(),
             path: Arc::new(path.to_path_buf()),
@@ -230,6 +260,8 @@ impl LogStore {
                 pending: None,
                 file,
             })),
+            #[cfg(test)]
+            gate: Arc::default(),
         };
         store.verify_all(sealed)?;
         if !sealed {
@@ -238,6 +270,16 @@ impl LogStore {
         if data_version != Some(DATA_VERSION) {
             store.stamp_data_version()?;
         }
+        store.migrate_entries()?;
+        if let Some(purged) = store.read_meta::<LogId>(KEY_PURGED)? {
+            // Segments not yet deleted may hold purged entries: never read them.
+            store
+                .wal
+                .lock()
+                .expect("wal lock poisoned")
+                .purge_upto(purged.index())?;
+        }
+        store.verify_wal()?;
         let on_disk = store
             .last_entry()?
             .or(store.read_meta::<LogId>(KEY_PURGED)?)
@@ -258,6 +300,9 @@ impl LogStore {
             durable: store.durable.clone(),
             durable_index: store.durable_index.clone(),
             committed: store.committed.clone(),
+            wal: store.wal.clone(),
+            #[cfg(test)]
+            gate: store.gate.clone(),
         };
         std::thread::Builder::new()
             .name("raft-log-writer".into())
@@ -295,6 +340,68 @@ impl LogStore {
             })
         };
         Ok(within(in_file, &file).max(within(in_meta, "log.redb")))
+    }
+
+    /// Entries written by builds before the `wal`: moved there (values as they are, sealed),
+    /// made durable, then deleted from `log.redb`. A crash in between finds them in both and
+    /// keeps the `wal`'s.
+    fn migrate_entries(&self) -> io::Result<()> {
+        let path = self.path.as_path();
+        let rows: Vec<(u64, Vec<u8>)> = {
+            let r = self.db.begin_read().map_err(|e| at_file(path, e))?;
+            let t = r.open_table(LOGS).map_err(|e| at_file(path, e))?;
+            t.iter()
+                .map_err(|e| at_file(path, e))?
+                .map(|i| i.map(|(k, v)| (k.value(), v.value().to_vec())))
+                .collect::<Result<_, _>>()
+                .map_err(|e| at_file(path, e))?
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut wal = self.wal.lock().expect("wal lock poisoned");
+            if wal.last_index().is_none() {
+                wal.append(&rows)?;
+                wal.sync()?;
+            }
+        }
+        let w = crate::begin_write(&self.db).map_err(|e| at_file(path, e))?;
+        w.open_table(LOGS)
+            .map_err(|e| at_file(path, e))?
+            .retain(|_, _| false)
+            .map_err(|e| at_file(path, e))?;
+        w.commit().map_err(|e| at_file(path, e))?;
+        tracing::info!(
+            "moved {} log entries from {} to {}",
+            rows.len(),
+            path.display(),
+            self.wal_dir.display()
+        );
+        Ok(())
+    }
+
+    /// Decode every entry of the `wal` (its records' checksums were checked as it opened).
+    fn verify_wal(&self) -> io::Result<()> {
+        let wal = self.wal.lock().expect("wal lock poisoned");
+        let (Some(first), Some(last)) = (wal.first_index(), wal.last_index()) else {
+            return Ok(());
+        };
+        for index in first..=last {
+            let e = read_entry(&wal, &self.wal_dir, index)?.ok_or_else(|| {
+                io_err(format!("{}: entry {index} missing", self.wal_dir.display()))
+            })?;
+            if e.index() != index {
+                return Err(Corruption::new(
+                    &self.wal_dir,
+                    "logs",
+                    format!("log index {index}"),
+                    format!("holds the entry of index {}", e.index()),
+                )
+                .into());
+            }
+        }
+        Ok(())
     }
 
     /// Read and check every entry and meta value (at open).
@@ -492,26 +599,16 @@ impl LogStore {
         if newest.is_some() {
             return Ok(newest);
         }
-        let r = guarded(&self.path, || {
-            let path = self.path.as_path();
-            let r = self.db.begin_read().map_err(|e| at_file(path, e))?;
-            let t = r.open_table(LOGS).map_err(|e| at_file(path, e))?;
-            let below_cut = t
-                .range::<u64>(..cut.unwrap_or(u64::MAX))
-                .map_err(|e| at_file(path, e))?
-                .next_back()
-                .transpose()
-                .map_err(|e| at_file(path, e))?;
-            match below_cut {
-                Some((k, v)) => {
-                    let index = k.value();
-                    let key = || format!("log index {index}");
-                    let blob = checked(path, "logs", &key, &entry_context(index), v.value(), true)?;
-                    Ok(Some(decode_at::<Entry>(path, "logs", &key, blob)?.log_id()))
-                }
-                None => Ok(None),
-            }
-        });
+        let wal = self.wal.lock().expect("wal lock poisoned");
+        let last = match (wal.last_index(), cut) {
+            (Some(last), Some(from)) if last >= from => from.checked_sub(1),
+            (last, _) => last,
+        };
+        let r = match last.filter(|l| wal.first_index().is_some_and(|f| *l >= f)) {
+            Some(index) => read_entry(&wal, &self.wal_dir, index).map(|e| e.map(|e| e.log_id())),
+            None => Ok(None),
+        };
+        drop(wal);
         self.fatal(r)
     }
 }
@@ -526,6 +623,9 @@ struct Writer {
     durable_index: Arc<watch::Sender<u64>>,
     /// To write a committed id saved before the log was durable up to it.
     committed: Arc<Mutex<Committed>>,
+    wal: Arc<Mutex<Wal>>,
+    #[cfg(test)]
+    gate: Arc<Mutex<()>>,
 }
 
 impl Writer {
@@ -541,7 +641,11 @@ impl Writer {
 
     /// Commit `batch` in one transaction with one fsync, and answer each op.
     fn commit(&self, batch: Vec<Op>) {
-        let res = guarded(&self.path, || write_batch(&self.db, &self.path, &batch));
+        #[cfg(test)]
+        let _gate = self.gate.lock().expect("gate lock poisoned");
+        let res = guarded(&self.path, || {
+            write_batch(&self.db, &self.wal, &self.path, &batch)
+        });
         fail::fail_point!("raft-log-after-append", |_| crate::failpoints::crash(
             "raft-log-after-append"
         ));
@@ -572,7 +676,7 @@ impl Writer {
         }
     }
 
-    /// After a commit: what it wrote is in redb now, so the tail keeps only the last `RECENT`
+    /// After a commit: what it wrote is in the wal now, so the tail keeps only the last `RECENT`
     /// committed entries, the durable index moves to the log's last index (never past a
     /// truncation still pending), and a committed id waiting for it is written.
     fn forget(&self, batch: &[Op], last: Option<u64>) {
@@ -613,50 +717,79 @@ impl Writer {
 }
 
 /// Returns the log's last index after the batch (the last purged one when no entry is left),
-/// `None` when it has neither.
-fn write_batch(db: &Database, path: &Path, batch: &[Op]) -> io::Result<Option<u64>> {
+/// `None` when it has neither. The vote and the purged id go to `log.redb` first (one durable
+/// commit, only when the batch has them), then the entries to the `wal`, one fdatasync.
+fn write_batch(
+    db: &Database,
+    wal: &Mutex<Wal>,
+    path: &Path,
+    batch: &[Op],
+) -> io::Result<Option<u64>> {
     fail::fail_point!("raft-log-before-append", |_| crate::failpoints::crash(
         "raft-log-before-append"
     ));
-    let w = crate::begin_write(db).map_err(|e| at_file(path, e))?;
-    let mut last = None;
-    {
-        let mut logs = w.open_table(LOGS).map_err(|e| at_file(path, e))?;
-        // Opened only for a batch that writes it: an open table costs every commit.
-        let mut metas: Vec<(&str, &[u8])> = Vec::new();
-        for op in batch {
-            match op {
-                Op::Append { entries, .. } => {
-                    for (idx, bytes) in entries {
-                        logs.insert(*idx, bytes.as_slice())
-                            .map_err(|e| at_file(path, e))?;
-                    }
-                }
-                Op::PutMeta { key, value, .. } => metas.push((key, value)),
-                Op::TruncateFrom { from, .. } => {
-                    logs.retain_in(*from.., |_, _| false)
-                        .map_err(|e| at_file(path, e))?;
-                }
-                Op::Purge { purged, upto, .. } => {
-                    metas.push((KEY_PURGED, purged));
-                    logs.retain_in(..=*upto, |_, _| false)
-                        .map_err(|e| at_file(path, e))?;
-                    last = Some(*upto);
-                }
-            }
+    let mut metas: Vec<(&str, &[u8])> = Vec::new();
+    for op in batch {
+        match op {
+            Op::PutMeta { key, value, .. } => metas.push((key, value)),
+            Op::Purge { purged, .. } => metas.push((KEY_PURGED, purged)),
+            Op::Append { .. } | Op::TruncateFrom { .. } => {}
         }
-        if let Some((k, _)) = logs.last().map_err(|e| at_file(path, e))? {
-            last = Some(k.value());
-        }
-        if !metas.is_empty() {
+    }
+    if !metas.is_empty() {
+        let w = crate::begin_write(db).map_err(|e| at_file(path, e))?;
+        {
             let mut meta = w.open_table(META).map_err(|e| at_file(path, e))?;
             for (key, value) in metas {
                 meta.insert(key, value).map_err(|e| at_file(path, e))?;
             }
         }
+        w.commit().map_err(|e| at_file(path, e))?;
     }
-    w.commit().map_err(|e| at_file(path, e))?;
-    Ok(last)
+    let mut purged = None;
+    let mut appended = false;
+    let active = {
+        let mut wal = wal.lock().expect("wal lock poisoned");
+        for op in batch {
+            match op {
+                Op::Append { entries, .. } => {
+                    wal.append(entries)?;
+                    appended = true;
+                }
+                Op::TruncateFrom { from, .. } => wal.truncate_from(*from)?,
+                Op::Purge { upto, .. } => {
+                    wal.purge_upto(*upto)?;
+                    purged = Some(*upto);
+                }
+                Op::PutMeta { .. } => {}
+            }
+        }
+        let active = if appended { wal.active_file()? } else { None };
+        (active, wal.last_index())
+    };
+    let (active, last) = active;
+    if let Some(f) = active
+        && !crate::skipping_fsync()
+    {
+        f.sync_data()?;
+    }
+    Ok(last.or(purged))
+}
+
+/// Entry `index` from the `wal`, its seal checked.
+fn read_entry(wal: &Wal, dir: &Path, index: u64) -> io::Result<Option<Entry>> {
+    let read = wal.read(index).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => {
+            Corruption::new(dir, "logs", format!("log index {index}"), e).into()
+        }
+        _ => e,
+    });
+    let Some(v) = read? else {
+        return Ok(None);
+    };
+    let key = || format!("log index {index}");
+    let blob = checked(dir, "logs", &key, &entry_context(index), &v, true)?;
+    Ok(Some(decode_at::<Entry>(dir, "logs", &key, blob)?))
 }
 
 /// A vote whose term is above `MAX_TERM` is refused: it is never persisted or used.
@@ -688,7 +821,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(x) => Bound::Excluded(*x),
             Bound::Unbounded => Bound::Unbounded,
         };
-        // The tail first, redb second (see `Tail`).
+        // The tail first, the wal second (see `Tail`).
         let (newer, cut) = self.tail().read(start, end);
         let consecutive = newer.windows(2).all(|w| w[1].index() == w[0].index() + 1);
         if consecutive && newer.first().is_some_and(|e| e.index() == start) {
@@ -696,30 +829,31 @@ impl RaftLogReader<TypeConfig> for LogStore {
             // replicating what it has just appended.
             return Ok(newer);
         }
-        let db = self.db.clone();
-        let path = self.path.clone();
+        let wal = self.wal.clone();
+        let dir = self.wal_dir.clone();
         let r = tokio::task::spawn_blocking(move || {
-            guarded(&path, || {
-                let path = path.as_path();
-                let r = db.begin_read().map_err(|e| at_file(path, e))?;
-                let t = r.open_table(LOGS).map_err(|e| at_file(path, e))?;
-                let mut out = BTreeMap::new();
-                for item in t
-                    .range::<u64>((Bound::Included(start), end))
-                    .map_err(|e| at_file(path, e))?
-                {
-                    let (k, v) = item.map_err(|e| at_file(path, e))?;
-                    let index = k.value();
-                    if cut.is_some_and(|from| index >= from) {
-                        break;
+            let wal = wal.lock().expect("wal lock poisoned");
+            let mut out = BTreeMap::new();
+            let from = wal.first_index().map_or(start, |f| f.max(start));
+            let to = match (wal.last_index(), end) {
+                (None, _) => None,
+                (Some(l), Bound::Included(e)) => Some(l.min(e)),
+                (Some(l), Bound::Excluded(e)) => e.checked_sub(1).map(|e| l.min(e)),
+                (Some(l), Bound::Unbounded) => Some(l),
+            };
+            let to = match (to, cut) {
+                (Some(t), Some(c)) => c.checked_sub(1).map(|c| t.min(c)),
+                (t, _) => t,
+            };
+            if let Some(to) = to {
+                for index in from..=to {
+                    if let Some(e) = read_entry(&wal, &dir, index)? {
+                        out.insert(index, e);
                     }
-                    let key = || format!("log index {index}");
-                    let blob = checked(path, "logs", &key, &entry_context(index), v.value(), true)?;
-                    out.insert(index, decode_at::<Entry>(path, "logs", &key, blob)?);
                 }
-                out.extend(newer.into_iter().map(|e| (e.index(), e)));
-                Ok(out.into_values().collect())
-            })
+            }
+            out.extend(newer.into_iter().map(|e| (e.index(), e)));
+            Ok(out.into_values().collect())
         })
         .await
         .map_err(io_err)?;
@@ -855,6 +989,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 }
 
 #[cfg(test)]
+// Tests hold the writer's gate across awaits on purpose.
+#[allow(clippy::await_holding_lock)]
 mod tests {
     use super::*;
     use openraft::testing::blank_ent;
@@ -896,11 +1032,51 @@ mod tests {
         w.commit().unwrap();
     }
 
-    fn raw(path: &Path, index: u64) -> Vec<u8> {
+    fn raw_get(path: &Path, index: u64) -> Option<Vec<u8>> {
         let db = open_raw(path);
         let r = db.begin_read().unwrap();
         let t = r.open_table(LOGS).unwrap();
-        t.get(index).unwrap().unwrap().value().to_vec()
+        t.get(index).unwrap().map(|v| v.value().to_vec())
+    }
+
+    /// The one segment file of the wal beside `log.redb` in `dir`.
+    fn only_segment(dir: &Path) -> PathBuf {
+        let segs: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(segs.len(), 1, "{segs:?}");
+        segs[0].clone()
+    }
+
+    /// Open `path` again once the last store's writer thread has let go of it.
+    fn reopen_log(path: &Path, fault: Arc<Fault>) -> LogStore {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match LogStore::open(path, fault.clone()) {
+                Ok(log) => return log,
+                Err(e) if e.to_string().contains("already open") => {
+                    assert!(std::time::Instant::now() < deadline, "{e}");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// The error of opening `path`, once the last store's writer thread has let go of it.
+    fn reopen_err(path: &Path) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match LogStore::open(path, Fault::new()) {
+                Ok(_) => panic!("opened"),
+                Err(e) if e.to_string().contains("already open") => {
+                    assert!(std::time::Instant::now() < deadline, "{e}");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => return e.to_string(),
+            }
+        }
     }
 
     /// A log from before seals opens, its entries read as they are, and is sealed from then on;
@@ -909,41 +1085,37 @@ mod tests {
     async fn legacy_logs_open_and_damaged_entries_refuse() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.redb");
+        // A misplaced entry in an old file refuses before anything moves.
         write_legacy(&path);
+        let entry = |i| codec::encode(&blank_ent::<TypeConfig>(1, 1, i)).unwrap();
+        put_raw(&path, 2, &entry(3));
+        let msg = LogStore::open(&path, Fault::new())
+            .err()
+            .expect("a misplaced entry opened")
+            .to_string();
+        for part in [path.to_str().unwrap(), "table logs", "log index 2"] {
+            assert!(msg.contains(part), "{msg:?} lacks {part:?}");
+        }
+        put_raw(&path, 2, &entry(2));
+        // Opened: the entries move to the wal and leave log.redb.
         {
             let mut log = LogStore::open(&path, Fault::new()).expect("legacy log opens");
-            let got = log.try_get_log_entries(1..4).await.unwrap();
-            assert_eq!(got.len(), 3);
+            assert_eq!(log.try_get_log_entries(1..4).await.unwrap().len(), 3);
         }
-        assert_eq!(raw(&path, 2)[0], codec::SEALED, "rewritten sealed");
-        let good = raw(&path, 2);
-        let mut flipped = good.clone();
-        flipped[3] ^= 0x01;
-        let moved = raw(&path, 3);
-        for (what, bad) in [
-            ("flipped", flipped),
-            (
-                "unsealed",
-                codec::encode(&blank_ent::<TypeConfig>(1, 1, 2)).unwrap(),
-            ),
-            ("entry 3 at index 2", moved),
-        ] {
-            put_raw(&path, 2, &bad);
-            let msg = LogStore::open(&path, Fault::new())
-                .err()
-                .unwrap_or_else(|| panic!("{what}: opened"))
-                .to_string();
-            for part in [
-                path.to_str().unwrap(),
-                "table logs",
-                "log index 2",
-                "remove its data_dir",
-            ] {
-                assert!(msg.contains(part), "{what}: {msg:?} lacks {part:?}");
-            }
+        assert!(raw_get(&path, 2).is_none(), "still in log.redb");
+        let seg = only_segment(dir.path());
+        let good = std::fs::read(&seg).unwrap();
+        // A flipped byte in entry 2 (entry 3 after it): refused, named, with the way out.
+        let mut bad = good.clone();
+        bad[good.len() / 2] ^= 0x01;
+        std::fs::write(&seg, &bad).unwrap();
+        let msg = reopen_err(&path);
+        for part in ["wal", "checksum mismatch", "remove its data_dir"] {
+            assert!(msg.contains(part), "{msg:?} lacks {part:?}");
         }
-        put_raw(&path, 2, &good);
-        LogStore::open(&path, Fault::new()).expect("repaired log opens");
+        std::fs::write(&seg, &good).unwrap();
+        let mut log = reopen_log(&path, Fault::new());
+        assert_eq!(log.try_get_log_entries(1..4).await.unwrap().len(), 3);
     }
 
     /// A failed read is reported to the fault, which stops the FE.
@@ -952,20 +1124,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.redb");
         write_legacy(&path);
+        drop(LogStore::open(&path, Fault::new()).unwrap());
         let fault = Fault::new();
-        let mut log = LogStore::open(&path, fault.clone()).unwrap();
-        let mut bad = {
-            let r = log.db.begin_read().unwrap();
-            let t = r.open_table(LOGS).unwrap();
-            t.get(2).unwrap().unwrap().value().to_vec()
-        };
-        *bad.last_mut().unwrap() ^= 0x80;
-        let w = log.db.begin_write().unwrap();
-        w.open_table(LOGS)
-            .unwrap()
-            .insert(2, bad.as_slice())
-            .unwrap();
-        w.commit().unwrap();
+        // Opened afresh: the tail is empty, so reads go to the file.
+        let mut log = reopen_log(&path, fault.clone());
+        let seg = only_segment(dir.path());
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let at = bytes.len() / 2; // inside entry 2
+        bytes[at] ^= 0x80;
+        std::fs::write(&seg, &bytes).unwrap();
         assert!(log.try_get_log_entries(1..4).await.is_err());
         let f = fault.get().expect("fault recorded");
         assert!(
@@ -982,7 +1149,9 @@ mod tests {
         use std::time::Duration;
         let dir = tempfile::tempdir().unwrap();
         let mut log = LogStore::open(&dir.path().join("log.redb"), Fault::new()).unwrap();
-        let held = log.db.begin_write().unwrap();
+        let gate = log.gate.clone();
+        // Held across awaits on purpose: the writer waits on it.
+        let held = gate.lock().unwrap();
         let (tx, mut flushed) = TypeConfig::oneshot();
         let entries: Vec<Entry> = (1..=3).map(|i| blank_ent::<TypeConfig>(1, 1, i)).collect();
         tokio::time::timeout(
@@ -1034,7 +1203,7 @@ mod tests {
     }
 
     /// The tail keeps the last `RECENT` committed entries (replication reads them from memory);
-    /// older ones are read from redb.
+    /// older ones are read from the wal.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_tail_keeps_the_recent_committed_entries() {
         use std::time::Duration;
@@ -1075,7 +1244,9 @@ mod tests {
         };
         let id = |i| Some(blank_ent::<TypeConfig>(1, 1, i).log_id());
         let mut log = LogStore::open(&path, Fault::new()).unwrap();
-        let held = log.db.begin_write().unwrap();
+        let gate = log.gate.clone();
+        // Held across awaits on purpose: the writer waits on it.
+        let held = gate.lock().unwrap();
         let (tx, flushed) = TypeConfig::oneshot();
         let entries: Vec<Entry> = (1..=2).map(|i| blank_ent::<TypeConfig>(1, 1, i)).collect();
         log.append(entries, IOFlushed::signal(tx)).await.unwrap();
@@ -1120,7 +1291,7 @@ mod tests {
         assert_eq!(log.read_committed().await.unwrap(), None);
     }
 
-    /// A truncation not yet committed hides what it cuts from redb, and entries appended after
+    /// A truncation not yet committed hides what it cuts from the wal, and entries appended after
     /// it are read from the tail, before and after the commit.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn entries_past_a_truncation_read_from_the_tail() {
@@ -1131,7 +1302,9 @@ mod tests {
         log.append(first, IOFlushed::signal(tx)).await.unwrap();
         rx.await.unwrap().unwrap();
 
-        let held = log.db.begin_write().unwrap();
+        let gate = log.gate.clone();
+        // Held across awaits on purpose: the writer waits on it.
+        let held = gate.lock().unwrap();
         let mut other = log.clone();
         let truncating = tokio::spawn(async move {
             other

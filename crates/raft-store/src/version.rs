@@ -9,6 +9,9 @@
 //! - 2: every value sealed with a CRC-32 (`codec::seal`); backends (drain) and tombstones (kept
 //!   decommission) and the snapshot in format 2. Files written before the `data_version` row
 //!   existed are version 1 or 2 and are read as such (`legacy`).
+//! - 3: the Raft log's entries in `raft/wal/` (append-only segments, `wal`) instead of the
+//!   `logs` table of `log.redb`, which keeps the vote and the purged id; the committed id in
+//!   `raft/committed`. A version-2 `log.redb`'s entries move to the wal at open.
 //!
 //! The upgrade rule. Data is read by every later build, forever: `fixtures/data-v2/` holds
 //! files written by the build before this rule, and `tests/fixtures.rs` decodes them. So a
@@ -25,7 +28,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// What this build writes and the newest it reads.
-pub const DATA_VERSION: u32 = 2;
+pub const DATA_VERSION: u32 = 3;
 
 /// The `meta` row of `log.redb` and `sm.redb` that holds the file's data version.
 pub const KEY_DATA_VERSION: &str = "data_version";
@@ -96,15 +99,16 @@ pub(crate) mod tests {
         let f = Path::new("/d/sm.redb");
         assert_eq!(stored(f, None).unwrap(), None);
         assert_eq!(stored(f, Some(&row(1))).unwrap(), Some(1));
-        assert_eq!(stored(f, Some(&row(DATA_VERSION))).unwrap(), Some(2));
+        assert_eq!(stored(f, Some(&row(2))).unwrap(), Some(2));
+        assert_eq!(stored(f, Some(&row(DATA_VERSION))).unwrap(), Some(3));
         let msg = stored(f, Some(&row(DATA_VERSION + 1)))
             .unwrap_err()
             .to_string();
         for part in [
             "/d/sm.redb",
             "newer Roster",
-            "data version 3",
-            "up to 2",
+            "data version 4",
+            "up to 3",
             "remove this FE's data_dir",
         ] {
             assert!(msg.contains(part), "{msg:?} lacks {part:?}");
