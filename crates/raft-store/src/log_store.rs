@@ -748,7 +748,8 @@ fn write_batch(
     }
     let mut purged = None;
     let mut appended = false;
-    let active = {
+    // The fdatasync runs outside the lock, so readers are not held up by it.
+    let (active, last) = {
         let mut wal = wal.lock().expect("wal lock poisoned");
         for op in batch {
             match op {
@@ -767,7 +768,6 @@ fn write_batch(
         let active = if appended { wal.active_file()? } else { None };
         (active, wal.last_index())
     };
-    let (active, last) = active;
     if let Some(f) = active
         && !crate::skipping_fsync()
     {
@@ -1268,26 +1268,13 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "never written");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        // The writer thread lets go of the file once it sees the store dropped.
-        let reopen = |log: LogStore| {
-            drop(log);
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            loop {
-                match LogStore::open(&path, Fault::new()) {
-                    Ok(log) => return log,
-                    Err(e) if std::time::Instant::now() < deadline => {
-                        assert!(e.to_string().contains("already open"), "{e}");
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(e) => panic!("{e}"),
-                }
-            }
-        };
-        let mut log = reopen(log);
+        drop(log);
+        let mut log = reopen_log(&path, Fault::new());
         assert_eq!(log.read_committed().await.unwrap(), id(2));
         // A record past the log's last entry (a log restored from elsewhere) is not used.
         log.committed.lock().unwrap().file.write(id(9)).unwrap();
-        let mut log = reopen(log);
+        drop(log);
+        let mut log = reopen_log(&path, Fault::new());
         assert_eq!(log.read_committed().await.unwrap(), None);
     }
 

@@ -201,9 +201,9 @@ impl Wal {
         let Some((first, _)) = entries.first() else {
             return Ok(());
         };
+        // An empty log (new, or all purged or truncated) takes any first index.
         if let Some(last) = self.last_index()
             && *first != last + 1
-            && self.volatile.is_some()
         {
             return Err(io::Error::other(format!(
                 "appending entry {first} after {last}: entries must be consecutive"
@@ -214,16 +214,10 @@ impl Wal {
             return Ok(());
         }
         if self.locs.is_empty() {
-            // Empty (new, or everything purged or truncated): start afresh at `first`.
+            // Start afresh at `first`.
             for (_, s) in std::mem::take(&mut self.segments) {
                 std::fs::remove_file(&s.path)?;
             }
-        } else if let Some(last) = self.last_index()
-            && *first != last + 1
-        {
-            return Err(io::Error::other(format!(
-                "appending entry {first} after {last}: entries must be consecutive"
-            )));
         }
         let rotate = self
             .segments
