@@ -43,24 +43,11 @@ pub(crate) fn skipping_fsync() -> bool {
     SKIP_FSYNC.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Every durable (fsynced) write transaction of the log and the state machine starts here.
+/// Every write transaction of the log and the state machine starts here: durable (fsynced
+/// before `commit` returns) unless the test-only `skip-fsync` switch is on.
 fn begin_write(db: &redb::Database) -> std::io::Result<redb::WriteTransaction> {
-    begin_write_as(db, Sync::Durable)
-}
-
-/// Whether a commit must be on disk when it returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Sync {
-    /// fsynced before `commit` returns (redb `Durability::Immediate`).
-    Durable,
-    /// Visible to readers at once, on disk with the next durable commit of the same file
-    /// (redb `Durability::None`): for what the log already makes durable.
-    Deferred,
-}
-
-fn begin_write_as(db: &redb::Database, sync: Sync) -> std::io::Result<redb::WriteTransaction> {
     let mut w = db.begin_write().map_err(io_err)?;
-    if skipping_fsync() || sync == Sync::Deferred {
+    if skipping_fsync() {
         w.set_durability(redb::Durability::None).map_err(io_err)?;
     }
     Ok(w)

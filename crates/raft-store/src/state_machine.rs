@@ -26,7 +26,7 @@ use crate::codec::{self, Unsealed};
 use crate::integrity::{Corruption, Fault, at_file, guarded};
 use crate::types::{LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::version::{self, DATA_VERSION, KEY_DATA_VERSION};
-use crate::{Sync, applier, events, io_err, legacy};
+use crate::{applier, events, io_err, legacy};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend};
@@ -199,17 +199,15 @@ impl Shared {
                 replace_all: false,
             }
         };
-        self.write(rows, Sync::Durable)?;
+        self.write(rows)?;
         *last = std::time::Instant::now();
         Ok(true)
     }
 
-    /// `write_rows` to this file, counted when durable.
-    fn write(&self, rows: RowWrites, sync: Sync) -> io::Result<()> {
-        write_rows(&self.db, &self.path, rows, sync)?;
-        if sync == Sync::Durable {
-            crate::stats::durable_commit(crate::stats::File::StateMachine, &self.durable);
-        }
+    /// `write_rows` to this file, counted as a durable commit.
+    fn write(&self, rows: RowWrites) -> io::Result<()> {
+        write_rows(&self.db, &self.path, rows)?;
+        crate::stats::durable_commit(crate::stats::File::StateMachine, &self.durable);
         Ok(())
     }
 }
@@ -307,9 +305,9 @@ fn entity_rows(state: &mut ClusterState, all: bool) -> io::Result<Vec<(&'static 
 const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Write `rows` in one commit, each value sealed with its table and key.
-fn write_rows(db: &Database, path: &Path, rows: RowWrites, sync: Sync) -> io::Result<()> {
+fn write_rows(db: &Database, path: &Path, rows: RowWrites) -> io::Result<()> {
     let at = |e: redb::Error| at_file(path, e);
-    let w = crate::begin_write_as(db, sync).map_err(|e| at_file(path, e))?;
+    let w = crate::begin_write(db).map_err(|e| at_file(path, e))?;
     {
         let mut meta = w.open_table(META).map_err(|e| at(e.into()))?;
         for (k, v) in &rows.meta {
@@ -532,14 +530,14 @@ impl StateMachineStore {
                 tables: entity_rows(&mut view.state, true)?,
                 replace_all: true,
             };
-            write_rows(&db, path, rows, Sync::Durable)?;
+            write_rows(&db, path, rows)?;
         } else if data_version != Some(DATA_VERSION) {
             let rows = RowWrites {
                 meta: vec![(KEY_DATA_VERSION, version::encode()?)],
                 tables: vec![],
                 replace_all: false,
             };
-            write_rows(&db, path, rows, Sync::Durable)?;
+            write_rows(&db, path, rows)?;
         }
         Ok(StateMachineStore {
             inner: Arc::new(Shared {
@@ -816,7 +814,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // No persist in flight: it could write rows of the old state over the new one.
             let mut last = inner.last_durable.lock().expect("sm flush lock poisoned");
             let mut v = inner.view.write().expect("state lock poisoned");
-            inner.write(rows, Sync::Durable)?;
+            inner.write(rows)?;
             *last = std::time::Instant::now();
             tracing::info!(
                 "installed a snapshot up to {:?}",
