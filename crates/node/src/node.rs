@@ -575,6 +575,9 @@ impl FeNodeHandle {
         }
     }
 
+    /// How long the `ack-before-commit` bug waits after acknowledging before it proposes.
+    const ACK_BEFORE_COMMIT_LAG: Duration = Duration::from_millis(100);
+
     /// Propose `cmd` on this FE, which believes it is the leader (never forwarded): the
     /// answer at apply, or why it was not committed.
     pub async fn propose_here(
@@ -605,6 +608,11 @@ impl FeNodeHandle {
             if let Some(fake) = fake {
                 let raft = self.inner.raft.clone();
                 tokio::spawn(async move {
+                    // The entry goes to Raft a while after the acknowledgement, as a commit
+                    // slowed by a pause or a slow disk would be: with commits taking about a
+                    // millisecond, an immediate proposal left the bug's window so short that
+                    // the register-pauses twin missed it in one run of two.
+                    tokio::time::sleep(Self::ACK_BEFORE_COMMIT_LAG).await;
                     let _ = raft.client_write(req).await;
                 });
                 return Ok(Response::Ok(fake));
