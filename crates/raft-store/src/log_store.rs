@@ -1040,11 +1040,6 @@ mod tests {
     }
 
     /// The one segment file of the wal beside `log.redb` in `dir`.
-    /// Where a segment's records end: the zeros ahead of them follow (`wal`).
-    fn records_len(seg: &[u8]) -> usize {
-        seg.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)
-    }
-
     fn only_segment(dir: &Path) -> PathBuf {
         let segs: Vec<PathBuf> = std::fs::read_dir(dir.join("wal"))
             .unwrap()
@@ -1112,7 +1107,7 @@ mod tests {
         let good = std::fs::read(&seg).unwrap();
         // A flipped byte in entry 2 (entry 3 after it): refused, named, with the way out.
         let mut bad = good.clone();
-        bad[records_len(&good) / 2] ^= 0x01;
+        bad[crate::wal::written_len(&good) / 2] ^= 0x01;
         std::fs::write(&seg, &bad).unwrap();
         let msg = reopen_err(&path);
         for part in ["wal", "checksum mismatch", "remove its data_dir"] {
@@ -1135,7 +1130,7 @@ mod tests {
         let mut log = reopen_log(&path, fault.clone());
         let seg = only_segment(dir.path());
         let mut bytes = std::fs::read(&seg).unwrap();
-        let at = records_len(&bytes) / 2; // inside entry 2
+        let at = crate::wal::written_len(&bytes) / 2; // inside entry 2
         bytes[at] ^= 0x80;
         std::fs::write(&seg, &bytes).unwrap();
         assert!(log.try_get_log_entries(1..4).await.is_err());

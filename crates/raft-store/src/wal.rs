@@ -183,8 +183,7 @@ impl Wal {
                         if !torn {
                             return Err(damage(&path, at as u64, why));
                         }
-                        let written = buf.iter().rposition(|b| *b != 0).map_or(at, |i| i + 1);
-                        recovered.torn_bytes = (written - at) as u64;
+                        recovered.torn_bytes = (written_len(&buf).max(at) - at) as u64;
                         file.set_len(at as u64)?;
                         file.sync_all()?;
                         break;
@@ -409,6 +408,12 @@ impl Wal {
     }
 }
 
+/// How much of a segment's bytes was written: up to its last non-zero byte (the zeros ahead
+/// follow).
+pub(crate) fn written_len(buf: &[u8]) -> usize {
+    buf.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)
+}
+
 fn all_zero(buf: &[u8]) -> bool {
     buf.iter().all(|b| *b == 0)
 }
@@ -516,7 +521,7 @@ mod tests {
         let path = w.segments.values().next().unwrap().path.clone();
         drop(w);
         let good = std::fs::read(&path).unwrap();
-        let end = good.iter().rposition(|b| *b != 0).unwrap() + 1;
+        let end = written_len(&good);
         assert_eq!(good.len(), 1 << 20, "zeros ahead of the records");
 
         // A write torn in its last record, the file cut short: cut, the four before it kept.
