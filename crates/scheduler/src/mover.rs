@@ -280,12 +280,16 @@ pub async fn run<C: Cluster, A: Agents>(
     let mut applied = cluster.applied();
     let mut mover = Mover::new(cluster, agents, term, quirks);
     let mut tick = crate::task::ticker(crate::reconciler::ROUND);
+    let mut quiet_until = Instant::now();
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = tick.tick() => {}
             () = mover.wait_outcome() => {}
-            r = applied.changed() => if r.is_err() {
+            r = async {
+                tokio::time::sleep_until(quiet_until).await;
+                applied.changed().await
+            } => if r.is_err() {
                 // The FE is going away; its cancellation follows.
                 return cancel.cancelled().await;
             },
@@ -294,8 +298,16 @@ pub async fn run<C: Cluster, A: Agents>(
             () = cancel.cancelled() => return,
             () = mover.round() => {}
         }
+        quiet_until = Instant::now() + APPLIED_QUIET;
     }
 }
+
+/// After a round, entries applied within this long wake the mover only once it is over, all
+/// together. A round per applied entry was a wake-up of the leader's main runtime per write
+/// and a plan over every tablet each time; the mover's own entries need no wake (a round
+/// awaits their apply and plans on what they changed), and others (a DECOMMISSION, a
+/// backend's liveness) wait at most this long.
+const APPLIED_QUIET: Duration = Duration::from_millis(20);
 
 // Under paused tokio time: `cargo test -p roster-scheduler --features paused-time`.
 #[cfg(all(test, feature = "paused-time"))]
