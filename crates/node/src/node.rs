@@ -226,9 +226,8 @@ impl FeNodeHandle {
         if crate::bugs::on(crate::bugs::Bug::SkipFsync) {
             roster_raft_store::skip_fsync();
         }
-        let (mut log, sm) = roster_raft_store::open(&cfg.data_dir.join("raft"))
+        let (log, sm) = roster_raft_store::open(&cfg.data_dir.join("raft"))
             .map_err(|e| ApiError::Internal(format!("opening {}: {e}", cfg.data_dir.display())))?;
-        log.write_followed_entries_inline(cfg.id.0);
         // Left by a snapshot that was arriving when this FE stopped.
         let _ = std::fs::remove_dir_all(cfg.data_dir.join("raft").join("incoming"));
         let raft_rt = RaftRuntime::new()?;

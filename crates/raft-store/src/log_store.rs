@@ -25,7 +25,7 @@ use crate::codec::{self, Unsealed};
 use crate::committed::{CommittedFile, Found};
 use crate::integrity::{Corruption, Fault, at_file, guarded};
 use crate::io_err;
-use crate::types::{Entry, LogId, MAX_TERM, NodeId, TypeConfig, Vote};
+use crate::types::{Entry, LogId, MAX_TERM, TypeConfig, Vote};
 use crate::version::{self, DATA_VERSION, KEY_DATA_VERSION};
 use crate::wal::Wal;
 use openraft::OptionalSend;
@@ -37,7 +37,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use tokio::sync::{oneshot, watch};
 
@@ -133,11 +133,6 @@ pub struct LogStore {
     /// The last index whose entry is on disk here (see `durable_index`).
     durable_index: Arc<watch::Sender<u64>>,
     committed: Arc<Mutex<Committed>>,
-    /// Ops queued for the writer thread and not yet answered.
-    queued: Arc<AtomicUsize>,
-    /// Set by `write_followed_entries_inline`: this node's id, and a writer for appends made
-    /// in the caller's thread.
-    inline: Option<(NodeId, Writer)>,
     /// Tests hold it to keep the writer from committing.
     #[cfg(test)]
     gate: Arc<Mutex<()>>,
@@ -265,8 +260,6 @@ impl LogStore {
                 pending: None,
                 file,
             })),
-            queued: Arc::default(),
-            inline: None,
             #[cfg(test)]
             gate: Arc::default(),
         };
@@ -299,39 +292,22 @@ impl LogStore {
             .expect("committed lock poisoned")
             .latest = latest;
         let (tx, rx) = mpsc::channel();
-        let writer = store.writer();
-        let queued = store.queued.clone();
+        let writer = Writer {
+            db: store.db.clone(),
+            path: store.path.clone(),
+            tail: store.tail.clone(),
+            fault: store.fault.clone(),
+            durable: store.durable.clone(),
+            durable_index: store.durable_index.clone(),
+            committed: store.committed.clone(),
+            wal: store.wal.clone(),
+            #[cfg(test)]
+            gate: store.gate.clone(),
+        };
         std::thread::Builder::new()
             .name("raft-log-writer".into())
-            .spawn(move || writer.run(rx, &queued))?;
+            .spawn(move || writer.run(rx))?;
         Ok(LogStore { tx, ..store })
-    }
-
-    fn writer(&self) -> Writer {
-        Writer {
-            db: self.db.clone(),
-            path: self.path.clone(),
-            tail: self.tail.clone(),
-            fault: self.fault.clone(),
-            durable: self.durable.clone(),
-            durable_index: self.durable_index.clone(),
-            committed: self.committed.clone(),
-            wal: self.wal.clone(),
-            #[cfg(test)]
-            gate: self.gate.clone(),
-        }
-    }
-
-    /// From now on, an append of entries another leader made (this node follows it) is
-    /// written and fdatasynced in the caller's thread when the writer thread has nothing
-    /// queued, instead of being handed to it. A follower's append is on every write's critical
-    /// path, and the hand-off cost two thread wake-ups there (to the writer, and its flush
-    /// callback back), about as long as the fdatasync itself on a loaded 2-core machine. The
-    /// caller is Raft's core, on a runtime of its own (`roster-node`'s `raft_runtime`), which
-    /// a follower's core has no other use for meanwhile. The leader's own appends still go to
-    /// the writer: its fdatasync overlaps with replication that way.
-    pub fn write_followed_entries_inline(&mut self, me: NodeId) {
-        self.inline = Some((me, self.writer()));
     }
 
     /// The committed log id to start from: the newer of the `committed` file's and the one
@@ -550,11 +526,9 @@ impl LogStore {
 
     /// Queue `op` for the writer thread.
     fn queue(&self, op: Op) -> io::Result<()> {
-        self.queued.fetch_add(1, Ordering::SeqCst);
-        self.tx.send(op).map_err(|_| {
-            self.queued.fetch_sub(1, Ordering::SeqCst);
-            io_err("log writer thread is gone")
-        })
+        self.tx
+            .send(op)
+            .map_err(|_| io_err("log writer thread is gone"))
     }
 
     /// Queue the op `make` builds; the receiver answers after the commit that contains it.
@@ -640,7 +614,6 @@ impl LogStore {
 }
 
 /// The writer thread: owns every write transaction of the file.
-#[derive(Clone)]
 struct Writer {
     db: Arc<Database>,
     path: Arc<PathBuf>,
@@ -656,16 +629,13 @@ struct Writer {
 }
 
 impl Writer {
-    /// `queued` counts the ops sent and not yet answered; it falls after their answers.
-    fn run(self, rx: mpsc::Receiver<Op>, queued: &AtomicUsize) {
+    fn run(self, rx: mpsc::Receiver<Op>) {
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
             while let Ok(more) = rx.try_recv() {
                 batch.push(more);
             }
-            let n = batch.len();
             self.commit(batch);
-            queued.fetch_sub(n, Ordering::SeqCst);
         }
     }
 
@@ -976,7 +946,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             ));
             kept.push((index, e));
         }
-        let leader = kept.first().map(|(_, e)| e.log_id.leader_id.node_id);
         // Readable from the tail once this returns; durable when the callback fires. The tail
         // is updated and the op queued under one lock, so tail order is queue order.
         let mut tail = self.tail();
@@ -984,23 +953,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for (index, entry) in kept {
             tail.entries.insert(index, (seq, entry));
         }
-        let op = Op::Append {
+        self.queue(Op::Append {
             seq,
             entries: encoded,
             flushed: callback,
-        };
-        match &self.inline {
-            // Nothing queued is left to go first (Raft's core is the only one to queue, and
-            // it is here), so committing now keeps the order of the ops.
-            Some((me, writer))
-                if leader.is_some_and(|l| l != *me) && self.queued.load(Ordering::SeqCst) == 0 =>
-            {
-                drop(tail);
-                writer.commit(vec![op]);
-                Ok(())
-            }
-            _ => self.queue(op),
-        }
+        })
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {

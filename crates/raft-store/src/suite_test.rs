@@ -4,11 +4,7 @@ use crate::{LogStore, StateMachineStore, TypeConfig};
 use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
 
-/// `inline`: every append written in the caller's thread when the writer is idle, as a
-/// follower's (`LogStore::write_followed_entries_inline` with an id no suite entry has).
-struct RedbBuilder {
-    inline: bool,
-}
+struct RedbBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for RedbBuilder {
     async fn build(
@@ -18,11 +14,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
         // Not `crate::open`: the suite applies and snapshots entries it never appended, which
         // the gate between the two (`StateMachineStore::gate_on`) would rightly hold back.
         let fault = crate::integrity::Fault::new();
-        let mut log =
-            LogStore::open(&dir.path().join("log.redb"), fault.clone()).expect("open log");
-        if self.inline {
-            log.write_followed_entries_inline(u64::MAX);
-        }
+        let log = LogStore::open(&dir.path().join("log.redb"), fault.clone()).expect("open log");
         let sm = StateMachineStore::open(&dir.path().join("sm.redb"), fault)
             .expect("open state machine");
         Ok((dir, log, sm))
@@ -31,14 +23,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> fo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openraft_storage_suite_passes() {
-    Suite::test_all(RedbBuilder { inline: false })
+    Suite::test_all(RedbBuilder)
         .await
         .expect("openraft storage suite");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openraft_storage_suite_passes_with_inline_appends() {
-    Suite::test_all(RedbBuilder { inline: true })
-        .await
-        .expect("openraft storage suite, appends inline");
 }
