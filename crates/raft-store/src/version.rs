@@ -15,10 +15,11 @@
 //! - 4: wal segments are zero-filled ahead of their records (`wal`: the records end at an
 //!   all-zero header with only zeros after it). A version-3 build would read those zeros in a
 //!   segment that is not the last as damage; this build reads version-3 segments unchanged.
-//!   (No `fixtures/data-v3/` yet: owed, made by the version-3 build, 97926f1.)
+//!   `fixtures/data-v3/` is a data dir of the version-3 build (97926f1).
 //!
 //! The upgrade rule. Data is read by every later build, forever: `fixtures/data-v2/` holds
-//! files written by the build before this rule, and `tests/fixtures.rs` decodes them. So a
+//! files written by the build before this rule, `fixtures/data-v3/` those of version 3, and
+//! `tests/fixtures.rs` decodes them. So a
 //! stored shape grows only by a new `Cmd` variant at the end, or by a new blob format whose
 //! reader takes the old shape through `legacy` (as format 2 did); a new field of an existing
 //! shape is such a new format, with the old shape's value mapping to `None` or a default.
