@@ -115,7 +115,7 @@ pub async fn launch(cfg: &FileConfig) -> anyhow::Result<RunningFe> {
         })
     };
     let (mut raft_server, mut rpc_server) = (server(true)?, server(false)?);
-    let s1 = fe.raft_runtime().spawn(async move {
+    let s1 = tokio::spawn(async move {
         if let Err(e) = raft_server
             .add_service(raft_svc)
             .serve_with_incoming(roster_transport::accept::incoming(raft_l, "edit_log"))

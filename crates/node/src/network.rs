@@ -30,26 +30,19 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
 /// Channels to peers, keyed by address; shared by Raft replication and leader forwarding.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Channels {
     inner: Arc<Mutex<HashMap<String, Channel>>>,
     transport: roster_transport::tls::Transport,
-    /// The runtime the channels' tasks (tonic's buffer worker, the h2 connection) run on:
-    /// Raft's, so replication stays in its thread whoever dials first (the prober does).
-    runtime: tokio::runtime::Handle,
 }
 
 impl Channels {
     /// Channels that dial with `transport` (mutual TLS with this node's certificate, or
-    /// plaintext in insecure mode), their tasks on `runtime`.
-    pub fn new(
-        transport: roster_transport::tls::Transport,
-        runtime: tokio::runtime::Handle,
-    ) -> Self {
+    /// plaintext in insecure mode).
+    pub fn new(transport: roster_transport::tls::Transport) -> Self {
         Channels {
             inner: Arc::default(),
             transport,
-            runtime,
         }
     }
 
@@ -67,10 +60,7 @@ impl Channels {
             .connect_timeout(Duration::from_millis(500))
             .http2_keep_alive_interval(http2::PEER_KEEPALIVE)
             .keep_alive_timeout(http2::PEER_KEEPALIVE);
-        let c = {
-            let _on = self.runtime.enter();
-            ep.connect_lazy()
-        };
+        let c = ep.connect_lazy();
         m.insert(addr.to_string(), c.clone());
         Ok(c)
     }
@@ -516,7 +506,7 @@ mod tests {
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
         let mut factory = NetworkFactory {
-            channels: Channels::new(Default::default(), tokio::runtime::Handle::current()),
+            channels: Channels::default(),
             limits: RaftLimits::default(),
         };
         let node = FeNode {

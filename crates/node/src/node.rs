@@ -9,7 +9,6 @@ pub mod drain;
 mod frontends;
 mod leader_work;
 mod leadership;
-mod raft_runtime;
 mod read_index;
 
 use crate::error::ApiError;
@@ -143,13 +142,9 @@ pub struct PeerStatus {
     pub err: String,
 }
 
-use raft_runtime::RaftRuntime;
-
 struct Inner {
     cfg: FeConfig,
     raft: Raft,
-    /// Where Raft's core, its replication and the Raft port's server run (see `RaftRuntime`).
-    raft_rt: RaftRuntime,
     sm: StateMachineStore,
     channels: Channels,
     start_time_ms: u64,
@@ -230,19 +225,13 @@ impl FeNodeHandle {
             .map_err(|e| ApiError::Internal(format!("opening {}: {e}", cfg.data_dir.display())))?;
         // Left by a snapshot that was arriving when this FE stopped.
         let _ = std::fs::remove_dir_all(cfg.data_dir.join("raft").join("incoming"));
-        let raft_rt = RaftRuntime::new()?;
-        let channels = Channels::new(cfg.transport.clone(), raft_rt.handle().clone());
+        let channels = Channels::new(cfg.transport.clone());
         let net = NetworkFactory {
             channels: channels.clone(),
             limits: cfg.raft_limits,
         };
-        let sm2 = sm.clone();
-        let id = cfg.id.0;
-        let raft = raft_rt
-            .handle()
-            .spawn(async move { Raft::new(id, config, net, log, sm2).await })
+        let raft = Raft::new(cfg.id.0, config, net, log, sm.clone())
             .await
-            .map_err(raft_err)?
             .map_err(raft_err)?;
 
         if !raft.is_initialized().await.map_err(raft_err)?
@@ -266,7 +255,7 @@ impl FeNodeHandle {
         // Ends by itself when Raft shuts down.
         let (leading, leadership) = tokio::sync::watch::channel(None);
         let (applied_tx, applied) = tokio::sync::watch::channel(0);
-        raft_rt.handle().spawn(leadership::follow(
+        tokio::spawn(leadership::follow(
             raft.clone(),
             cfg.id,
             leading,
@@ -304,7 +293,6 @@ impl FeNodeHandle {
                 login_throttle: crate::login_throttle::LoginThrottle::new(cfg.limits.login.clone()),
                 cfg,
                 raft,
-                raft_rt,
                 sm,
                 channels,
                 start_time_ms: now_ms(),
@@ -428,11 +416,6 @@ impl FeNodeHandle {
                 "the applied state was not persisted at stop ({e}); the next start re-applies it from the log"
             );
         }
-    }
-
-    /// The runtime where Raft runs; the Raft port's server belongs there too.
-    pub fn raft_runtime(&self) -> tokio::runtime::Handle {
-        self.inner.raft_rt.handle().clone()
     }
 
     /// Raft's progress as this FE sees it now, for status answers and stale reads.
