@@ -164,11 +164,7 @@ async fn data_version_2_state_reads_as_written() {
 async fn data_version_2_log_and_snapshot_read_as_written() {
     let dir = copy_of("data-v2");
     let (mut log, mut sm) = roster_raft_store::open(dir.path()).expect("the fixture opens");
-    let state = log.get_log_state().await.unwrap();
-    let last = state.last_log_id.unwrap().index;
-    let first = state.last_purged_log_id.map(|l| l.index + 1).unwrap_or(1);
-    let entries = log.try_get_log_entries(first..=last).await.unwrap();
-    assert_eq!(entries.len() as u64, last - first + 1);
+    let (_, last, entries) = every_entry(&mut log).await;
     let mut seen = BTreeSet::new();
     for e in &entries {
         if let EntryPayload::Normal(req) = &e.payload {
@@ -271,11 +267,7 @@ async fn data_version_3_state_reads_as_written() {
 async fn data_version_3_log_and_snapshot_read_as_written() {
     let dir = copy_of("data-v3");
     let (mut log, mut sm) = roster_raft_store::open(dir.path()).expect("the fixture opens");
-    let state = log.get_log_state().await.unwrap();
-    let last = state.last_log_id.unwrap().index;
-    let first = state.last_purged_log_id.map(|l| l.index + 1).unwrap_or(1);
-    let entries = log.try_get_log_entries(first..=last).await.unwrap();
-    assert_eq!(entries.len() as u64, last - first + 1);
+    let (first, last, entries) = every_entry(&mut log).await;
     let mut seen = BTreeSet::new();
     for e in &entries {
         if let EntryPayload::Normal(req) = &e.payload {
@@ -313,6 +305,18 @@ async fn data_version_3_log_and_snapshot_read_as_written() {
     let s = roster_raft_store::state_machine::decode_snapshot(&snap.meta, &snap.snapshot)
         .expect("the snapshot decodes");
     assert!(s.users.get(&"bob".to_string()).is_some());
+}
+
+/// The log's entries after the purged ones, all of them there: (first index, last, entries).
+async fn every_entry(
+    log: &mut roster_raft_store::LogStore,
+) -> (u64, u64, Vec<roster_raft_store::types::Entry>) {
+    let state = log.get_log_state().await.unwrap();
+    let last = state.last_log_id.unwrap().index;
+    let first = state.last_purged_log_id.map(|l| l.index + 1).unwrap_or(1);
+    let entries = log.try_get_log_entries(first..=last).await.unwrap();
+    assert_eq!(entries.len() as u64, last - first + 1);
+    (first, last, entries)
 }
 
 /// Opening stamps this build's version; a version above it is refused with what to do.
