@@ -19,10 +19,10 @@
 //!
 //! The upgrade rule. Data is read by every later build, forever: `fixtures/data-v2/` holds
 //! files written by the build before this rule, `fixtures/data-v3/` those of version 3, and
-//! `tests/fixtures.rs` decodes them. So a
-//! stored shape grows only by a new `Cmd` variant at the end, or by a new blob format whose
-//! reader takes the old shape through `legacy` (as format 2 did); a new field of an existing
-//! shape is such a new format, with the old shape's value mapping to `None` or a default.
+//! `tests/fixtures.rs` decodes them. So a stored shape grows only by a new `Cmd` variant at
+//! the end, or by a new blob format whose reader takes the old shape through `legacy` (as
+//! format 2 did); a new field of an existing shape is such a new format, with the old shape's
+//! value mapping to `None` or a default.
 //! Any change of what is stored raises `DATA_VERSION` and adds a fixture of the old version.
 //! A build refuses, clearly, a file whose version is above its own (`NewerData`): it cannot
 //! know what the newer rows mean, and guessing would diverge from the FEs that do.

@@ -168,9 +168,7 @@ async fn data_version_2_log_and_snapshot_read_as_written() {
     let mut seen = BTreeSet::new();
     for e in &entries {
         if let EntryPayload::Normal(req) = &e.payload {
-            // The variant's name: what each kind of entry decoded as.
-            let name = format!("{:?}", req.cmd);
-            seen.insert(name.split([' ', '(']).next().unwrap().to_string());
+            seen.insert(kind_of(&req.cmd));
             if let Cmd::CreateUser { name, password } = &req.cmd {
                 assert_eq!(name, "alice");
                 assert!(password.is_some());
@@ -271,9 +269,7 @@ async fn data_version_3_log_and_snapshot_read_as_written() {
     let mut seen = BTreeSet::new();
     for e in &entries {
         if let EntryPayload::Normal(req) = &e.payload {
-            // The leader's own work is fenced by its term: the name of what is inside.
-            let name = format!("{:?}", req.cmd.unfenced());
-            seen.insert(name.split([' ', '(']).next().unwrap().to_string());
+            seen.insert(kind_of(req.cmd.unfenced()));
         }
     }
     for kind in [
@@ -305,6 +301,12 @@ async fn data_version_3_log_and_snapshot_read_as_written() {
     let s = roster_raft_store::state_machine::decode_snapshot(&snap.meta, &snap.snapshot)
         .expect("the snapshot decodes");
     assert!(s.users.get(&"bob".to_string()).is_some());
+}
+
+/// The variant's name: what an entry decoded as.
+fn kind_of(cmd: &Cmd) -> String {
+    let name = format!("{cmd:?}");
+    name.split([' ', '(']).next().unwrap().to_string()
 }
 
 /// The log's entries after the purged ones, all of them there: (first index, last, entries).
