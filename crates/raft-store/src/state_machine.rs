@@ -625,9 +625,15 @@ impl StateMachineStore {
     }
 
     async fn persist_if(&self, now: bool) -> io::Result<()> {
+        // Called from Raft's apply: never wait here for the lock, which a persist, a snapshot
+        // or an install holds across an fsync. Busy means one of them is writing the rows
+        // anyway; a skipped persist only leaves the rows to the next (the log covers them).
         let due = |inner: &Shared| {
-            let last = inner.last_durable.lock().expect("sm flush lock poisoned");
-            now || last.elapsed() >= DURABLE_EVERY
+            now || match inner.last_durable.try_lock() {
+                Ok(last) => last.elapsed() >= DURABLE_EVERY,
+                Err(std::sync::TryLockError::WouldBlock) => false,
+                Err(std::sync::TryLockError::Poisoned(_)) => panic!("sm flush lock poisoned"),
+            }
         };
         if !due(&self.inner) || !self.inner.log_covers(self.inner.applied_index()) {
             return Ok(());
@@ -1064,6 +1070,49 @@ mod tests {
             "the snapshot persisted every applied row"
         );
         assert_eq!(sm.applied_state().await.unwrap().0.unwrap().index, 3);
+    }
+
+    /// An apply never waits for a persist, snapshot or install in flight (they hold the flush
+    /// lock across an fsync, which a slow disk can stretch to seconds, and an apply runs in
+    /// Raft's own tasks): with the lock held elsewhere, and a persist due, it still returns.
+    #[test]
+    fn an_apply_does_not_wait_for_the_flush_lock() {
+        use openraft::testing::blank_ent;
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachineStore::open(&dir.path().join("sm.redb"), Fault::new()).unwrap();
+        let (held_tx, held) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let inner = sm.inner.clone();
+        let holder = std::thread::spawn(move || {
+            let mut last = inner.last_durable.lock().unwrap();
+            // Long ago: a persist is due.
+            *last = std::time::Instant::now() - 2 * DURABLE_EVERY;
+            held_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+        });
+        held.recv().unwrap();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let mut applier = sm.clone();
+        let apply = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let r = rt.block_on(applier.apply(futures::stream::iter([Ok((
+                blank_ent::<TypeConfig>(1, 1, 1),
+                None,
+            ))])));
+            done_tx.send(r.is_ok()).unwrap();
+        });
+        let answered = done.recv_timeout(std::time::Duration::from_secs(10));
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        apply.join().unwrap();
+        assert_eq!(
+            answered,
+            Ok(true),
+            "the apply waited for the flush lock held elsewhere"
+        );
     }
 
     /// Applied rows are committed without an fsync of their own: at most one durable commit
