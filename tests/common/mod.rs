@@ -251,12 +251,14 @@ impl Cluster {
             {
                 return idx;
             }
-            assert!(
-                Instant::now() < deadline,
-                "fe{} saw no leader within {within:?}\n{}",
-                observer + 1,
-                self.logs()
-            );
+            if Instant::now() >= deadline {
+                panic!(
+                    "fe{} saw no leader within {within:?}\n{}{}",
+                    observer + 1,
+                    self.logs(),
+                    self.stacks()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -278,11 +280,13 @@ impl Cluster {
                     return i;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "no leader within {within:?}\n{}",
-                self.logs()
-            );
+            if Instant::now() >= deadline {
+                panic!(
+                    "no leader within {within:?}\n{}{}",
+                    self.logs(),
+                    self.stacks()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -304,6 +308,30 @@ impl Cluster {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Every running FE's threads as gdb sees them, for a failure where an FE stops answering
+    /// (a thread stuck on a lock or a disk shows there, and nowhere in the logs). Empty when
+    /// gdb is not installed; each dump is bounded by `timeout`.
+    pub fn stacks(&self) -> String {
+        let mut out = String::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !self.is_running(i) {
+                continue;
+            }
+            let dump = Command::new("timeout")
+                .args(["20", "gdb", "-p", &self.pid(i).to_string(), "-batch"])
+                .args(["-ex", "thread apply all bt 30"])
+                .stdin(Stdio::null())
+                .output();
+            if let Ok(o) = dump
+                && o.status.success()
+            {
+                out.push_str(&format!("--- fe{} threads (gdb) ---\n", n.id));
+                out.push_str(&String::from_utf8_lossy(&o.stdout));
+            }
+        }
+        out
     }
 
     pub fn logs(&self) -> String {
