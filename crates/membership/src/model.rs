@@ -10,5 +10,6 @@ pub mod liveness;
 pub mod moves;
 pub mod settings;
 pub mod state;
+pub mod tablets;
 pub mod tracked;
 pub mod users;

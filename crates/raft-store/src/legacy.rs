@@ -97,7 +97,7 @@ impl From<ClusterStateV1> for ClusterState {
             users: s.users,
             blacklist: s.blacklist,
             tables: s.tables,
-            tablets: s.tablets,
+            tablets: s.tablets.into(),
             moves: s.moves,
             meta: s.meta,
         }

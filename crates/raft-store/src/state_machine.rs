@@ -263,7 +263,12 @@ impl Row for Tombstone {
 }
 
 fn dirty_rows<K: TableKey, V: Row>(map: &mut TrackedMap<K, V>) -> io::Result<Rows> {
-    map.take_dirty()
+    changed_rows(map.take_dirty())
+}
+
+/// The rows of `take_dirty`'s answer (`None`: deleted).
+fn changed_rows<K: TableKey, V: Row>(changed: Vec<(K, Option<&V>)>) -> io::Result<Rows> {
+    changed
         .into_iter()
         .map(|(k, v)| Ok((k.encode_key(), v.map(V::encode_row).transpose()?)))
         .collect()
@@ -284,7 +289,7 @@ fn entity_rows(state: &mut ClusterState, all: bool) -> io::Result<Vec<(&'static 
             (USERS, all_rows(&state.users)?),
             (BLACKLIST, all_rows(&state.blacklist)?),
             (TABLES, all_rows(&state.tables)?),
-            (TABLETS, all_rows(&state.tablets)?),
+            (TABLETS, all_rows(state.tablets.tracked())?),
             (MOVES, all_rows(&state.moves)?),
         ]
     } else {
@@ -294,7 +299,7 @@ fn entity_rows(state: &mut ClusterState, all: bool) -> io::Result<Vec<(&'static 
             (USERS, dirty_rows(&mut state.users)?),
             (BLACKLIST, dirty_rows(&mut state.blacklist)?),
             (TABLES, dirty_rows(&mut state.tables)?),
-            (TABLETS, dirty_rows(&mut state.tablets)?),
+            (TABLETS, changed_rows(state.tablets.take_dirty())?),
             (MOVES, dirty_rows(&mut state.moves)?),
         ]
     })
@@ -430,7 +435,7 @@ impl Reader<'_> {
             users: self.load_map(r, USERS)?,
             blacklist: self.load_map(r, BLACKLIST)?,
             tables: self.load_map(r, TABLES)?,
-            tablets: self.load_map(r, TABLETS)?,
+            tablets: self.load_map(r, TABLETS)?.into(),
             moves: self.load_map(r, MOVES)?,
             meta: self.get_meta::<Meta>(r, KEY_META)?.unwrap_or_default(),
         };

@@ -2,10 +2,11 @@
 
 use crate::model::backend::{Backend, HostPort, Tombstone};
 use crate::model::blacklist::{BlacklistEntry, BlacklistKey};
-use crate::model::catalog::{Table, Tablet};
-use crate::model::ids::{BackendId, FIRST_CATALOG_ID, FrontendId, MoveId, TableId, TabletId};
+use crate::model::catalog::Table;
+use crate::model::ids::{BackendId, FIRST_CATALOG_ID, FrontendId, MoveId, TableId};
 use crate::model::moves::Move;
 use crate::model::settings::Settings;
+use crate::model::tablets::TabletMap;
 use crate::model::tracked::TrackedMap;
 use crate::model::users::User;
 use serde::{Deserialize, Serialize};
@@ -46,7 +47,8 @@ pub struct ClusterState {
     pub users: TrackedMap<String, User>,
     pub blacklist: TrackedMap<BlacklistKey, BlacklistEntry>,
     pub tables: TrackedMap<TableId, Table>,
-    pub tablets: TrackedMap<TabletId, Tablet>,
+    /// With the index of the tablets on each backend (`tablets`).
+    pub tablets: TabletMap,
     /// Replica moves in flight.
     pub moves: TrackedMap<MoveId, Move>,
     pub meta: Meta,

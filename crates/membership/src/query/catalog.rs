@@ -186,24 +186,7 @@ pub fn is_live(state: &ClusterState, tablet: &Tablet) -> bool {
 }
 
 /// Replicas per backend (TabletNum of SHOW BACKENDS): every replica in the catalog, including
-/// those of tables in the recycle bin, which still hold data.
+/// those of tables in the recycle bin, which still hold data. From the index: O(backends).
 pub fn replica_counts(state: &ClusterState) -> BTreeMap<BackendId, usize> {
-    replica_counts_where(state, |_| true)
-}
-
-/// Replicas per backend of the tables `keep` accepts.
-pub fn replica_counts_where(
-    state: &ClusterState,
-    keep: impl Fn(&Table) -> bool,
-) -> BTreeMap<BackendId, usize> {
-    let mut counts = BTreeMap::new();
-    for t in state.tablets.values() {
-        if !state.tables.get(&t.table).is_some_and(&keep) {
-            continue;
-        }
-        for r in &t.replicas {
-            *counts.entry(r.backend).or_insert(0) += 1;
-        }
-    }
-    counts
+    state.tablets.counts()
 }

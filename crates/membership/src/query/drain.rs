@@ -33,11 +33,24 @@ pub(crate) fn table_name(state: &ClusterState, t: &Tablet) -> String {
 pub fn live_on(state: &ClusterState, backend: BackendId) -> (u64, u64) {
     state
         .tablets
-        .values()
+        .on(backend)
+        .filter_map(|id| state.tablets.get(&id))
         .filter(|t| query::catalog::is_live(state, t))
         .flat_map(|t| &t.replicas)
         .filter(|r| r.backend == backend)
         .fold((0, 0), |(n, b), r| (n + 1, b + r.bytes))
+}
+
+/// The live tablets with a replica on any of `backends`, in id order (from the index: the
+/// cost is the replicas on them, not the catalog).
+fn live_tablets_on<'a>(
+    state: &'a ClusterState,
+    backends: &BTreeSet<BackendId>,
+) -> impl Iterator<Item = &'a Tablet> {
+    let ids: BTreeSet<TabletId> = backends.iter().flat_map(|b| state.tablets.on(*b)).collect();
+    ids.into_iter()
+        .filter_map(|id| state.tablets.get(&id))
+        .filter(|t| query::catalog::is_live(state, t))
 }
 
 /// Why the replicas of `tablet` on `leaving` backends cannot all be re-created elsewhere, if
@@ -93,12 +106,14 @@ pub(crate) fn tablet_blocker(
             .get(&b)
             .map(|x| x.tags.location.as_str())
             .unwrap_or("default");
-        let in_tag: Vec<_> = state
-            .backends
-            .values()
-            .filter(|x| x.tags.location == tag && !leaving.contains(&x.id))
-            .collect();
-        let pick = in_tag.iter().find(|x| {
+        // Lazily: the first fit usually comes early, and this runs for every tablet leaving.
+        let in_tag = || {
+            state
+                .backends
+                .values()
+                .filter(move |x| x.tags.location == tag && !leaving.contains(&x.id))
+        };
+        let pick = in_tag().find(|x| {
             query::placement::is_schedulable(x)
                 && !holders.contains(&x.id)
                 && !hosts.contains(x.addr.host.as_str())
@@ -108,8 +123,7 @@ pub(crate) fn tablet_blocker(
                 hosts.insert(x.addr.host.as_str());
             }
             None => {
-                let usable = in_tag
-                    .iter()
+                let usable = in_tag()
                     .filter(|x| query::placement::is_schedulable(x))
                     .count();
                 return Some((
@@ -137,11 +151,7 @@ pub fn precheck(state: &ClusterState, leaving: &BTreeSet<BackendId>) -> Vec<Bloc
     );
     let mut out = Vec::new();
     let mut bytes_per_tag: BTreeMap<String, (u64, TabletId, BackendId, String)> = BTreeMap::new();
-    for t in state
-        .tablets
-        .values()
-        .filter(|t| query::catalog::is_live(state, t))
-    {
+    for t in live_tablets_on(state, &all) {
         if let Some((backend, reason)) = tablet_blocker(state, t, &all) {
             out.push(Blocker {
                 tablet: t.id,
@@ -201,11 +211,7 @@ pub fn blockers(state: &ClusterState, now_ms: u64) -> Vec<Blocker> {
         .map(|b| b.id)
         .collect();
     let mut out = Vec::new();
-    for t in state
-        .tablets
-        .values()
-        .filter(|t| query::catalog::is_live(state, t))
-    {
+    for t in live_tablets_on(state, &leaving) {
         let Some(on) = t
             .replicas
             .iter()

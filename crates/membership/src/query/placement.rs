@@ -1,8 +1,8 @@
 //! Where new replicas go (SPEC section 4, "Placement rules"): on alive, ACTIVE, load-enabled
 //! backends with free capacity in the replica's tag; a tablet's replicas on distinct backends
 //! and distinct hosts; the least loaded backend first. Deterministic (ties go to the lower
-//! backend id), so every FE applying CREATE TABLE places alike. Cost: O(tablets × replicas ×
-//! backends).
+//! backend id), so every FE applying CREATE TABLE places alike. Cost: O(backends) to rank the
+//! candidates from the catalog's index, then about O(log backends) per replica placed.
 
 use crate::model::backend::{Backend, BackendMembership};
 use crate::model::catalog::ReplicaAllocation;
@@ -25,7 +25,7 @@ pub fn place_tablets(
     alloc: &ReplicaAllocation,
     tablets: &[TabletId],
 ) -> Result<Vec<Vec<BackendId>>, DomainError> {
-    let mut load: BTreeMap<BackendId, usize> = query::catalog::replica_counts(state);
+    let load: BTreeMap<BackendId, usize> = query::catalog::replica_counts(state);
     let by_tag: BTreeMap<&str, Vec<&Backend>> = alloc
         .0
         .keys()
@@ -38,23 +38,41 @@ pub fn place_tablets(
             (tag.as_str(), c)
         })
         .collect();
+    // Each tag's candidates ordered by (load, id): the least loaded eligible one is the first
+    // that is neither chosen nor on a chosen host, a few steps in (not a scan of the tag).
+    let mut ranked: BTreeMap<&str, BTreeSet<(usize, BackendId)>> = by_tag
+        .iter()
+        .map(|(tag, bs)| {
+            let r = bs
+                .iter()
+                .map(|b| (load.get(&b.id).copied().unwrap_or(0), b.id))
+                .collect();
+            (*tag, r)
+        })
+        .collect();
+    let host_of: BTreeMap<BackendId, &str> = by_tag
+        .values()
+        .flatten()
+        .map(|b| (b.id, b.addr.host.as_str()))
+        .collect();
     let mut out = Vec::with_capacity(tablets.len());
     for tablet in tablets {
         let mut chosen: Vec<BackendId> = Vec::with_capacity(alloc.total());
         let mut hosts: BTreeSet<&str> = BTreeSet::new();
         for (tag, n) in &alloc.0 {
-            let candidates = &by_tag[tag.as_str()];
+            let order = ranked.get_mut(tag.as_str()).expect("one per tag");
             for _ in 0..*n {
-                let pick = candidates
+                let pick = order
                     .iter()
-                    .filter(|b| !chosen.contains(&b.id) && !hosts.contains(b.addr.host.as_str()))
-                    .min_by_key(|b| (load.get(&b.id).copied().unwrap_or(0), b.id));
-                let Some(b) = pick else {
-                    return Err(not_enough(tag, *tablet, *n, candidates));
+                    .find(|(_, id)| !chosen.contains(id) && !hosts.contains(host_of[id]))
+                    .copied();
+                let Some((n_load, id)) = pick else {
+                    return Err(not_enough(tag, *tablet, *n, &by_tag[tag.as_str()]));
                 };
-                chosen.push(b.id);
-                hosts.insert(b.addr.host.as_str());
-                *load.entry(b.id).or_insert(0) += 1;
+                chosen.push(id);
+                hosts.insert(host_of[&id]);
+                order.remove(&(n_load, id));
+                order.insert((n_load + 1, id));
             }
         }
         out.push(chosen);

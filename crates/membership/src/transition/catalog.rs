@@ -164,15 +164,16 @@ pub fn record_replicas(state: &mut ClusterState, reports: &[ReplicaReport]) -> V
         if !known {
             continue;
         }
-        let t = state.tablets.get_mut(&r.tablet).expect("checked above");
-        let replica = t
-            .replicas
-            .iter_mut()
-            .find(|x| x.backend == r.backend)
-            .expect("checked above");
-        replica.state = ReplicaState::Normal;
-        replica.bytes = r.bytes;
-        replica.checksum = Some(r.checksum);
+        state.tablets.update(&r.tablet, |t| {
+            let replica = t
+                .replicas
+                .iter_mut()
+                .find(|x| x.backend == r.backend)
+                .expect("checked above");
+            replica.state = ReplicaState::Normal;
+            replica.bytes = r.bytes;
+            replica.checksum = Some(r.checksum);
+        });
         if changed.last() != Some(&r.tablet) {
             changed.push(r.tablet);
         }
@@ -191,9 +192,10 @@ pub fn forget_lost(state: &mut ClusterState, lost: &[(TabletId, BackendId)]) -> 
                 .any(|r| r.backend == *backend && r.state == ReplicaState::Normal)
         });
         if present {
-            let t = state.tablets.get_mut(tablet).expect("checked");
-            t.replicas
-                .retain(|r| !(r.backend == *backend && r.state == ReplicaState::Normal));
+            state.tablets.update(tablet, |t| {
+                t.replicas
+                    .retain(|r| !(r.backend == *backend && r.state == ReplicaState::Normal))
+            });
             n += 1;
         }
     }
@@ -202,17 +204,14 @@ pub fn forget_lost(state: &mut ClusterState, lost: &[(TabletId, BackendId)]) -> 
 
 /// Remove every replica on a dropped backend. Returns how many tablets now have none.
 pub fn forget_backend(state: &mut ClusterState, backend: BackendId) -> usize {
-    let holding: Vec<TabletId> = state
-        .tablets
-        .values()
-        .filter(|t| t.replicas.iter().any(|r| r.backend == backend))
-        .map(|t| t.id)
-        .collect();
+    let holding: Vec<TabletId> = state.tablets.on(backend).collect();
     let mut lost = 0;
     for id in holding {
-        let t = state.tablets.get_mut(&id).expect("listed above");
-        t.replicas.retain(|r| r.backend != backend);
-        if t.replicas.is_empty() {
+        let none_left = state.tablets.update(&id, |t| {
+            t.replicas.retain(|r| r.backend != backend);
+            t.replicas.is_empty()
+        });
+        if none_left == Some(true) {
             lost += 1;
         }
     }

@@ -22,19 +22,24 @@ pub fn start_moves(state: &mut ClusterState, now_ms: u64, plans: &[MovePlan]) ->
         slots.take(plan);
         let id = MoveId(state.meta.next_move_id);
         state.meta.next_move_id += 1;
-        let tablet = state.tablets.get_mut(&plan.tablet).expect("checked");
-        let src = tablet
-            .replicas
-            .iter()
-            .find(|r| r.backend == plan.source)
+        let (bytes, checksum) = state
+            .tablets
+            .update(&plan.tablet, |tablet| {
+                let src = tablet
+                    .replicas
+                    .iter()
+                    .find(|r| r.backend == plan.source)
+                    .expect("checked");
+                let (bytes, checksum) = (src.bytes, src.checksum);
+                tablet.replicas.push(Replica {
+                    backend: plan.dest,
+                    state: ReplicaState::Cloning,
+                    bytes: 0,
+                    checksum: None,
+                });
+                (bytes, checksum)
+            })
             .expect("checked");
-        let (bytes, checksum) = (src.bytes, src.checksum);
-        tablet.replicas.push(Replica {
-            backend: plan.dest,
-            state: ReplicaState::Cloning,
-            bytes: 0,
-            checksum: None,
-        });
         let timeout_ms = clone_timeout_ms(&state.meta.settings, bytes);
         state.moves.insert(
             id,
@@ -77,24 +82,26 @@ pub fn finish_move(
         return false;
     }
     state.moves.remove(&id);
-    let Some(tablet) = state.tablets.get_mut(&m.plan.tablet) else {
-        return false;
-    };
-    if let Some(r) = tablet
-        .replicas
-        .iter_mut()
-        .find(|r| r.backend == m.plan.dest && r.state == ReplicaState::Cloning)
-    {
+    let finished = state.tablets.update(&m.plan.tablet, |tablet| {
+        let Some(r) = tablet
+            .replicas
+            .iter_mut()
+            .find(|r| r.backend == m.plan.dest && r.state == ReplicaState::Cloning)
+        else {
+            return false;
+        };
         r.state = ReplicaState::Normal;
         r.bytes = bytes;
         r.checksum = Some(checksum);
-    } else {
+        if let Some(old) = m.plan.replaces {
+            tablet.replicas.retain(|r| r.backend != old);
+        }
+        tablet.failures = Default::default();
+        true
+    });
+    if finished != Some(true) {
         return false;
     }
-    if let Some(old) = m.plan.replaces {
-        tablet.replicas.retain(|r| r.backend != old);
-    }
-    tablet.failures = Default::default();
     // Any move off a draining backend is drain progress (a dead one's replicas are repaired).
     if let Some(old) = m.plan.replaces
         && let Some(b) = state.backends.get_mut(&old)
@@ -118,7 +125,7 @@ pub fn abort_move(
     let Some(m) = state.moves.remove(&id) else {
         return false;
     };
-    if let Some(tablet) = state.tablets.get_mut(&m.plan.tablet) {
+    state.tablets.update(&m.plan.tablet, |tablet| {
         tablet
             .replicas
             .retain(|r| !(r.backend == m.plan.dest && r.state == ReplicaState::Cloning));
@@ -131,7 +138,7 @@ pub fn abort_move(
                 f.failed_dests.push(m.plan.dest);
             }
         }
-    }
+    });
     true
 }
 

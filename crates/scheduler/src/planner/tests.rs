@@ -77,6 +77,7 @@ fn run_to_quiet(s: &mut ClusterState, min_healthy: usize) -> usize {
         }
         let started = moves::start_moves(s, 1_000_000, &plans);
         assert_eq!(started.len(), plans.len(), "every plan starts: {plans:?}");
+        assert_eq!(s.tablets.check_index(), Ok(()), "after starting moves");
         for t in s.tablets.values() {
             assert!(
                 healthy(s, t) >= min_healthy,
@@ -86,6 +87,7 @@ fn run_to_quiet(s: &mut ClusterState, min_healthy: usize) -> usize {
         }
         finish_all(s, 1_000_000);
         transition::drain::finish(s, 1_000_000);
+        assert_eq!(s.tablets.check_index(), Ok(()), "after finishing moves");
         for t in s.tablets.values() {
             assert!(
                 healthy(s, t) >= min_healthy,
@@ -394,7 +396,19 @@ proptest! {
         prop_assert!(receiving.values().all(|n| *n <= recv_max), "receive slots exceeded: {:?}", receiving);
         // What the planner proposes, the applier accepts.
         let mut s2 = s.clone();
-        prop_assert_eq!(moves::start_moves(&mut s2, now, &plans).len(), plans.len());
+        let started = moves::start_moves(&mut s2, now, &plans);
+        prop_assert_eq!(started.len(), plans.len());
+        prop_assert_eq!(s2.tablets.check_index(), Ok(()));
+        // Half the moves fail, half finish: the index follows either way.
+        for (i, id) in started.into_iter().enumerate() {
+            if i % 2 == 0 {
+                moves::abort_move(&mut s2, now, id, "failed in the test", true);
+            } else {
+                let m = s2.moves.get(&id).unwrap().clone();
+                moves::finish_move(&mut s2, now, id, m.bytes, m.checksum.unwrap_or(0));
+            }
+            prop_assert_eq!(s2.tablets.check_index(), Ok(()));
+        }
     }
 }
 

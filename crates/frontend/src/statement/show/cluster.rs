@@ -2,7 +2,7 @@
 
 use crate::statement::session::like;
 use roster_membership::model::settings::SETTINGS;
-use roster_membership::{BackendMembership, model};
+use roster_membership::{BackendMembership, model, query};
 use roster_node::error::ApiError;
 use roster_node::node::FeNodeHandle;
 use roster_proto::QueryResult;
@@ -68,11 +68,17 @@ fn port(p: Option<u16>) -> Cell {
 
 pub fn show_backends(fe: &FeNodeHandle) -> QueryResult {
     let rows = fe.store().read(|state, _| {
-        // A CLONING replica is not one yet: TabletNum counts it once its move finishes.
-        let mut tablets = std::collections::BTreeMap::new();
-        for r in state.tablets.values().flat_map(|t| &t.replicas) {
-            if r.state != model::catalog::ReplicaState::Cloning {
-                *tablets.entry(r.backend).or_insert(0usize) += 1;
+        // A CLONING replica is not one yet: TabletNum counts it once its move finishes. The
+        // counts come from the catalog's index; the cloning replicas are the moves' (few).
+        let mut tablets = query::catalog::replica_counts(state);
+        for m in state.moves.values() {
+            let cloning = state.tablets.get(&m.plan.tablet).is_some_and(|t| {
+                t.replicas.iter().any(|r| {
+                    r.backend == m.plan.dest && r.state == model::catalog::ReplicaState::Cloning
+                })
+            });
+            if cloning && let Some(n) = tablets.get_mut(&m.plan.dest) {
+                *n = n.saturating_sub(1);
             }
         }
         state

@@ -365,6 +365,7 @@ proptest! {
         let before = s.clone();
         match create_table(&mut s, 1, &d) {
             Ok(_) => {
+                prop_assert_eq!(s.tablets.check_index(), Ok(()));
                 for t in s.tablets.values() {
                     let mut hosts = hosts_of(&s, t);
                     prop_assert_eq!(t.replicas.len(), g0 + g1);
@@ -414,4 +415,71 @@ fn lost_replicas_are_forgotten_only_when_normal() {
         .map(|r| r.backend)
         .collect();
     assert_eq!(left, vec![b]);
+}
+
+/// Figures for issue 16 (not a check: `cargo test --release -p roster-membership -- --ignored
+/// --nocapture scale_figures`): CREATE TABLE of 768 buckets applied to a catalog of 1M
+/// tablets on 1,000 backends, and a DECOMMISSION pre-check of one of those backends, each
+/// against what the full scan it replaced costs on the same state.
+#[test]
+#[ignore]
+fn scale_figures() {
+    use std::time::Instant;
+    let hosts: Vec<String> = (0..1000).map(|i| format!("h{i}")).collect();
+    let backends: Vec<(&str, &str)> = hosts.iter().map(|h| (h.as_str(), "default")).collect();
+    let mut s = cluster(&backends);
+    let tables = 1_000_000 / 768 + 1;
+    let started = Instant::now();
+    for i in 0..tables {
+        create_table(&mut s, 1, &def(&format!("t{i}"), 768, &[])).unwrap();
+    }
+    // As the agents would report them: NORMAL, so the pre-check looks for destinations.
+    let ids: Vec<TabletId> = s.tablets.keys().copied().collect();
+    for id in ids {
+        s.tablets.update(&id, |t| {
+            for r in &mut t.replicas {
+                r.state = ReplicaState::Normal;
+            }
+        });
+    }
+    println!(
+        "built {} tablets on {} backends in {:?}",
+        s.tablets.len(),
+        s.backends.len(),
+        started.elapsed()
+    );
+    let t = Instant::now();
+    create_table(&mut s, 1, &def("one_more", 768, &[])).unwrap();
+    println!("CREATE TABLE of 768 buckets at apply: {:?}", t.elapsed());
+    let t = Instant::now();
+    let mut scanned: std::collections::BTreeMap<BackendId, usize> = Default::default();
+    for tablet in s.tablets.values() {
+        for r in &tablet.replicas {
+            *scanned.entry(r.backend).or_default() += 1;
+        }
+    }
+    println!(
+        "  (the full replica count it no longer does: {:?})",
+        t.elapsed()
+    );
+    assert_eq!(scanned, replica_counts(&s));
+    let b = *s.backends.keys().next().unwrap();
+    let leaving = std::collections::BTreeSet::from([b]);
+    let t = Instant::now();
+    let blockers = query::drain::precheck(&s, &leaving);
+    println!(
+        "DECOMMISSION pre-check of backend {b} ({} replicas): {:?}, {} blockers",
+        s.tablets.count_on(b),
+        t.elapsed(),
+        blockers.len()
+    );
+    for b in blockers.iter().take(3) {
+        println!(
+            "  blocker: tablet {} on {}: {}",
+            b.tablet, b.backend, b.reason
+        );
+    }
+    let t = Instant::now();
+    s.tablets.check_index().unwrap();
+    println!("  (a full recount of the index: {:?})", t.elapsed());
 }
