@@ -211,6 +211,25 @@ impl Cluster {
         Some(st)
     }
 
+    /// Wait up to `within` for FE `i` to exit by itself (after a SIGTERM, say); its status if
+    /// it did. It is no longer running then.
+    pub async fn wait_exit(
+        &mut self,
+        i: usize,
+        within: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = self.try_wait(i) {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut c) = self.procs[i].take() {
             let _ = c.kill(); // SIGKILL
