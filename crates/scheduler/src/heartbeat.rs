@@ -73,7 +73,10 @@ pub async fn run<C: Cluster, A: Agents>(
         for (id, r) in results {
             tracker.observe(id, now, r);
         }
-        tracker.retain(|id| round.backends.iter().any(|(b, _)| b == id));
+        // A set, not a scan of the round per tracked backend: O(backends) at 5,000 backends.
+        let registered: std::collections::BTreeSet<_> =
+            round.backends.iter().map(|(b, _)| *b).collect();
+        tracker.retain(|id| registered.contains(id));
         let reports = cluster.read(|s| tracker.changes(s.backends.values(), round.tolerance));
         if !reports.is_empty() {
             // Cancelled meanwhile, the proposal may still commit: its fence decides.

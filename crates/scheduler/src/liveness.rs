@@ -76,7 +76,11 @@ impl Tracker {
                     l.last_heartbeat_ms
                         .is_none_or(|r| t.saturating_sub(r) >= REFRESH_LAST_HEARTBEAT_MS)
                 });
-            let failures_changed = l.heartbeat_failure_counter != s.consecutive_failures;
+            // Counted up to the failure that makes the backend dead, not beyond: a dead
+            // backend's counter would otherwise be a Raft entry per backend per round (1,000
+            // dead backends were 60 entries/s); it starts again from 0 when it answers.
+            let failures_changed = l.heartbeat_failure_counter != s.consecutive_failures
+                && (l.heartbeat_failure_counter < tolerance || s.consecutive_failures == 0);
             if alive != l.alive || info_changed || stale_heartbeat || failures_changed {
                 out.push(LivenessReport {
                     id: b.id,
@@ -151,6 +155,16 @@ mod tests {
         t.observe(a, 5_000, Err("refused".into()));
         let r = t.changes(s.backends.values(), 2);
         assert!(!r[0].alive && r[0].err_msg == "refused");
+        transition::liveness::record(&mut s, 0, &r);
+        // Dead: further failures write nothing (no entry per dead backend per round).
+        for at in [6_000, 7_000] {
+            t.observe(a, at, Err("refused".into()));
+            assert!(t.changes(s.backends.values(), 2).is_empty());
+        }
+        // Back: alive, the counter from 0.
+        t.observe(a, 8_000, Ok(info(8)));
+        let r = t.changes(s.backends.values(), 2);
+        assert!(r[0].alive && r[0].failure_counter == 0);
         transition::liveness::record(&mut s, 0, &r);
         // A backend that never answered stays not alive, with its error.
         t.observe(b, 5_000, Err("timeout".into()));

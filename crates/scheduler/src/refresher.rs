@@ -114,7 +114,8 @@ async fn round<C: Cluster, A: Agents>(
 ) {
     let me = cluster.me();
     let (disabled, backends) = targets(cluster, me);
-    pending.retain(|id, _| backends.iter().any(|(b, _)| b == id));
+    let registered: std::collections::BTreeSet<_> = backends.iter().map(|(b, _)| *b).collect();
+    pending.retain(|id, _| registered.contains(id));
     let results = futures::future::join_all(
         backends
             .iter()
