@@ -388,6 +388,66 @@ proptest! {
     }
 }
 
+/// Placement as it was before the catalog had its index (a scan of the tag per replica, the
+/// loads counted from every tablet): every FE must place alike, old builds and new ones
+/// applying the same CREATE TABLE during a rolling upgrade included.
+fn reference_place(
+    s: &ClusterState,
+    alloc: &ReplicaAllocation,
+    tablets: &[TabletId],
+) -> Option<Vec<Vec<BackendId>>> {
+    let mut load: std::collections::BTreeMap<BackendId, usize> = Default::default();
+    for t in s.tablets.values() {
+        for r in &t.replicas {
+            *load.entry(r.backend).or_insert(0) += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for _ in tablets {
+        let mut chosen: Vec<BackendId> = Vec::new();
+        let mut hosts: std::collections::BTreeSet<&str> = Default::default();
+        for (tag, n) in &alloc.0 {
+            for _ in 0..*n {
+                let b = s
+                    .backends
+                    .values()
+                    .filter(|b| query::placement::is_schedulable(b) && b.tags.location == *tag)
+                    .filter(|b| !chosen.contains(&b.id) && !hosts.contains(b.addr.host.as_str()))
+                    .min_by_key(|b| (load.get(&b.id).copied().unwrap_or(0), b.id))?;
+                chosen.push(b.id);
+                hosts.insert(b.addr.host.as_str());
+                *load.entry(b.id).or_insert(0) += 1;
+            }
+        }
+        out.push(chosen);
+    }
+    Some(out)
+}
+
+proptest! {
+    /// The indexed placement chooses exactly what the scan chose, on a catalog that already
+    /// holds replicas (uneven loads) and whatever the backends.
+    #[test]
+    fn placement_chooses_as_the_scan_did(
+        backends in prop::collection::vec((0u8..6, 0u8..2, any::<bool>()), 1..12),
+        first in 1u32..30, g0 in 1usize..4, g1 in 0usize..3, buckets in 1u32..40,
+    ) {
+        let mut s = ClusterState::default();
+        for (i, (host, tag, alive)) in backends.iter().enumerate() {
+            let props = vec![("tag.location".to_string(), format!("g{tag}"))];
+            let ids = transition::registry::add_backends(&mut s, 0, &[HostPort::new(format!("h{host}"), 9000 + i as u16)], &props).unwrap();
+            s.backends.get_mut(&ids[0]).unwrap().liveness.alive = *alive;
+        }
+        let _ = create_table(&mut s, 1, &def("first", first, &[("replication_allocation", "tag.location.g0: 1")]));
+        let mut parts = vec![format!("tag.location.g0: {g0}")];
+        if g1 > 0 { parts.push(format!("tag.location.g1: {g1}")); }
+        let alloc = ReplicaAllocation::parse("replication_allocation", &parts.join(", ")).unwrap();
+        let ids: Vec<TabletId> = (0..buckets as u64).map(|i| TabletId(900_000 + i)).collect();
+        let now = query::placement::place_tablets(&s, &alloc, &ids).ok();
+        prop_assert_eq!(now, reference_place(&s, &alloc, &ids));
+    }
+}
+
 #[test]
 fn lost_replicas_are_forgotten_only_when_normal() {
     let mut s = cluster(&[("h1", "default"), ("h2", "default")]);
