@@ -80,6 +80,7 @@ impl Tracker {
             // backend's counter would otherwise be a Raft entry per backend per round (1,000
             // dead backends were 60 entries/s); it starts again from 0 when it answers.
             let failures_changed = l.heartbeat_failure_counter != s.consecutive_failures
+                // A 0 is always written: a counter recorded under a larger tolerance than now.
                 && (l.heartbeat_failure_counter < tolerance || s.consecutive_failures == 0);
             if alive != l.alive || info_changed || stale_heartbeat || failures_changed {
                 out.push(LivenessReport {
